@@ -1,0 +1,13 @@
+# The CUDA engine is compiled iff the torch found has CUDA (IFA_RT_CUDA=AUTO), or on demand.
+set(IFA_RT_WITH_CUDA OFF)
+if(TARGET torch_cuda AND NOT IFA_RT_CUDA STREQUAL "OFF")
+  set(IFA_RT_WITH_CUDA ON)
+elseif(IFA_RT_CUDA STREQUAL "ON")
+  message(FATAL_ERROR "ifa_rt: IFA_RT_CUDA=ON but torch ${IFA_RT_TORCH_VERSION} has no CUDA")
+endif()
+if(IFA_RT_WITH_CUDA)
+  set(IFA_RT_WITH_CUDA_PY True)
+else()
+  set(IFA_RT_WITH_CUDA_PY False)
+endif()
+message(STATUS "ifa_rt: CUDA engine ${IFA_RT_WITH_CUDA}")

@@ -1,0 +1,57 @@
+"""ifa_rt: a low-latency LibTorch runtime for IFA semantic segmentation (Hu et al., ECCV 2022)."""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata as _metadata
+
+import torch as _torch
+
+from . import _build_info
+from ._torch_check import check_torch_matches
+
+check_torch_matches(_build_info.TORCH_VERSION, _torch.__version__)
+
+from . import _core  # noqa: E402  (only after the torch check: a mismatch can fail to link)
+
+try:
+    __version__ = _metadata.version("ifa-rt")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = _core.version()
+
+__all__ = [
+    "Segmenter",
+    "SegmenterPool",
+    "export",
+    "load_checkpoint",
+    "build_model",
+    "presets",
+    "bundled_models",
+    "__version__",
+]
+
+# Public names resolve lazily so `import ifa_rt` stays cheap for users of the runtime alone.
+_LAZY = {
+    "Segmenter": "ifa_rt.segmenter",
+    "SegmenterPool": "ifa_rt.segmenter",
+    "bundled_models": "ifa_rt.models",
+    "export": "ifa_rt.deploy.export",
+    "load_checkpoint": "ifa_rt.deploy.checkpoint",
+    "build_model": "ifa_rt.model",
+    "presets": "ifa_rt.model",
+}
+
+
+def __getattr__(name: str):
+    """Import a public name on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ifa_rt' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public API."""
+    return sorted(set(globals()) | set(__all__))

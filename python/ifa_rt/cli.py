@@ -1,0 +1,51 @@
+"""The `ifa-rt` command line: one subcommand per job, each implemented in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module that implements it, one-line help). Each module provides
+# `configure_parser(parser)` and `run_cli(args) -> int`; modules load only when used.
+COMMANDS = {
+    "export": ("ifa_rt.deploy.export", "export a model to a TorchScript artifact (.ifa.pt)"),
+    "convert": ("ifa_rt.deploy.checkpoint", "convert a reference IFA checkpoint to ours"),
+    "segment": ("ifa_rt.segment_cli", "segment images with the C++ runtime"),
+    "eval": ("ifa_rt.evaluate", "evaluate mIoU on a labelled dataset"),
+    "train": ("ifa_rt.train", "train an IFA model"),
+    "bench": ("ifa_rt.bench", "measure latency of the runtime"),
+    "serve": ("ifa_rt.serve", "serve a model over HTTP with Ray Serve"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Build the parser; only the chosen subcommand's module is imported."""
+    parser = argparse.ArgumentParser(prog="ifa-rt", description=__doc__)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ifa-rt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.configure_parser(p)
+            p.set_defaults(_run=module.run_cli)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ifa-rt` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"ifa-rt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
