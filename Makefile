@@ -1,0 +1,55 @@
+# The README's two commands: `make demo` (set up + segment real images through the C++
+# runtime) and `make test` (set up + pytest + ctest + the standalone C++ example).
+# Set-up is idempotent: a second run only rebuilds what changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= $(abspath ../shared/data)
+TORCH_PIN := torch==2.13.0
+BUILD_DIR = build/$(shell $(PY) -c 'import sys; print(sys.implementation.cache_tag)')
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export IFA_RT_DATA ?= $(DATA)
+
+.PHONY: setup demo test pytest ctest example lint clean
+
+# Debian packages: ccache (fast rebuilds) and stb (image IO for the C++ tools).
+$(VENV)/.system-deps:
+	@command -v ccache >/dev/null && dpkg -s libstb-dev >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq ccache libstb-dev >/dev/null; }
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN) "scikit-build-core>=0.10" "pybind11>=2.12" ninja
+	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime
+	@touch $@
+
+# The extension builds against the torch installed in the venv (no build isolation);
+# the C++ tests are built in the same build tree so ctest runs what pip installed.
+setup: $(VENV)/.python-deps
+	IFA_RT_BUILD_TESTS=ON $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+
+demo: setup
+	$(VENV)/bin/ifa-rt segment --model camvid "$(DATA)/camvid/images/val" -o out/demo
+
+pytest: setup
+	$(PY) -m pytest -q
+
+ctest: setup
+	ctest --test-dir $(BUILD_DIR) --output-on-failure
+
+example: setup
+	PYTHON=$(PY) bash scripts/build_cpp_example.sh
+
+test: setup
+	$(PY) -m pytest -q
+	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	PYTHON=$(PY) bash scripts/build_cpp_example.sh
+
+lint:
+	$(PY) -m ruff check python tests scripts
+
+clean:
+	rm -rf build out

@@ -1,0 +1,1 @@
+"""The inference form of IFA and its artifact: fusion, export, checkpoints."""

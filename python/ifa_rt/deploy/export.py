@@ -1,0 +1,187 @@
+"""Export an IFA model to the `.ifa.pt` artifact: scripted, uint8 NHWC in, labels out (docs/artifact.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .metadata import DEFAULT_MEAN, DEFAULT_STD, EXTRA_FILE, build_metadata, parse_metadata
+
+__all__ = ["ImageSegmenter", "export", "load_artifact"]
+
+log = logging.getLogger(__name__)
+FORMS = ("fused", "reference")
+
+
+class ImageSegmenter(nn.Module):
+    """The artifact's module: uint8 RGB NHWC images in, labels (forward) or logits out.
+
+    Normalisation lives in the graph so the runtime knows nothing model-specific. The compute
+    dtype follows the `mean` buffer: `.to(torch.bfloat16)` switches precision without re-export.
+    """
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer(
+            "inv_std", (1.0 / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1)
+        )
+
+    def _logits(self, images: Tensor) -> Tensor:
+        x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
+        return self.net((x - self.mean) * self.inv_std)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Label map uint8 [B,H,W] for uint8 [B,H,W,3] RGB images."""
+        return self._logits(images).argmax(1).to(torch.uint8)
+
+    @torch.jit.export
+    def logits(self, images: Tensor) -> Tensor:
+        """Float32 logits [B,C,H,W] for uint8 [B,H,W,3] RGB images."""
+        return self._logits(images).float()
+
+
+def _inference_net(model: nn.Module, form: str) -> nn.Module:
+    """The network the artifact runs: the exact fused form (default) or the model as is."""
+    if form not in FORMS:
+        raise ValueError(f"export: 'form': expected one of {list(FORMS)}, got {form!r}")
+    model = model.eval()
+    if form == "reference":
+        return model
+    from .fuse import fuse_model
+
+    return fuse_model(model)
+
+
+def export(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    classes: list[str] | None = None,
+    palette: list[list[int]] | None = None,
+    preset: str | None = None,
+    form: str = "fused",
+    mean: tuple[float, ...] = DEFAULT_MEAN,
+    std: tuple[float, ...] = DEFAULT_STD,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Script `model` (an IFA segmentor) into an artifact at `path`; return its metadata.
+
+    Args:
+        model: takes normalised float [B,3,H,W], returns logits [B,C,H,W] at the input size.
+        path: where to write the `.ifa.pt` file (parent folders are created).
+        classes: class names (default: class_0 …); palette: one [r, g, b] per class.
+        preset: the preset name recorded in the metadata (default: the model's own).
+        form: "fused" (BN folded, decomposed IFA head; IFA_SPEC §4) or "reference".
+        verify: load the file back and check it reproduces the eager logits.
+    """
+    cfg = getattr(model, "cfg", None)
+    config = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else {}
+    num_classes = int(config.get("num_classes") or _probe_num_classes(model))
+    meta = build_metadata(
+        num_classes=num_classes,
+        classes=classes,
+        palette=palette,
+        preset=preset or getattr(model, "preset", None),
+        config=config,
+        form=form,
+        mean=mean,
+        std=std,
+    )
+    wrapper = ImageSegmenter(_inference_net(model, form), mean, std).eval()
+    scripted = torch.jit.script(wrapper)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(scripted, str(path), _extra_files={EXTRA_FILE: json.dumps(meta)})
+    if verify:
+        _verify(model, path, mean, std)
+    log.info("exported %s (%s form, %d classes)", path, form, num_classes)
+    return meta
+
+
+def load_artifact(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """Load an artifact in Python with its validated metadata (the C++ runtime does the same)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"artifact '{path}': no such file")
+    extra = {EXTRA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as exc:
+        raise ValueError(f"artifact '{path}': not a TorchScript archive: {exc}") from None
+    return module, parse_metadata(extra[EXTRA_FILE], source=str(path))
+
+
+def _probe_num_classes(model: nn.Module) -> int:
+    """Number of classes read off one tiny forward pass, for models without a config."""
+    with torch.no_grad():
+        return int(model.eval()(torch.zeros(1, 3, 64, 64)).shape[1])
+
+
+def _verify(model: nn.Module, path: Path, mean, std) -> None:
+    """Check the saved artifact reproduces the eager model on one odd-sized input."""
+    module, _ = load_artifact(path)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (1, 67, 93, 3), dtype=torch.uint8, generator=generator)
+    reference = ImageSegmenter(model.eval(), mean, std).eval()
+    with torch.no_grad():
+        want = reference.logits(images)
+        got = module.logits(images)
+    scale = want.abs().max().clamp_min(1e-6)
+    err = float((got - want).abs().max() / scale)
+    if err > 1e-4:
+        raise RuntimeError(
+            f"export: artifact '{path}' does not reproduce the model: "
+            f"max |Δlogit| / scale = {err:.2e} > 1e-4"
+        )
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `ifa-rt export`."""
+    parser.add_argument("--preset", help="model preset (see ifa_rt.presets()); default: from checkpoint")
+    parser.add_argument("--checkpoint", help="weights: our checkpoint or a reference one")
+    parser.add_argument("-o", "--output", required=True, help="artifact path (.ifa.pt)")
+    parser.add_argument("--form", choices=FORMS, default="fused")
+    parser.add_argument("--num-classes", type=int, help="override the preset's class count")
+    parser.add_argument("--dataset", help="take class names and palette from this dataset")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `ifa-rt export`."""
+    from ..model import build_model
+    from .checkpoint import load_checkpoint
+
+    if args.checkpoint:
+        model = load_checkpoint(args.checkpoint, preset=args.preset)
+    elif args.preset:
+        overrides = {"num_classes": args.num_classes} if args.num_classes else {}
+        model = build_model(args.preset, **overrides)
+    else:
+        raise ValueError("export: give --preset, --checkpoint or both")
+    preset = args.preset or getattr(model, "preset", None)
+    classes, palette = _class_facts(args.dataset, preset, model)
+    meta = export(model, args.output, classes=classes, palette=palette, preset=preset, form=args.form)
+    print(f"wrote {args.output}: {meta['num_classes']} classes, {meta['form']} form")
+    return 0
+
+
+def _class_facts(dataset: str | None, preset: str | None, model: nn.Module):
+    """Class names and palette from a named dataset, or the preset's dataset prefix, if known."""
+    try:
+        from ..data import DATASETS
+    except ImportError:
+        return None, None
+    name = dataset or (preset or "").split("-")[0]
+    info = DATASETS.get(name)
+    if info is None:
+        if dataset:
+            raise ValueError(f"export: '--dataset': expected one of {sorted(DATASETS)}, got {dataset!r}")
+        return None, None
+    return list(info.classes), [list(c) for c in info.palette]
