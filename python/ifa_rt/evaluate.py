@@ -1,0 +1,222 @@
+"""Evaluation: streaming confusion matrix, mIoU / per-class IoU / pixel accuracy, whole-image
+and sliding-window inference (IFA_SPEC §1: 769 window, 513 stride, softmax averaged), for a
+PyTorch model, a checkpoint, or any predictor callable `image HxWx3 uint8 -> labels HxW`
+(e.g. the C++ runtime's `ifa_rt.Segmenter(path)`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import IGNORE_INDEX, dataset_info, normalize
+
+__all__ = ["ConfusionMatrix", "predict_logits", "sliding_logits", "model_predictor",
+           "evaluate", "load_model", "configure_parser", "run_cli"]
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+class ConfusionMatrix:
+    """Streaming C×C confusion matrix (rows = ground truth, cols = prediction); ignore skipped."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def update(self, pred, target) -> None:
+        """Add one or more label maps (numpy or torch, same shape)."""
+        pred = np.asarray(pred.cpu() if torch.is_tensor(pred) else pred).reshape(-1)
+        target = np.asarray(target.cpu() if torch.is_tensor(target) else target).reshape(-1)
+        if pred.shape != target.shape:
+            raise ValueError(f"ConfusionMatrix.update: 'pred': expected {target.size} pixels "
+                             f"like the target, got {pred.size}")
+        keep = target != self.ignore_index
+        t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
+        c = self.num_classes
+        if t.size and (t.max() >= c or p.max() >= c or p.min() < 0 or t.min() < 0):
+            raise ValueError(f"ConfusionMatrix.update: labels expected in [0, {c}), got "
+                             f"target max {t.max()}, pred range [{p.min()}, {p.max()}]")
+        self.matrix += np.bincount(t * c + p, minlength=c * c).reshape(c, c)
+
+    def iou(self) -> np.ndarray:
+        """Per-class IoU; NaN for a class absent from both ground truth and prediction."""
+        m = self.matrix.astype(np.float64)
+        inter = np.diag(m)
+        union = m.sum(0) + m.sum(1) - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(union > 0, inter / union, np.nan)
+
+    def miou(self) -> float:
+        """Mean IoU over classes present in ground truth or prediction."""
+        iou = self.iou()
+        return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+    def pixel_accuracy(self) -> float:
+        """Correct pixels / labelled pixels."""
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix) / total) if total else float("nan")
+
+    def summary(self, class_names: Optional[Sequence[str]] = None) -> Dict:
+        """JSON-ready metrics: miou, pixel_accuracy, per_class_iou (by name), pixels."""
+        names = list(class_names or [str(i) for i in range(self.num_classes)])
+        iou = self.iou()
+        return {
+            "miou": self.miou(),
+            "pixel_accuracy": self.pixel_accuracy(),
+            "per_class_iou": {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou)},
+            "pixels": int(self.matrix.sum()),
+        }
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits of a model that may return (logits, aux) in training mode."""
+    out = model(x)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Whole-image logits [B,C,H,W] of normalised input [B,3,H,W]."""
+    return _forward(model, x)
+
+
+@torch.no_grad()
+def sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int = 769,
+                   stride: int = 513) -> torch.Tensor:
+    """Softmax probabilities [B,C,H,W] averaged over overlapping windows.
+
+    1. Windows are clipped to the image, so a window ≥ the image is one whole-image pass.
+    2. Window origins step by `stride`; the last one is pinned to the far edge (full cover).
+    3. Each window's softmax is added into the canvas; the canvas is divided by the count.
+    """
+    if stride <= 0 or window <= 0:
+        raise ValueError(f"sliding_logits: expected window and stride > 0, got {window}, {stride}")
+    _, _, h, w = x.shape
+    wh, ww = min(window, h), min(window, w)
+
+    def origins(size: int, win: int) -> List[int]:
+        n = max(1, math.ceil((size - win) / stride) + 1)
+        return sorted({min(i * stride, size - win) for i in range(n)})
+
+    probs: Optional[torch.Tensor] = None
+    count = torch.zeros(1, 1, h, w, device=x.device)
+    for y in origins(h, wh):
+        for x0 in origins(w, ww):
+            p = _forward(model, x[:, :, y:y + wh, x0:x0 + ww]).float().softmax(1)
+            if probs is None:
+                probs = torch.zeros(x.shape[0], p.shape[1], h, w, device=x.device)
+            probs[:, :, y:y + wh, x0:x0 + ww] += p
+            count[:, :, y:y + wh, x0:x0 + ww] += 1
+    assert probs is not None
+    return probs / count
+
+
+def model_predictor(model: torch.nn.Module, device: str = "cpu", mode: str = "whole",
+                    window: int = 769, stride: int = 513) -> Predictor:
+    """Wrap a PyTorch model as a predictor `image HxWx3 uint8 -> labels HxW uint8`."""
+    if mode not in ("whole", "slide"):
+        raise ValueError(f"model_predictor: 'mode': expected 'whole' or 'slide', got {mode!r}")
+    model = model.to(device).eval()
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        x = normalize(image)[None].to(device)
+        out = predict_logits(model, x) if mode == "whole" else sliding_logits(
+            model, x, window, stride)
+        return out.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+    return predict
+
+
+def evaluate(predictor: Predictor, dataset, num_classes: int,
+             ignore_index: int = IGNORE_INDEX, limit: Optional[int] = None,
+             progress: bool = False) -> ConfusionMatrix:
+    """Run `predictor` on each raw (image, label) pair of `dataset`; return the confusion matrix."""
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    items = range(n)
+    if progress:
+        from tqdm import tqdm
+        items = tqdm(items, desc="eval", unit="img")
+    for i in items:
+        image, label = dataset.read(i) if hasattr(dataset, "read") else dataset[i]
+        pred = np.asarray(predictor(image))
+        if pred.shape != label.shape:
+            raise ValueError(f"evaluate: predictor output for item {i}: expected shape "
+                             f"{label.shape}, got {pred.shape}")
+        cm.update(pred, label)
+    return cm
+
+
+def load_model(path: str, device: str = "cpu") -> torch.nn.Module:
+    """Load a project checkpoint (`ifa_rt.checkpoint` format) as an eval-mode model."""
+    try:
+        from .deploy.checkpoint import load_checkpoint  # the project's own loader
+    except ImportError:
+        load_checkpoint = None
+    if load_checkpoint is not None:
+        out = load_checkpoint(path)
+        model = out[0] if isinstance(out, tuple) else out
+        if isinstance(model, torch.nn.Module):
+            return model.to(device).eval()
+    from .model import build_model
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "ifa_rt.checkpoint":
+        raise ValueError(f"load_model: '{path}': expected an ifa_rt.checkpoint file")
+    model = build_model(ckpt["preset"], num_classes=ckpt["config"].get("num_classes"))
+    model.load_state_dict(ckpt["state_dict"], strict=False)
+    return model.to(device).eval()
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `ifa-rt eval`."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="PyTorch checkpoint (ifa_rt.checkpoint format)")
+    src.add_argument("--artifact", help="exported .ifa.pt run through the C++ runtime")
+    parser.add_argument("--dataset", default="camvid", choices=["camvid", "cityscapes"])
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")
+    parser.add_argument("--mode", default="whole", choices=["whole", "slide"])
+    parser.add_argument("--window", type=int, default=769)
+    parser.add_argument("--stride", type=int, default=513)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images")
+    parser.add_argument("--out", default=None, help="folder for metrics.json + confusion.png")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `ifa-rt eval`; prints mIoU, per-class IoU and pixel accuracy."""
+    from .data import camvid, cityscapes
+    info = dataset_info(args.dataset)
+    ds = (camvid if args.dataset == "camvid" else cityscapes)(args.split, args.data_root)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.checkpoint:
+        predictor = model_predictor(load_model(args.checkpoint, args.device), args.device,
+                                    args.mode, args.window, args.stride)
+    else:
+        from . import Segmenter
+        predictor = Segmenter(args.artifact)
+    t0 = time.time()
+    cm = evaluate(predictor, ds, info.num_classes, limit=args.limit, progress=True)
+    res = cm.summary(info.classes)
+    res.update(dataset=args.dataset, split=args.split, mode=args.mode, images=min(
+        len(ds), args.limit or len(ds)), seconds=round(time.time() - t0, 1))
+    print(f"mIoU {res['miou']:.4f}  pixel acc {res['pixel_accuracy']:.4f}")
+    for name, v in res["per_class_iou"].items():
+        print(f"  {name:14s} {'-' if v is None else f'{v:.4f}'}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(res, indent=2))
+        np.save(out / "confusion.npy", cm.matrix)
+        from .viz import plot_confusion
+        plot_confusion(cm.matrix, info.classes, out / "confusion.png")
+    return 0

@@ -1,0 +1,330 @@
+"""Training (IFA_SPEC §1 recipe, scaled to the data): SGD/AdamW, poly lr (0.9), 10× lr for
+neck/head, OHEM cross-entropy (+ 0.4 × aux), periodic resumable checkpoints, per-epoch
+validation mIoU, CSV/JSON logs, AMP on CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import IGNORE_INDEX, camvid, cityscapes, dataset_info, train_transform
+
+__all__ = ["ohem_cross_entropy", "poly_lr", "param_groups", "train", "save_final",
+           "configure_parser", "run_cli"]
+
+
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7,
+                       min_kept: int = 100000, weight: Optional[torch.Tensor] = None,
+                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Online hard example mining CE: keep pixels whose true-class prob ≤ max(thresh, p_k).
+
+    p_k is the min_kept-th smallest true-class probability, so at least min_kept (valid)
+    pixels always contribute; min_kept=0 means threshold only.
+    """
+    pix = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                          reduction="none")
+    valid = target != ignore_index
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return logits.sum() * 0.0
+    with torch.no_grad():
+        safe = target.clone()
+        safe[~valid] = 0
+        prob = logits.detach().float().softmax(1).gather(1, safe.unsqueeze(1)).squeeze(1)
+        thr = thresh
+        if min_kept > 0:
+            k = min(n_valid, min_kept)
+            thr = max(thresh, float(prob[valid].kthvalue(k).values))
+        keep = valid & (prob <= thr)
+    if weight is not None:
+        denom = weight[target[keep]].sum().clamp_min(1e-12)
+        return pix[keep].sum() / denom
+    return pix[keep].mean()
+
+
+def poly_lr(base: float, step: int, total: int, power: float = 0.9, warmup: int = 0) -> float:
+    """Poly schedule base·(1 − step/total)^power after an optional linear warm-up."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    return base * max(0.0, 1 - step / max(1, total)) ** power
+
+
+def param_groups(model: torch.nn.Module, lr: float, head_mult: float = 10.0) -> List[Dict]:
+    """Encoder at lr, everything else (neck, head, aux) at head_mult × lr."""
+    enc = {id(p) for p in model.encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in enc and p.requires_grad]
+    return [
+        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr,
+         "lr_mult": 1.0},
+        {"params": rest, "lr": lr * head_mult, "lr_mult": head_mult},
+    ]
+
+
+def _seed_all(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> Dict:
+    """Every RNG state that affects training, for exact resume."""
+    st = {"python": random.getstate(), "numpy": np.random.get_state(),
+          "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: Dict) -> None:
+    """Restore states saved by _rng_state."""
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _batches(dataset, batch: int, seed: int, epoch: int, skip: int) -> Iterator:
+    """Shuffled batches of one epoch (order fixed by seed+epoch), skipping the first `skip`."""
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)
+    order = torch.randperm(len(dataset), generator=g).tolist()
+    nb = len(order) // batch  # drop the last partial batch: BN needs steady batch sizes
+    for b in range(skip, nb):
+        items = [dataset[i] for i in order[b * batch:(b + 1) * batch]]
+        yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+def _build(preset: str, num_classes: int, pretrained: bool, overrides: Dict):
+    """Build the model; load the ImageNet Lite0 encoder weights when asked and applicable."""
+    from .model import build_model
+    model = build_model(preset, num_classes=num_classes, **overrides)
+    if pretrained:
+        from .model.efficientnet import EfficientNetLite0Encoder
+        if not isinstance(model.encoder, EfficientNetLite0Encoder):
+            raise ValueError(f"train: '--pretrained': only the Lite0 encoder has offline "
+                             f"ImageNet weights, preset {preset!r} uses "
+                             f"{type(model.encoder).__name__}")
+        model.encoder.load_state_dict(EfficientNetLite0Encoder(pretrained=True).state_dict())
+    return model
+
+
+def _config_dict(model) -> Dict:
+    """The model's config as a dict (empty if the model has none)."""
+    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else {}
+
+
+def save_final(model: torch.nn.Module, path: Path, preset: str, meta: Dict) -> None:
+    """Save in the project checkpoint format (via ifa_rt.deploy.checkpoint when present)."""
+    try:
+        from .deploy.checkpoint import save_checkpoint
+    except ImportError:
+        save_checkpoint = None
+    if save_checkpoint is not None:
+        save_checkpoint(model, str(path), preset=preset, meta=meta)
+        return
+    sd = {k: v for k, v in model.state_dict().items() if not k.startswith("auxor.")}
+    torch.save({"format": "ifa_rt.checkpoint", "version": 1, "preset": preset,
+                "config": _config_dict(model), "state_dict": sd, "meta": meta}, path)
+
+
+def _validate(model, val_set, num_classes: int, device: str, limit: Optional[int]) -> Dict:
+    """Whole-image val metrics; restores train mode."""
+    from .evaluate import evaluate, model_predictor
+    cm = evaluate(model_predictor(model, device), val_set, num_classes, limit=limit)
+    model.train()
+    return cm.summary(val_set.info.classes)
+
+
+def train(args: argparse.Namespace) -> Dict:
+    """Train per `args` (see configure_parser); returns the final metrics dict."""
+    from tqdm import tqdm
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _seed_all(args.seed)
+    device = args.device
+    use_amp = device.startswith("cuda")
+    info = dataset_info(args.dataset)
+    reader = camvid if args.dataset == "camvid" else cityscapes
+    crop = tuple(args.crop)
+    train_set = reader(args.train_split, args.data_root,
+                       train_transform(crop, tuple(args.scale)), cache=True)
+    if args.train_limit:
+        train_set.pairs = train_set.pairs[:args.train_limit]
+    val_set = reader(args.val_split, args.data_root, cache=True) if args.val_every else None
+    overrides = json.loads(args.overrides) if args.overrides else {}
+    if args.aux is not None:
+        overrides["aux"] = args.aux
+    model = _build(args.preset, info.num_classes, args.pretrained, overrides).to(device)
+    model.train()
+    groups = param_groups(model, args.lr, args.head_lr_mult)
+    if args.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+    else:
+        opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    weight = torch.tensor(args.class_weights, device=device) if args.class_weights else None
+    steps_per_epoch = len(train_set) // args.batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"train: '--batch': expected ≤ {len(train_set)} training images, "
+                         f"got {args.batch}")
+    total = args.steps or args.epochs * steps_per_epoch
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    step, history, best = 0, [], -1.0
+    resume = Path(args.resume) if args.resume else (out / "last.pt")
+    if resume.is_file() and (args.resume or not args.no_auto_resume):
+        st = torch.load(resume, map_location=device, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        scaler.load_state_dict(st["scaler"])
+        step, history, best = st["step"], st.get("history", []), st.get("best", -1.0)
+        _set_rng_state(st["rng"])
+        print(f"train: resumed from '{resume}' at step {step}/{total}")
+    elif args.resume:
+        raise FileNotFoundError(f"train: '--resume': checkpoint '{resume}' does not exist")
+
+    def checkpoint(path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict(), "step": step, "history": history,
+                    "best": best, "rng": _rng_state(), "args": vars(args)}, tmp)
+        tmp.replace(path)  # atomic: a kill mid-save never corrupts the last checkpoint
+
+    log_path = out / "train_log.csv"
+    new_log = not log_path.exists() or step == 0
+    log_f = open(log_path, "w" if new_log else "a", newline="")
+    log = csv.writer(log_f)
+    if new_log:
+        log.writerow(["step", "epoch", "loss", "lr", "sec_per_step"])
+    bar = tqdm(total=total, initial=step, desc="train", unit="it", dynamic_ncols=True,
+               disable=args.no_progress)
+    t_last = time.time()
+    losses: List[float] = []
+    while step < total:
+        epoch, skip = divmod(step, steps_per_epoch)
+        for x, y in _batches(train_set, args.batch, args.seed, epoch, skip):
+            lr = poly_lr(args.lr, step, total, 0.9, args.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["lr_mult"]
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast("cuda", enabled=use_amp):
+                outp = model(x)
+            logits, aux = (outp if isinstance(outp, (tuple, list)) else (outp, None))
+            loss = ohem_cross_entropy(logits.float(), y, args.ohem_thresh, args.min_kept, weight)
+            if aux is not None and args.aux_weight > 0:
+                aux = F.interpolate(aux.float(), size=y.shape[-2:], mode="bilinear",
+                                    align_corners=True)
+                loss = loss + args.aux_weight * ohem_cross_entropy(
+                    aux, y, args.ohem_thresh, args.min_kept, weight)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"train: loss became {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            now = time.time()
+            losses.append(loss.item())
+            log.writerow([step, epoch, f"{losses[-1]:.5f}", f"{lr:.6g}", f"{now - t_last:.3f}"])
+            log_f.flush()
+            t_last = now
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{lr:.2e}", ep=epoch)
+            if args.ckpt_every and step % args.ckpt_every == 0:
+                checkpoint(out / "last.pt")
+            if step >= total:
+                break
+        end_of_epoch = step % steps_per_epoch == 0 or step >= total
+        if val_set is not None and end_of_epoch and (
+                (step // steps_per_epoch) % args.val_every == 0 or step >= total):
+            res = _validate(model, val_set, info.num_classes, device, args.val_limit)
+            res.update(step=step, epoch=step // steps_per_epoch, time=time.time())
+            history.append(res)
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+            bar.write(f"step {step} epoch {res['epoch']}: val mIoU {res['miou']:.4f} "
+                      f"pixel acc {res['pixel_accuracy']:.4f}")
+            meta = {"val": res, "step": step, "args": vars(args)}
+            if res["miou"] > best:
+                best = res["miou"]
+                save_final(model, out / "best.pt", args.preset, meta)
+            checkpoint(out / "last.pt")
+    bar.close()
+    log_f.close()
+    final = history[-1] if history else {}
+    save_final(model, out / "final.pt", args.preset,
+               {"val": final, "step": step, "args": vars(args)})
+    checkpoint(out / "last.pt")
+    (out / "summary.json").write_text(json.dumps(
+        {"final": final, "best_miou": best, "steps": step,
+         "train_loss_last20": float(np.mean(losses[-20:])) if losses else None}, indent=1))
+    return final
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `ifa-rt train`."""
+    a = parser.add_argument
+    a("--preset", default="camvid-lite0", help="model preset, e.g. camvid-lite0, camvid-r18")
+    a("--pretrained", action="store_true", help="ImageNet Lite0 encoder weights (offline)")
+    a("--overrides", default=None, help="JSON dict of config overrides for build_model")
+    a("--aux", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
+      help="enable/disable the aux head (true/false); default: the preset's")
+    a("--dataset", default="camvid", choices=["camvid", "cityscapes"])
+    a("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")
+    a("--train-split", default="train")
+    a("--val-split", default="val")
+    a("--train-limit", type=int, default=0, help="use only the first N training images")
+    a("--crop", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
+    a("--scale", type=float, nargs=2, default=[0.5, 1.0], metavar=("MIN", "MAX"))
+    a("--batch", type=int, default=8)
+    a("--epochs", type=int, default=10)
+    a("--steps", type=int, default=0, help="total steps (overrides --epochs)")
+    a("--optimizer", default="adamw", choices=["sgd", "adamw"])
+    a("--lr", type=float, default=1e-3)
+    a("--head-lr-mult", type=float, default=10.0)
+    a("--weight-decay", type=float, default=1e-4)
+    a("--warmup", type=int, default=0, help="linear warm-up steps")
+    a("--ohem-thresh", type=float, default=0.7)
+    a("--min-kept", type=int, default=100000)
+    a("--class-weights", type=float, nargs="+", default=None)
+    a("--aux-weight", type=float, default=0.4)
+    a("--ckpt-every", type=int, default=50, help="save last.pt every N steps")
+    a("--val-every", type=int, default=1, help="validate every N epochs (0: never)")
+    a("--val-limit", type=int, default=None, help="validate on the first N val images")
+    a("--resume", default=None, help="checkpoint to resume (default: <out>/last.pt if present)")
+    a("--no-auto-resume", action="store_true")
+    a("--out", default="runs/camvid")
+    a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    a("--seed", type=int, default=0)
+    a("--no-progress", action="store_true")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `ifa-rt train`."""
+    final = train(args)
+    if final:
+        print(f"final val mIoU {final['miou']:.4f} pixel acc {final['pixel_accuracy']:.4f}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m ifa_rt.train ...` (same arguments as `ifa-rt train`)."""
+    p = argparse.ArgumentParser(prog="ifa_rt.train", description=__doc__)
+    configure_parser(p)
+    return run_cli(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
