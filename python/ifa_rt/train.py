@@ -105,18 +105,10 @@ def _batches(dataset, batch: int, seed: int, epoch: int, skip: int) -> Iterator:
         yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
-def _build(preset: str, num_classes: int, pretrained: bool, overrides: Dict):
-    """Build the model; load the ImageNet Lite0 encoder weights when asked and applicable."""
+def _build(preset: str, num_classes: int, overrides: Dict):
+    """Build the preset; `pretrained_backbone` (offline ImageNet Lite0 weights) comes from it."""
     from .model import build_model
-    model = build_model(preset, num_classes=num_classes, **overrides)
-    if pretrained:
-        from .model.efficientnet import EfficientNetLite0Encoder
-        if not isinstance(model.encoder, EfficientNetLite0Encoder):
-            raise ValueError(f"train: '--pretrained': only the Lite0 encoder has offline "
-                             f"ImageNet weights, preset {preset!r} uses "
-                             f"{type(model.encoder).__name__}")
-        model.encoder.load_state_dict(EfficientNetLite0Encoder(pretrained=True).state_dict())
-    return model
+    return build_model(preset, num_classes=num_classes, **overrides)
 
 
 def _config_dict(model) -> Dict:
@@ -166,7 +158,9 @@ def train(args: argparse.Namespace) -> Dict:
     overrides = json.loads(args.overrides) if args.overrides else {}
     if args.aux is not None:
         overrides["aux"] = args.aux
-    model = _build(args.preset, info.num_classes, args.pretrained, overrides).to(device)
+    if args.pretrained is not None:
+        overrides["pretrained_backbone"] = args.pretrained
+    model = _build(args.preset, info.num_classes, overrides).to(device)
     model.train()
     groups = param_groups(model, args.lr, args.head_lr_mult)
     if args.optimizer == "sgd":
@@ -272,13 +266,23 @@ def train(args: argparse.Namespace) -> Dict:
     return final
 
 
+def _bool(s: str) -> bool:
+    """Parse true/false style flags."""
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `ifa-rt train`."""
     a = parser.add_argument
     a("--preset", default="camvid-lite0", help="model preset, e.g. camvid-lite0, camvid-r18")
-    a("--pretrained", action="store_true", help="ImageNet Lite0 encoder weights (offline)")
+    a("--pretrained", type=_bool, default=None,
+      help="ImageNet encoder weights true/false (offline, Lite0 only); default: the preset's")
     a("--overrides", default=None, help="JSON dict of config overrides for build_model")
-    a("--aux", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
+    a("--aux", type=_bool, default=None,
       help="enable/disable the aux head (true/false); default: the preset's")
     a("--dataset", default="camvid", choices=["camvid", "cityscapes"])
     a("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")

@@ -103,7 +103,8 @@ class RandomHFlip:
 
 def normalize(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 [H,W,3] -> normalised float [3,H,W] (mean/std of IFA_SPEC §1)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    # np.array copies: PIL-decoded arrays are read-only, which torch.from_numpy warns about.
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float()
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
     return (x - mean) / std
@@ -114,7 +115,7 @@ class ToTensor:
 
     def __call__(self, image, label):
         """Convert one pair."""
-        return normalize(image), torch.from_numpy(np.ascontiguousarray(label)).long()
+        return normalize(image), torch.from_numpy(np.array(label, dtype=np.int64))
 
 
 def train_transform(crop: Tuple[int, int], scale: Tuple[float, float] = (0.5, 2.0)) -> Compose:
