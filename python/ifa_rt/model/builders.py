@@ -11,7 +11,7 @@ __all__ = ["build_model", "ifa_camvid_lite0", "ifa_camvid_r18", "ifa_r18", "ifa_
 
 
 def _ifa(preset: str, **overrides: Any) -> IFASegmentor:
-    return IFASegmentor(get_preset(preset, **overrides))
+    return IFASegmentor(get_preset(preset, **overrides), preset=preset)
 
 
 def build_model(preset: str, num_classes: Optional[int] = None, **overrides: Any) -> IFASegmentor:

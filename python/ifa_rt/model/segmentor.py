@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -61,12 +62,14 @@ class IFASegmentor(nn.Module):
     ``predict(x)`` always returns logits only (use it from other scripted code).
     """
 
-    # The config dataclass is Python-side metadata; TorchScript need not (and cannot) type it.
-    __jit_ignored_attributes__ = ["cfg"]
+    # Python-side metadata (config dataclass, preset name, checkpoint meta); TorchScript skips it.
+    __jit_ignored_attributes__ = ["cfg", "preset", "checkpoint_meta"]
 
-    def __init__(self, cfg: IFAConfig) -> None:
+    def __init__(self, cfg: IFAConfig, preset: Optional[str] = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.preset = preset
+        self.checkpoint_meta = {}  # filled by load_checkpoint
         self.encoder = build_encoder(cfg)
         channels = [int(c) for c in self.encoder.channels]
         if len(channels) != 4:
@@ -79,6 +82,7 @@ class IFASegmentor(nn.Module):
             self.auxor = nn.Identity()  # no keys; never called
         self.num_classes = cfg.num_classes
 
+    @torch.jit.export
     def predict(self, x: Tensor) -> Tensor:
         """Logits [B, C, H, W] at the input size (IFA_SPEC §1: bilinear, align_corners=True)."""
         h, w = x.shape[2], x.shape[3]
