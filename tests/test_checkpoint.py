@@ -8,8 +8,14 @@ import logging
 import pytest
 import torch
 
-from ifa_rt.deploy.checkpoint import (CheckpointMismatchError, configure_parser, load_checkpoint,
-                                      make_reference_checkpoint, run_cli, save_checkpoint)
+from ifa_rt.deploy.checkpoint import (
+    CheckpointMismatchError,
+    configure_parser,
+    load_checkpoint,
+    make_reference_checkpoint,
+    run_cli,
+    save_checkpoint,
+)
 from ifa_rt.model import build_model
 
 
@@ -24,7 +30,9 @@ def _randomise(model):
 
 @pytest.fixture(scope="module")
 def small():
-    return _randomise(build_model("cityscapes-r18", num_classes=3, neck_channels=8, mlp_hidden=(8,), aux=True))
+    return _randomise(
+        build_model("cityscapes-r18", num_classes=3, neck_channels=8, mlp_hidden=(8,), aux=True)
+    )
 
 
 def test_reference_layout_of_the_shipped_configuration():
@@ -70,10 +78,18 @@ def test_round_trip_our_format(tmp_path, small):
     path = tmp_path / "ours.pt"
     save_checkpoint(small, path, preset="cityscapes-r18", meta={"miou": 0.5})
     obj = torch.load(path, weights_only=True)
-    assert (obj["format"], obj["version"], obj["preset"]) == ("ifa_rt.checkpoint", 1, "cityscapes-r18")
+    assert (obj["format"], obj["version"], obj["preset"]) == (
+        "ifa_rt.checkpoint",
+        1,
+        "cityscapes-r18",
+    )
     assert obj["config"] == small.cfg.to_dict()
     loaded = load_checkpoint(path)
-    assert not loaded.training and loaded.preset == "cityscapes-r18" and loaded.checkpoint_meta == {"miou": 0.5}
+    assert (
+        not loaded.training
+        and loaded.preset == "cityscapes-r18"
+        and loaded.checkpoint_meta == {"miou": 0.5}
+    )
     assert loaded.cfg == small.cfg
     a, b = small.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -115,18 +131,28 @@ def test_mismatch_message_groups_and_truncates(tmp_path, small):
     sd["extra.b"] = torch.zeros(1)
     sd["decoder.ifa.pos1.emb"] = torch.zeros(12, 3)
     path = tmp_path / "bad.pt"
-    torch.save({"format": "ifa_rt.checkpoint", "version": 1, "preset": "cityscapes-r18",
-                "config": small.cfg.to_dict(), "state_dict": sd}, path)
+    torch.save(
+        {
+            "format": "ifa_rt.checkpoint",
+            "version": 1,
+            "preset": "cityscapes-r18",
+            "config": small.cfg.to_dict(),
+            "state_dict": sd,
+        },
+        path,
+    )
     with pytest.raises(CheckpointMismatchError) as info:
         load_checkpoint(path)
     n = len(small.state_dict())
     assert str(info.value) == (
         f"load_checkpoint: '{path}' (preset 'cityscapes-r18'): state dict does not fit the model "
         f"({n} keys expected, {n - 9 + 2} given)\n"
-        "  missing (9): auxor.aux.0.bias, auxor.aux.0.weight, auxor.aux.1.bias, auxor.aux.1.num_batches_tracked, "
-        "auxor.aux.1.running_mean, auxor.aux.1.running_var, auxor.aux.1.weight, auxor.aux.4.bias, … and 1 more\n"
+        "  missing (9): auxor.aux.0.bias, auxor.aux.0.weight, auxor.aux.1.bias, "
+        "auxor.aux.1.num_batches_tracked, auxor.aux.1.running_mean, auxor.aux.1.running_var, "
+        "auxor.aux.1.weight, auxor.aux.4.bias, … and 1 more\n"
         "  unexpected (2): extra.a, extra.b\n"
-        "  mis-shaped (1): decoder.ifa.pos1.emb: expected [12, 2], got [12, 3]")
+        "  mis-shaped (1): decoder.ifa.pos1.emb: expected [12, 2], got [12, 3]"
+    )
     assert isinstance(info.value, ValueError)
 
 
@@ -136,9 +162,12 @@ def test_reference_for_the_wrong_preset_is_a_mismatch(tmp_path):
     ref["model_state"] = {k: torch.zeros(v.shape) for k, v in ref["model_state"].items()}
     path = tmp_path / "aspp.pth"
     torch.save(ref, path)
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)reference, preset 'cityscapes-r50'.*"
-                       r"unexpected \(\d+\): decoder\.aspp\..*… and \d+ more.*mis-shaped \(1\): "
-                       r"decoder\.head\.0\.weight: expected \[256, 2048, 1, 1\], got \[256, 1280, 3, 3\]"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"(?s)reference, preset 'cityscapes-r50'.*"
+        r"unexpected \(\d+\): decoder\.aspp\..*… and \d+ more.*mis-shaped \(1\): "
+        r"decoder\.head\.0\.weight: expected \[256, 2048, 1, 1\], got \[256, 1280, 3, 3\]",
+    ):
         load_checkpoint(path)
 
 

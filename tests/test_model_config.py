@@ -11,28 +11,52 @@ from ifa_rt.model import IFAConfig, build_model, get_preset, ifa_r50, mlp_in_cha
 
 
 def test_preset_names():
-    assert presets() == ["cityscapes-r50", "cityscapes-r50-aspp", "cityscapes-r101", "cityscapes-r18",
-                         "camvid-r18", "camvid-lite0"]
+    assert presets() == [
+        "cityscapes-r50",
+        "cityscapes-r50-aspp",
+        "cityscapes-r101",
+        "cityscapes-r18",
+        "camvid-r18",
+        "camvid-lite0",
+    ]
 
 
 def test_shipped_preset_is_the_reference():
     cfg = get_preset("cityscapes-r50")
-    assert (cfg.backbone, cfg.num_classes, cfg.neck_channels, cfg.aspp, cfg.mlp_hidden) == \
-        ("resnet50", 19, 256, False, (512, 256, 256))
-    assert cfg.multi_grid and not (cfg.unfold or cfg.local_ensemble or cfg.aux or cfg.pretrained_backbone)
+    assert (cfg.backbone, cfg.num_classes, cfg.neck_channels, cfg.aspp, cfg.mlp_hidden) == (
+        "resnet50",
+        19,
+        256,
+        False,
+        (512, 256, 256),
+    )
+    assert cfg.multi_grid and not (
+        cfg.unfold or cfg.local_ensemble or cfg.aux or cfg.pretrained_backbone
+    )
     assert cfg.mlp_in_channels == 1128
 
 
 def test_small_presets():
     r18 = get_preset("camvid-r18")
-    assert (r18.num_classes, r18.neck_channels, r18.mlp_hidden, r18.aux, r18.multi_grid) == \
-        (11, 128, (256, 128, 128), True, False)
+    assert (r18.num_classes, r18.neck_channels, r18.mlp_hidden, r18.aux, r18.multi_grid) == (
+        11,
+        128,
+        (256, 128, 128),
+        True,
+        False,
+    )
     lite = get_preset("camvid-lite0")
-    assert (lite.backbone, lite.num_classes, lite.pretrained_backbone, lite.neck_channels) == \
-        ("efficientnet_lite0", 11, True, 128)
+    assert (lite.backbone, lite.num_classes, lite.pretrained_backbone, lite.neck_channels) == (
+        "efficientnet_lite0",
+        11,
+        True,
+        128,
+    )
 
 
-@pytest.mark.parametrize("name", ["cityscapes-r50", "camvid-r18", "camvid-lite0", "cityscapes-r50-aspp"])
+@pytest.mark.parametrize(
+    "name", ["cityscapes-r50", "camvid-r18", "camvid-lite0", "cityscapes-r50-aspp"]
+)
 def test_to_dict_round_trips_through_json(name):
     cfg = get_preset(name, local_ensemble=True)
     d = json.loads(json.dumps(cfg.to_dict()))
@@ -53,7 +77,9 @@ def test_overrides_and_multigrid_default_follow_the_backbone():
 
 
 def test_errors_name_the_bad_value():
-    with pytest.raises(ValueError, match=r"build_model: unknown preset 'x'; expected one of \['cityscapes-r50'"):
+    with pytest.raises(
+        ValueError, match=r"build_model: unknown preset 'x'; expected one of \['cityscapes-r50'"
+    ):
         build_model("x")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\]"):
         get_preset("camvid-r18", bogus=1)

@@ -1,4 +1,4 @@
-"""IFA head facts (IFA_SPEC §1, §3): nearest-index rule, positional encoding, reference parity, ensemble."""
+"""IFA head facts (IFA_SPEC §1, §3): nearest index, positional encoding, parity, ensemble."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifa_rt.model import IFAConfig, IFAHead, SpatialEncoding, make_coord, nearest_source_index, source_geometry
+from ifa_rt.model import (
+    IFAConfig,
+    IFAHead,
+    SpatialEncoding,
+    make_coord,
+    nearest_source_index,
+    source_geometry,
+)
 from ifa_rt.model.segmentor import IFADecoder
 
 
@@ -30,14 +37,20 @@ def _ref_ifa_feat(res, size):
     coords = (_ref_make_coord((h, w)).flip(-1) + 1) / 2
     coords = coords.unsqueeze(0).expand(bs, *coords.shape)
     coords = (coords * 2 - 1).flip(-1)
-    feat_coords = _ref_make_coord((hh, ww), flatten=False).permute(2, 0, 1).unsqueeze(0).expand(bs, 2, hh, ww)
+    feat_coords = (
+        _ref_make_coord((hh, ww), flatten=False).permute(2, 0, 1).unsqueeze(0).expand(bs, 2, hh, ww)
+    )
     coords_ = coords.clone()
     coords_[:, :, 0] += 0
     coords_[:, :, 1] += 0
     coords_.clamp_(-1 + 1e-6, 1 - 1e-6)
     grid = coords_.flip(-1).unsqueeze(1)
-    q_feat = F.grid_sample(res, grid, mode="nearest", align_corners=False)[:, :, 0, :].permute(0, 2, 1)
-    q_coord = F.grid_sample(feat_coords, grid, mode="nearest", align_corners=False)[:, :, 0, :].permute(0, 2, 1)
+    q_feat = F.grid_sample(res, grid, mode="nearest", align_corners=False)[:, :, 0, :].permute(
+        0, 2, 1
+    )
+    q_coord = F.grid_sample(feat_coords, grid, mode="nearest", align_corners=False)[
+        :, :, 0, :
+    ].permute(0, 2, 1)
     rel = coords - q_coord
     rel[:, :, 0] *= hh
     rel[:, :, 1] *= ww
@@ -62,12 +75,15 @@ def _grid_sample_index(n_query: int, n_source: int) -> torch.Tensor:
 
 def _exact_rational_index(n_query: int, n_source: int) -> list:
     from fractions import Fraction
-    return [min(max(round(Fraction((2 * q + 1) * n_source - n_query, 2 * n_query)), 0), n_source - 1)
-            for q in range(n_query)]
+
+    return [
+        min(max(round(Fraction((2 * q + 1) * n_source - n_query, 2 * n_query)), 0), n_source - 1)
+        for q in range(n_query)
+    ]
 
 
 def _feature_chain(n: int) -> list:
-    """Per-axis sizes of layer1..layer4 for an input of n pixels (stride-2 convs, ceil-mode pool)."""
+    """Per-axis sizes of layer1..4 for an n-pixel input (stride-2 convs, ceil-mode pool)."""
     s = (n - 1) // 2 + 1
     s = math.ceil((s + 2 - 3) / 2) + 1
     out = [s]
@@ -95,7 +111,7 @@ def test_nearest_index_ties_round_half_to_even():
     # 2 → 3: the middle query ties between 0 and 1 and goes to the even one.
     assert nearest_source_index(3, 2).tolist() == [0, 0, 1]
     # 'nearest-exact' rounds half up at the same tie, so it is not the rule.
-    exact = F.interpolate(torch.arange(126.).view(1, 1, 126), size=251, mode="nearest-exact")
+    exact = F.interpolate(torch.arange(126.0).view(1, 1, 126), size=251, mode="nearest-exact")
     assert exact[0, 0, 125].item() == 63
 
 
@@ -121,10 +137,14 @@ def test_make_coord_is_pixel_centres():
 def test_spatial_encoding_init_and_values():
     pe = SpatialEncoding()
     m = (2 ** np.linspace(0, 6, 6)).astype(np.float32)
-    expected = np.concatenate([np.stack([m, np.zeros(6, np.float32)], -1), np.stack([np.zeros(6, np.float32), m], -1)])
+    expected = np.concatenate(
+        [np.stack([m, np.zeros(6, np.float32)], -1), np.stack([np.zeros(6, np.float32), m], -1)]
+    )
     assert pe.emb.shape == (12, 2) and pe.emb.requires_grad
     assert np.array_equal(pe.emb.detach().numpy(), expected)
-    assert pe.emb[:6, 0].tolist() == pytest.approx([1.0, 2.2973967, 5.2780316, 12.125733, 27.857618, 64.0])
+    assert pe.emb[:6, 0].tolist() == pytest.approx(
+        [1.0, 2.2973967, 5.2780316, 12.125733, 27.857618, 64.0]
+    )
     rel = torch.tensor([[0.5, -0.25]])
     out = pe(rel)[0]
     assert out.shape == (26,)
@@ -156,7 +176,7 @@ def test_context_matches_reference_bit_for_bit():
 def test_decoder_matches_reference_forward():
     cfg = IFAConfig(backbone="resnet18", num_classes=5, neck_channels=8, mlp_hidden=(16, 8, 8))
     dec = IFADecoder([64, 128, 256, 512], cfg).eval()
-    feats = [torch.randn(1, c, h, w) for c, (h, w) in zip([64, 128, 256, 512], SIZES)]
+    feats = [torch.randn(1, c, h, w) for c, (h, w) in zip([64, 128, 256, 512], SIZES, strict=False)]
     with torch.no_grad():
         ours = dec.decode(feats)
         enc = dec.encode(feats)
@@ -173,7 +193,7 @@ def test_unfold_widens_features_nine_times():
         assert ctx.shape[1] == head.in_channels
         # The centre tap of the 3×3 neighbourhood is the plain nearest feature.
         plain = IFAHead(8, 5, (16,)).eval().context(feats, 25, 33)
-        centre = ctx[:, 26:26 + 72].view(1, 8, 9, -1)[:, :, 4]
+        centre = ctx[:, 26 : 26 + 72].view(1, 8, 9, -1)[:, :, 4]
         assert torch.equal(centre, plain[:, 26:34])
 
 

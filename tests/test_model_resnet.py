@@ -44,8 +44,14 @@ def test_r50_layout_deep_stem_multigrid_v15():
     assert sd["bn1.weight"].shape == (128,)
     assert sd["layer1.0.conv1.weight"].shape == (64, 128, 1, 1)  # layer1 block 0 goes 128 → 256
     assert sd["layer1.0.downsample.0.weight"].shape == (256, 128, 1, 1)
-    assert not any(k.endswith(".bias") and "bn" not in k and "downsample.1" not in k and "conv1.1" not in k
-                   and "conv1.4" not in k for k in sd)  # all convs bias-free
+    assert not any(
+        k.endswith(".bias")
+        and "bn" not in k
+        and "downsample.1" not in k
+        and "conv1.1" not in k
+        and "conv1.4" not in k
+        for k in sd
+    )  # all convs bias-free
     assert [b.conv2.dilation[0] for b in enc.layer4] == [2, 2, 4]
     assert [b.conv2.padding[0] for b in enc.layer4] == [2, 2, 4]
     assert enc.layer4[0].conv2.stride == (2, 2) and enc.layer4[0].conv1.stride == (1, 1)  # v1.5
@@ -76,7 +82,12 @@ def test_parameter_counts_of_the_shipped_configuration():
 def test_resnet101_depth():
     with torch.device("meta"):
         enc = resnet_encoder("resnet101", multi_grid=True)
-    assert [len(layer) for layer in (enc.layer1, enc.layer2, enc.layer3, enc.layer4)] == [3, 4, 23, 3]
+    assert [len(layer) for layer in (enc.layer1, enc.layer2, enc.layer3, enc.layer4)] == [
+        3,
+        4,
+        23,
+        3,
+    ]
 
 
 def test_errors_show_the_bad_value():

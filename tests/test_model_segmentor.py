@@ -1,4 +1,4 @@
-"""The assembled segmentor: forward contract, aux, batch independence, determinism, scripting (IFA_SPEC §1)."""
+"""The segmentor: forward contract, aux, batch independence, determinism, scripting (§1)."""
 
 from __future__ import annotations
 
@@ -79,8 +79,16 @@ def test_script_r50_reference_config():
 
 
 def test_script_with_all_options():
-    model = build_model("cityscapes-r18", num_classes=4, neck_channels=16, mlp_hidden=(32, 16),
-                        unfold=True, local_ensemble=True, aspp=True, aux=True).eval()
+    model = build_model(
+        "cityscapes-r18",
+        num_classes=4,
+        neck_channels=16,
+        mlp_hidden=(32, 16),
+        unfold=True,
+        local_ensemble=True,
+        aspp=True,
+        aux=True,
+    ).eval()
     scripted = torch.jit.script(model)
     x = torch.randn(1, 3, 45, 53)
     with torch.no_grad():

@@ -7,7 +7,7 @@ per axis, because the query grid and every source grid are separable.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,15 +15,21 @@ from torch import Tensor, nn
 
 from .config import POS_DIM, mlp_in_channels
 
-__all__ = ["IFAHead", "SpatialEncoding", "make_coord", "nearest_source_index", "source_geometry",
-           "spatial_encoding"]
+__all__ = [
+    "IFAHead",
+    "SpatialEncoding",
+    "make_coord",
+    "nearest_source_index",
+    "source_geometry",
+    "spatial_encoding",
+]
 
 # Constants are literals below because TorchScript cannot close over module-level floats:
 # the reference clamps sampling coordinates to ±(1 − 1e-6); LIIF shifts by 1e-6 to break ties
 # and adds 1e-9 to every ensemble area.
 
 
-def make_coord(n: int, device: Optional[torch.device] = None) -> Tensor:
+def make_coord(n: int, device: torch.device | None = None) -> Tensor:
     """Pixel-centre coordinates of an n-pixel axis in [-1, 1] — the align_corners=False convention.
 
     v_k = -1 + (2k+1)/n, computed with the reference's exact fp32 op sequence (IFA_SPEC §1),
@@ -33,22 +39,24 @@ def make_coord(n: int, device: Optional[torch.device] = None) -> Tensor:
     return (-1.0 + r) + (2.0 * r) * torch.arange(n, dtype=torch.float32, device=device)
 
 
-def _query_coord(n: int, device: Optional[torch.device]) -> Tensor:
+def _query_coord(n: int, device: torch.device | None) -> Tensor:
     # The reference maps the query grid to [0, 1] and back; in fp32 that round trip can move a
     # coordinate by one ulp, so it is kept to reproduce the reference's tie decisions.
     return ((make_coord(n, device) + 1.0) / 2.0) * 2.0 - 1.0
 
 
-def source_geometry(n_query: int, n_source: int, shift: float = 0.0,
-                    device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
+def source_geometry(
+    n_query: int, n_source: int, shift: float = 0.0, device: torch.device | None = None
+) -> tuple[Tensor, Tensor]:
     """Per-axis nearest source index [n_query] (int64) and relative offset [n_query] (fp32).
 
     Reproduces ``F.grid_sample(mode='nearest', align_corners=False)`` on coordinates clamped to
     ±(1 − 1e-6), bit for bit (IFA_SPEC §1):
       1. q = query pixel centre (+ ``shift``, in [-1, 1] units), clamped;
-      2. u = fma(q + 1, n_source / 2, −0.5) in fp32 — the CPU kernel's unnormalisation, which
-         the compiler contracts into one fused multiply-add (CUDA's ((q+1)·n − 1)/2 with FMA is
-         the same number); emulated exactly in fp64, where the product of two fp32 is exact;
+      2. u = fma(q + 1, n_source / 2, −0.5) in fp32 — the x86 CPU kernel's unnormalisation,
+         which the compiler contracts into one fused multiply-add (without the FMA, 1 pair in
+         45k differs); CUDA's ((q+1)·n − 1)/2 contracted to an FMA is the same number (not yet
+         checked on a GPU). Emulated exactly in fp64, where a product of two fp32 is exact;
       3. index = round-half-to-even(u), i.e. nearbyint((k+0.5)·n_source/n_query − 0.5) up to the
          fp32 rounding of q, which decides the exact ties (e.g. 126 → 251: query 125 → 62).
     The offset is (q_unshifted − source centre) · n_source: 2 × the offset in source pixels.
@@ -61,8 +69,8 @@ def source_geometry(n_query: int, n_source: int, shift: float = 0.0,
     return idx, rel
 
 
-def nearest_source_index(n_query: int, n_source: int, device: Optional[torch.device] = None) -> Tensor:
-    """Index of the nearest n_source-grid pixel for each n_query-grid pixel, as grid_sample picks it (IFA_SPEC §1)."""
+def nearest_source_index(n_query: int, n_source: int, device: torch.device | None = None) -> Tensor:
+    """Nearest n_source-grid pixel of each n_query-grid pixel, as grid_sample picks (§1)."""
     return source_geometry(n_query, n_source, 0.0, device)[0]
 
 
@@ -92,7 +100,7 @@ class SpatialEncoding(nn.Module):
 
 
 def _mlp(cin: int, hidden: Sequence[int], num_classes: int) -> nn.Sequential:
-    mods: List[nn.Module] = []
+    mods: list[nn.Module] = []
     for h in hidden:
         mods += [nn.Conv1d(cin, h, 1), nn.BatchNorm1d(h), nn.ReLU()]
         cin = h
@@ -101,7 +109,7 @@ def _mlp(cin: int, hidden: Sequence[int], num_classes: int) -> nn.Sequential:
 
 
 class IFAHead(nn.Module):
-    """Implicit feature alignment: per query, concat over 4 levels of [PE(offset) | nearest feature] → MLP.
+    """Implicit feature alignment: per query, 4 levels of [PE(offset) | nearest feature] → MLP.
 
     Keys ``pos1..pos4`` (``emb``) and ``imnet`` (Conv1d/BN1d, indices 0,1,3,4,6,7,9 for 3 hidden
     layers) as in the reference (IFA_SPEC §1–2).
@@ -114,8 +122,14 @@ class IFAHead(nn.Module):
         local_ensemble: LIIF local ensemble, done correctly (IFA_SPEC §3): see ``query``.
     """
 
-    def __init__(self, channels: int, num_classes: int, mlp_hidden: Sequence[int] = (512, 256, 256),
-                 unfold: bool = False, local_ensemble: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        mlp_hidden: Sequence[int] = (512, 256, 256),
+        unfold: bool = False,
+        local_ensemble: bool = False,
+    ) -> None:
         super().__init__()
         self.pos1 = SpatialEncoding()
         self.pos2 = SpatialEncoding()
@@ -124,18 +138,22 @@ class IFAHead(nn.Module):
         self.unfold = unfold
         self.local_ensemble = local_ensemble
         if self.pos1.out_dim != POS_DIM:
-            raise ValueError(f"IFAHead: positional encoding width: expected {POS_DIM}, got {self.pos1.out_dim}")
+            raise ValueError(
+                f"IFAHead: positional encoding width: expected {POS_DIM}, got {self.pos1.out_dim}"
+            )
         self.in_channels = mlp_in_channels(channels, unfold)
         self.imnet = _mlp(self.in_channels, mlp_hidden, num_classes)
         self.num_classes = num_classes
 
-    def context(self, feats: List[Tensor], h: int, w: int, vy: float = 0.0, vx: float = 0.0) -> Tensor:
+    def context(
+        self, feats: list[Tensor], h: int, w: int, vy: float = 0.0, vx: float = 0.0
+    ) -> Tensor:
         """MLP input [B, in_channels, h·w] for queries shifted by (vy, vx) source half-pixels.
 
         Level order and per-level layout [PE (26) | feature] follow the reference's concat.
         """
         embs = [self.pos1.emb, self.pos2.emb, self.pos3.emb, self.pos4.emb]
-        parts: List[Tensor] = []
+        parts: list[Tensor] = []
         for i, f in enumerate(feats):
             b, c, hh, ww = f.shape[0], f.shape[1], f.shape[2], f.shape[3]
             if self.unfold:
@@ -145,20 +163,22 @@ class IFAHead(nn.Module):
             iy, ry = source_geometry(h, hh, sy, f.device)
             ix, rx = source_geometry(w, ww, sx, f.device)
             flat = (iy[:, None] * ww + ix[None, :]).reshape(-1)
-            rel = torch.stack([ry[:, None].expand(h, w), rx[None, :].expand(h, w)], dim=-1).reshape(-1, 2)
+            rel = torch.stack([ry[:, None].expand(h, w), rx[None, :].expand(h, w)], dim=-1).reshape(
+                -1, 2
+            )
             pe = spatial_encoding(rel, embs[i]).t().to(f.dtype)
             parts.append(pe.unsqueeze(0).expand(b, pe.shape[0], pe.shape[1]))
             parts.append(f.flatten(2).index_select(2, flat))
         return torch.cat(parts, dim=1)
 
-    def ensemble_weights(self, feats: List[Tensor], h: int, w: int) -> Tensor:
+    def ensemble_weights(self, feats: list[Tensor], h: int, w: int) -> Tensor:
         """LIIF ensemble weights [4, h·w] for shifts (−,−), (−,+), (+,−), (+,+); they sum to 1.
 
         Each shift's weight is the area of the *opposite* diagonal rectangle (LIIF's bilinear
         rule); across the 4 levels the per-level weights multiply, which keeps the prediction
         continuous wherever any level's nearest pixel switches. Done in log space, then softmax.
         """
-        logs: List[Tensor] = []
+        logs: list[Tensor] = []
         for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
             acc = torch.zeros(h, w, dtype=torch.float32, device=feats[0].device)
             for f in feats:
@@ -171,7 +191,7 @@ class IFAHead(nn.Module):
         opposite = torch.stack([logs[3], logs[2], logs[1], logs[0]], dim=0)
         return torch.softmax(opposite, dim=0)
 
-    def query(self, feats: List[Tensor], h: int, w: int) -> Tensor:
+    def query(self, feats: list[Tensor], h: int, w: int) -> Tensor:
         """Logits [B, num_classes, h, w] at the pixel centres of an h×w query grid (IFA_SPEC §1)."""
         b = feats[0].shape[0]
         if not self.local_ensemble:
@@ -185,7 +205,6 @@ class IFAHead(nn.Module):
             k += 1
         return out.view(b, -1, h, w)
 
-    def forward(self, feats: List[Tensor]) -> Tensor:
+    def forward(self, feats: list[Tensor]) -> Tensor:
         # The query grid is the finest level's grid (layer1, stride 4) as in the reference.
         return self.query(feats, feats[0].shape[2], feats[0].shape[3])
-

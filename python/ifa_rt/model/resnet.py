@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Type, Union
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -22,8 +22,14 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         if dilation != 1:
             raise ValueError(f"BasicBlock: 'dilation': expected 1 (no multi-grid), got {dilation}")
@@ -45,8 +51,14 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         self.conv1 = _conv1x1(cin, planes)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -64,7 +76,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.downsample(x))
 
 
-Block = Union[Type[BasicBlock], Type[Bottleneck]]
+Block = type[BasicBlock] | type[Bottleneck]
 
 
 class ResNetEncoder(nn.Module):
@@ -76,13 +88,22 @@ class ResNetEncoder(nn.Module):
     def __init__(self, block: Block, layers: Sequence[int], multi_grid: bool = False) -> None:
         super().__init__()
         if len(layers) != 4:
-            raise ValueError(f"ResNetEncoder: 'layers': expected 4 block counts, got {list(layers)}")
+            raise ValueError(
+                f"ResNetEncoder: 'layers': expected 4 block counts, got {list(layers)}"
+            )
         if multi_grid and layers[3] != 3:
-            raise ValueError(f"ResNetEncoder: 'multi_grid' needs 3 blocks in layer4, got {layers[3]}")
+            raise ValueError(
+                f"ResNetEncoder: 'multi_grid' needs 3 blocks in layer4, got {layers[3]}"
+            )
         self.conv1 = nn.Sequential(
-            _conv3x3(3, 64, stride=2), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            _conv3x3(64, 64), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            _conv3x3(64, 128))
+            _conv3x3(3, 64, stride=2),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            _conv3x3(64, 64),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            _conv3x3(64, 128),
+        )
         self.bn1 = nn.BatchNorm2d(128)
         self.relu = nn.ReLU(inplace=True)
         # ceil_mode makes every later feature size odd for odd inputs (769 → 193, 97, 49, 25).
@@ -94,16 +115,20 @@ class ResNetEncoder(nn.Module):
         # The reference applies multi-grid (2,2,4) to layer4 while keeping its stride 2.
         grids = [2, 2, 4] if multi_grid else [1] * layers[3]
         self.layer4 = self._make_layer(block, 512, layers[3], 2, grids)
-        self.channels: List[int] = [64 * block.expansion * m for m in (1, 2, 4, 8)]
+        self.channels: list[int] = [64 * block.expansion * m for m in (1, 2, 4, 8)]
         del self._cin  # build-time cursor only; keep it out of the scripted module
         self._init_weights()
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int, grids: List[int]) -> nn.Sequential:
-        downsample: Optional[nn.Module] = None
+    def _make_layer(
+        self, block: Block, planes: int, blocks: int, stride: int, grids: list[int]
+    ) -> nn.Sequential:
+        downsample: nn.Module | None = None
         if stride != 1 or self._cin != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self._cin, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        mods: List[nn.Module] = [block(self._cin, planes, stride, downsample, grids[0])]
+            downsample = nn.Sequential(
+                _conv1x1(self._cin, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        mods: list[nn.Module] = [block(self._cin, planes, stride, downsample, grids[0])]
         self._cin = planes * block.expansion
         mods += [block(self._cin, planes, 1, None, grids[i]) for i in range(1, blocks)]
         return nn.Sequential(*mods)
@@ -116,7 +141,7 @@ class ResNetEncoder(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor) -> List[Tensor]:
+    def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x1 = self.layer1(x)
         x2 = self.layer2(x1)
@@ -133,7 +158,9 @@ _ARCHS = {
 }
 
 
-def resnet_encoder(name: str, *, multi_grid: bool = False, pretrained: bool = False) -> ResNetEncoder:
+def resnet_encoder(
+    name: str, *, multi_grid: bool = False, pretrained: bool = False
+) -> ResNetEncoder:
     """Build a deep-stem ResNet encoder by name (IFA_SPEC §1).
 
     Args:
@@ -145,8 +172,9 @@ def resnet_encoder(name: str, *, multi_grid: bool = False, pretrained: bool = Fa
     if name not in _ARCHS:
         raise ValueError(f"resnet_encoder: 'name': expected one of {list(_ARCHS)}, got {name!r}")
     if pretrained:
-        raise ValueError(f"resnet_encoder: 'pretrained': no deep-stem ImageNet weights ship with ifa_rt for "
-                         f"{name!r} (torchvision's stem does not fit, IFA_SPEC §2); got True, expected False")
+        raise ValueError(
+            f"resnet_encoder: 'pretrained': no deep-stem ImageNet weights ship with ifa_rt for "
+            f"{name!r} (torchvision's stem does not fit, IFA_SPEC §2); got True, expected False"
+        )
     block, layers = _ARCHS[name]
     return ResNetEncoder(block, layers, multi_grid=multi_grid)
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,28 +15,35 @@ __all__ = ["AuxHead", "IFADecoder", "IFASegmentor", "build_encoder"]
 
 
 def build_encoder(cfg: IFAConfig) -> nn.Module:
-    """Encoder for ``cfg.backbone``: ``encoder(x) -> List[Tensor]`` (strides 4/8/16/32) with ``.channels``."""
+    """Encoder for ``cfg.backbone``: ``encoder(x) -> List[Tensor]`` (strides 4–32), .channels."""
     if cfg.backbone == "efficientnet_lite0":
         # Imported lazily: the module is a teammate's and optional for ResNet models.
         from .efficientnet import EfficientNetLite0Encoder
 
         return EfficientNetLite0Encoder(pretrained=cfg.pretrained_backbone)
-    return resnet_encoder(cfg.backbone, multi_grid=bool(cfg.multi_grid), pretrained=cfg.pretrained_backbone)
+    return resnet_encoder(
+        cfg.backbone, multi_grid=bool(cfg.multi_grid), pretrained=cfg.pretrained_backbone
+    )
 
 
 class IFADecoder(LateralNeck):
-    """Neck + IFA head under one prefix, so keys read ``decoder.enc1``, ``decoder.ifa`` (IFA_SPEC §2)."""
+    """Neck + IFA head under one prefix: keys ``decoder.enc1``, ``decoder.ifa`` (IFA_SPEC §2)."""
 
-    def __init__(self, in_channels: List[int], cfg: IFAConfig) -> None:
+    def __init__(self, in_channels: list[int], cfg: IFAConfig) -> None:
         super().__init__(in_channels, cfg.neck_channels, aspp=cfg.aspp)
-        self.ifa = IFAHead(cfg.neck_channels, cfg.num_classes, cfg.mlp_hidden, unfold=cfg.unfold,
-                           local_ensemble=cfg.local_ensemble)
+        self.ifa = IFAHead(
+            cfg.neck_channels,
+            cfg.num_classes,
+            cfg.mlp_hidden,
+            unfold=cfg.unfold,
+            local_ensemble=cfg.local_ensemble,
+        )
 
-    def decode(self, feats: List[Tensor]) -> Tensor:
+    def decode(self, feats: list[Tensor]) -> Tensor:
         """Logits on the layer1 grid from the 4 encoder maps (IFA_SPEC §1)."""
         return self.ifa(self.encode(feats))
 
-    def forward(self, feats: List[Tensor]) -> Tensor:  # type: ignore[override]
+    def forward(self, feats: list[Tensor]) -> Tensor:  # type: ignore[override]
         return self.decode(feats)
 
 
@@ -47,8 +52,13 @@ class AuxHead(nn.Module):
 
     def __init__(self, cin: int, num_classes: int, inner: int = 256) -> None:
         super().__init__()
-        self.aux = nn.Sequential(nn.Conv2d(cin, inner, 3, padding=1), nn.BatchNorm2d(inner),
-                                 nn.ReLU(inplace=True), nn.Dropout2d(0.1), nn.Conv2d(inner, num_classes, 1))
+        self.aux = nn.Sequential(
+            nn.Conv2d(cin, inner, 3, padding=1),
+            nn.BatchNorm2d(inner),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(0.1),
+            nn.Conv2d(inner, num_classes, 1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.aux(x)
@@ -65,7 +75,7 @@ class IFASegmentor(nn.Module):
     # Python-side metadata (config dataclass, preset name, checkpoint meta); TorchScript skips it.
     __jit_ignored_attributes__ = ["cfg", "preset", "checkpoint_meta"]
 
-    def __init__(self, cfg: IFAConfig, preset: Optional[str] = None) -> None:
+    def __init__(self, cfg: IFAConfig, preset: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.preset = preset
@@ -89,11 +99,15 @@ class IFASegmentor(nn.Module):
         logits = self.decoder.decode(self.encoder(x))
         return F.interpolate(logits, size=[h, w], mode="bilinear", align_corners=True)
 
-    def forward(self, x: Tensor) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         h, w = x.shape[2], x.shape[3]
         feats = self.encoder(x)
-        logits = F.interpolate(self.decoder.decode(feats), size=[h, w], mode="bilinear", align_corners=True)
+        logits = F.interpolate(
+            self.decoder.decode(feats), size=[h, w], mode="bilinear", align_corners=True
+        )
         if self.training and self.has_aux:
-            aux = F.interpolate(self.auxor(feats[2]), size=[h, w], mode="bilinear", align_corners=True)
+            aux = F.interpolate(
+                self.auxor(feats[2]), size=[h, w], mode="bilinear", align_corners=True
+            )
             return logits, aux
         return logits
