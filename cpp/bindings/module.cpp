@@ -1,15 +1,191 @@
-// pybind11 module ifa_rt._core: the C++ runtime exposed to Python.
+// pybind11 module ifa_rt._core: the C++ runtime exposed to Python. No torch here: numpy
+// arrays are handed to the library as TensorViews (no copy), outputs are numpy arrays the
+// Python side allocates, and the GIL is released while the engine runs.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <map>
+
+#include "ifa_rt/segmenter.h"
 #include "ifa_rt/version.h"
 
 namespace py = pybind11;
+using ifa_rt::DType;
+using ifa_rt::InvalidArgument;
+using ifa_rt::TensorView;
+
+namespace {
+
+const std::map<std::string, DType>& dtypes() {
+  static const std::map<std::string, DType> m = {
+      {"uint8", DType::uint8},     {"int8", DType::int8},       {"int16", DType::int16},
+      {"int32", DType::int32},     {"int64", DType::int64},     {"float16", DType::float16},
+      {"float32", DType::float32}, {"float64", DType::float64}, {"bool", DType::bool_}};
+  return m;
+}
+
+// A view of a numpy array (element strides). The array must outlive the call.
+TensorView to_view(const py::array& a, const std::string& where, const std::string& name) {
+  const std::string dtype = py::str(a.dtype().attr("name"));
+  auto it = dtypes().find(dtype);
+  if (it == dtypes().end())
+    throw InvalidArgument(where + ": input '" + name + "': expected dtype uint8, got " + dtype);
+  TensorView v;
+  v.data = a.data();
+  v.dtype = it->second;
+  const auto itemsize = static_cast<int64_t>(a.itemsize());
+  for (py::ssize_t k = 0; k < a.ndim(); ++k) {
+    v.shape.push_back(static_cast<int64_t>(a.shape(k)));
+    const auto stride = static_cast<int64_t>(a.strides(k));
+    if (stride % itemsize != 0)
+      throw InvalidArgument(where + ": input '" + name + "': expected strides in whole elements, got " +
+                            std::to_string(stride) + " bytes");
+    v.strides.push_back(stride / itemsize);
+  }
+  return v;
+}
+
+template <class T>
+T* output_ptr(py::array& out, const std::string& where, const std::string& name, int64_t* size) {
+  if (!py::isinstance<py::array_t<T>>(out) || !(out.flags() & py::array::c_style) || !out.writeable())
+    throw InvalidArgument(where + ": output '" + name + "': expected a writable C-contiguous " +
+                          (sizeof(T) == 1 ? "uint8" : "float32") + " array, got another array");
+  *size = static_cast<int64_t>(out.size());
+  return static_cast<T*>(out.mutable_data());
+}
+
+py::dict plan_dict(const ifa_rt::Plan& p) {
+  py::list buckets, buffers;
+  for (const auto& b : p.buckets) buckets.append(py::make_tuple(b.batch, b.height, b.width));
+  for (const auto& b : p.buffers)
+    buffers.append(py::dict(py::arg("name") = b.name, py::arg("device") = b.device, py::arg("dtype") = b.dtype,
+                            py::arg("shape") = py::tuple(py::cast(b.shape)), py::arg("bytes") = b.bytes));
+  return py::dict(py::arg("device") = p.device, py::arg("precision") = ifa_rt::to_string(p.precision),
+                  py::arg("runtime") = p.runtime, py::arg("buckets") = buckets, py::arg("buffers") = buffers,
+                  py::arg("total_bytes") = p.total_bytes());
+}
+
+py::dict stats_dict(const ifa_rt::Stats& s) {
+  py::dict buckets;
+  for (const auto& b : s.buckets)
+    buckets[py::str(b.bucket.name())] =
+        py::dict(py::arg("calls") = b.calls, py::arg("mean_ms") = b.mean_ms, py::arg("p50_ms") = b.p50_ms,
+                 py::arg("p90_ms") = b.p90_ms, py::arg("p99_ms") = b.p99_ms, py::arg("min_ms") = b.min_ms,
+                 py::arg("max_ms") = b.max_ms);
+  return py::dict(py::arg("calls") = s.calls, py::arg("images") = s.images, py::arg("bucket_runs") = s.bucket_runs,
+                  py::arg("padded_images") = s.padded_images, py::arg("fallback_calls") = s.fallback_calls,
+                  py::arg("allocations_after_warmup") = s.allocations_after_warmup,
+                  py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
+                  py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
+                  py::arg("construction_ms") = s.construction_ms, py::arg("first_call_ms") = s.first_call_ms,
+                  py::arg("buckets") = buckets);
+}
+
+// The engine calls shared by Segmenter and SegmenterPool.
+template <class E>
+void segment_into(E& e, const py::array& images, py::array& out) {
+  const std::string where = "Segmenter.segment";
+  TensorView v = to_view(images, where, "images");
+  int64_t size = 0;
+  uint8_t* dst = output_ptr<uint8_t>(out, where, "labels", &size);
+  py::gil_scoped_release release;
+  e.segment(v, dst, size);
+}
+
+template <class E>
+void segment_list(E& e, const py::list& images, const py::list& outs) {
+  const std::string where = "Segmenter.segment";
+  std::vector<py::array> keep;
+  std::vector<TensorView> views;
+  std::vector<uint8_t*> ptrs;
+  for (size_t i = 0; i < images.size(); ++i) {
+    keep.push_back(images[i].cast<py::array>());
+    views.push_back(to_view(keep.back(), where, "images[" + std::to_string(i) + "]"));
+  }
+  for (size_t i = 0; i < outs.size(); ++i) {
+    py::array o = outs[i].cast<py::array>();
+    int64_t size = 0;
+    ptrs.push_back(output_ptr<uint8_t>(o, where, "labels[" + std::to_string(i) + "]", &size));
+    keep.push_back(o);
+  }
+  py::gil_scoped_release release;
+  e.segment(views, ptrs);
+}
+
+template <class E>
+void logits_into(E& e, const py::array& images, py::array& out) {
+  const std::string where = "Segmenter.logits";
+  TensorView v = to_view(images, where, "images");
+  int64_t size = 0;
+  float* dst = output_ptr<float>(out, where, "logits", &size);
+  py::gil_scoped_release release;
+  e.logits(v, dst, size);
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "ifa_rt C++ runtime (LibTorch) bindings";
   m.def("version", &ifa_rt::version, "The ifa_rt C++ library version.");
-  m.def("torch_version", &ifa_rt::torch_version,
-        "The torch version the extension was compiled against.");
-  m.def("has_cuda_engine", &ifa_rt::has_cuda_engine,
-        "True when the CUDA engine was compiled in.");
+  m.def("torch_version", &ifa_rt::torch_version, "The torch version the extension was compiled against.");
+  m.def("has_cuda_engine", &ifa_rt::has_cuda_engine, "True when the CUDA engine was compiled in.");
+
+  py::class_<ifa_rt::Options>(m, "Options", "Engine options; the defaults are declared once, in C++.")
+      .def(py::init<>(), "The default options.")
+      .def_static("from_map", &ifa_rt::Options::from_map, py::arg("values"),
+                  "Options from {name: string value}; unknown names and bad values raise ValueError.")
+      .def_readonly("device", &ifa_rt::Options::device)
+      .def_property_readonly("precision", [](const ifa_rt::Options& o) { return ifa_rt::to_string(o.precision); })
+      .def_readonly("max_batch", &ifa_rt::Options::max_batch)
+      .def_property_readonly("shapes",
+                             [](const ifa_rt::Options& o) {
+                               py::list l;
+                               for (const auto& s : o.shapes) l.append(py::make_tuple(s.height, s.width));
+                               return l;
+                             })
+      .def_readonly("threads", &ifa_rt::Options::threads)
+      .def_readonly("strict", &ifa_rt::Options::strict)
+      .def_readonly("plan_logits", &ifa_rt::Options::plan_logits)
+      .def_readonly("channels_last", &ifa_rt::Options::channels_last)
+      .def_readonly("runtime", &ifa_rt::Options::runtime)
+      .def_readonly("optimize", &ifa_rt::Options::optimize)
+      .def_readonly("warmup", &ifa_rt::Options::warmup);
+
+  py::class_<ifa_rt::Segmenter>(m, "Engine", "One planned, warmed-up engine (ifa_rt::Segmenter).")
+      .def(py::init([](const std::string& path, const ifa_rt::Options& o) {
+             py::gil_scoped_release release;
+             return new ifa_rt::Segmenter(path, o);
+           }),
+           py::arg("path"), py::arg("options"), "Load, plan and warm up (GIL released).")
+      .def("segment_into", &segment_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
+           "Labels of uint8 [H,W,3]/[B,H,W,3] images into `out` (uint8, C-contiguous).")
+      .def("segment_list", &segment_list<ifa_rt::Segmenter>, py::arg("images"), py::arg("outs"),
+           "Labels of a list of [H,W,3] images of any sizes into `outs`.")
+      .def("logits_into", &logits_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
+           "float32 logits [B,C,H,W] into `out`.")
+      .def("plan", [](const ifa_rt::Segmenter& s) { return plan_dict(s.plan()); }, "The preallocated buffers.")
+      .def("stats", [](const ifa_rt::Segmenter& s) { return stats_dict(s.stats()); }, "Counters and latency.")
+      .def_property_readonly("metadata_json", [](const ifa_rt::Segmenter& s) { return s.metadata().json; },
+                             "The artifact's ifa_rt.json text.")
+      .def_property_readonly("num_classes", [](const ifa_rt::Segmenter& s) { return s.metadata().num_classes; },
+                             "Number of classes (channels of the logits).")
+      .def_property_readonly("options", &ifa_rt::Segmenter::options, "Options after resolution.")
+      .def_property_readonly("path", &ifa_rt::Segmenter::path, "The artifact path.");
+
+  py::class_<ifa_rt::SegmenterPool>(m, "EnginePool", "N engines; each call runs on an idle one.")
+      .def(py::init([](const std::string& path, const ifa_rt::Options& o, int size) {
+             py::gil_scoped_release release;
+             return new ifa_rt::SegmenterPool(path, o, size);
+           }),
+           py::arg("path"), py::arg("options"), py::arg("size"), "Build `size` engines (GIL released).")
+      .def("segment_into", &segment_into<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("out"),
+           "Labels into `out`, on an idle engine.")
+      .def("segment_list", &segment_list<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("outs"),
+           "Labels of a list of images, on an idle engine.")
+      .def("logits_into", &logits_into<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("out"),
+           "Logits into `out`, on an idle engine.")
+      .def_property_readonly("size", &ifa_rt::SegmenterPool::size, "Number of engines.")
+      .def("engine", &ifa_rt::SegmenterPool::engine, py::arg("index"), py::return_value_policy::reference_internal,
+           "The index-th engine.");
 }

@@ -1,0 +1,244 @@
+#pragma once
+// The public C++ API of ifa_rt: value types and one pimpl Segmenter (no torch includes).
+//
+// A Segmenter loads an `.ifa.pt` artifact (docs/artifact.md) and serves it with a memory
+// plan: every buffer for the planned buckets (batch sizes 1, 2, 4, .. up to max_batch,
+// times the planned input shapes) is allocated and warmed up at construction; a call on a
+// planned bucket then reuses them. Errors are ifa_rt::Error (runtime failures) or
+// ifa_rt::InvalidArgument (bad options or inputs), with messages of the form
+// `<where>: '<name>': expected <what>, got <value>`.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ifa_rt {
+
+/// A runtime failure: a missing/corrupt/incompatible artifact, no CUDA device, a failed
+/// warm-up or capture, an inference error. Python: RuntimeError.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A bad option or input value (wrong dtype, rank, channels, unplanned shape in strict
+/// mode, ...). Derives std::invalid_argument so Python sees ValueError.
+class InvalidArgument : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// Element type of a TensorView.
+enum class DType { uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64, bool_ };
+
+/// The name of a dtype as numpy/torch spell it ("uint8", "float32", "bool").
+std::string to_string(DType dtype);
+
+/// Compute precision of the engine. The artifact's graph computes in the dtype of its
+/// `mean` buffer; logits are returned as float32 whatever the precision.
+enum class Precision { fp32, fp16, bf16 };
+
+/// "fp32", "fp16" or "bf16".
+std::string to_string(Precision precision);
+
+/// A borrowed, read-only view of caller memory (no copy is made until the engine stages it).
+struct TensorView {
+  const void* data = nullptr;
+  DType dtype = DType::uint8;
+  std::vector<int64_t> shape;    ///< e.g. {H, W, 3} or {B, H, W, 3}
+  std::vector<int64_t> strides;  ///< in elements, one per dimension; empty = C-contiguous
+};
+
+/// An input height and width.
+struct Shape {
+  int64_t height = 0;
+  int64_t width = 0;
+  bool operator==(const Shape& o) const { return height == o.height && width == o.width; }
+  bool operator<(const Shape& o) const {
+    return height != o.height ? height < o.height : width < o.width;
+  }
+};
+
+/// How a Segmenter is built. Defaults are declared here, once.
+struct Options {
+  std::string device = "cpu";             ///< "cpu", "cuda" or "cuda:N"
+  Precision precision = Precision::fp32;  ///< compute dtype (the module's `mean` follows it)
+  int64_t max_batch = 1;                  ///< largest batch run at once; bigger calls split
+  std::vector<Shape> shapes;              ///< input shapes to plan for (may be empty)
+  int threads = 0;                        ///< intra-op threads inside a call; 0 = torch's
+  bool strict = false;                    ///< unplanned shape: error (true) or fallback path
+  bool plan_logits = false;               ///< also preallocate/capture `logits` per bucket
+  bool channels_last = false;             ///< CUDA: NHWC weights/activations
+  std::string runtime = "auto";           ///< CPU: "auto", "static" (Static Runtime), "jit"
+  bool optimize = false;                  ///< CPU JIT: torch::jit::optimize_for_inference
+  int warmup = 2;                         ///< warm-up calls per bucket (>= 2: profiling executor)
+
+  /// Build Options from key=value strings (tools, config files). Unknown keys and bad values
+  /// are rejected by name: `Options: unknown option 'x' (known: device, ...)`.
+  static Options from_map(const std::map<std::string, std::string>& values);
+
+  /// Throws InvalidArgument naming the first bad field.
+  void validate() const;
+};
+
+/// The artifact's metadata (`ifa_rt.json`), validated on load.
+struct Metadata {
+  int format_version = 0;
+  std::string ifa_rt_version;
+  std::string torch_version;
+  std::string preset;
+  std::string form;
+  int64_t num_classes = 0;
+  std::vector<std::string> classes;
+  std::vector<std::array<uint8_t, 3>> palette;
+  int64_t ignore_index = -1;
+  std::vector<double> mean;
+  std::vector<double> std;
+  int64_t min_size = 1;
+  std::string json;  ///< the raw JSON text
+};
+
+/// One planned bucket: a batch size and an input shape.
+struct Bucket {
+  int64_t batch = 0;
+  int64_t height = 0;
+  int64_t width = 0;
+  std::string name() const;  ///< "2x360x480"
+};
+
+/// One preallocated buffer of the plan.
+struct BufferInfo {
+  std::string name;            ///< e.g. "input 2x360x480" or "cpu arena (cached blocks)"
+  std::string device;          ///< "cpu", "cpu-pinned", "cuda:0"
+  std::string dtype;           ///< "uint8", "float32", ...
+  std::vector<int64_t> shape;  ///< empty for arenas
+  int64_t bytes = 0;
+};
+
+/// What a Segmenter preallocated at construction.
+struct Plan {
+  std::string device;
+  Precision precision = Precision::fp32;
+  std::string runtime;  ///< "static-runtime", "jit", "cuda-graph"
+  std::vector<Bucket> buckets;
+  std::vector<BufferInfo> buffers;
+  int64_t total_bytes() const;
+};
+
+/// Latency of one bucket since construction (warm-up excluded).
+struct BucketStats {
+  Bucket bucket;
+  int64_t calls = 0;
+  double mean_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0, min_ms = 0, max_ms = 0;
+};
+
+/// Counters since construction (warm-up excluded unless named so).
+struct Stats {
+  int64_t calls = 0;           ///< public calls (segment/logits)
+  int64_t images = 0;          ///< images served
+  int64_t bucket_runs = 0;     ///< engine runs on planned buckets
+  int64_t padded_images = 0;   ///< pad slots computed to fill a bucket
+  int64_t fallback_calls = 0;  ///< engine runs on the unplanned (slower, allocating) path
+  /// New memory obtained by the engine after warm-up on planned buckets: CPU, blocks that its
+  /// cache had to take from the system; CUDA, caching-allocator allocations on its device.
+  int64_t allocations_after_warmup = 0;
+  int64_t bytes_allocated_after_warmup = 0;
+  /// CPU: allocator requests served from the engine's cache after warm-up (how many tensor
+  /// allocations the runtime makes; Static Runtime makes far fewer than the JIT).
+  int64_t cached_allocations_after_warmup = 0;
+  double construction_ms = 0;  ///< load + plan + warm-up
+  double first_call_ms = 0;    ///< the first warm-up call (profiling run)
+  std::vector<BucketStats> buckets;
+};
+
+/// A labels result: uint8 class indices, shape [B,H,W] (or [H,W] for a single image).
+struct Result {
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> labels;
+  double milliseconds = 0;
+};
+
+/// A logits result: float32, shape [B,C,H,W] (or [C,H,W] for a single image).
+struct LogitsResult {
+  std::vector<int64_t> shape;
+  std::vector<float> logits;
+  double milliseconds = 0;
+};
+
+/// A loaded, planned and warmed-up segmentation engine. Thread-safe: concurrent calls are
+/// serialised on its buffers (use SegmenterPool for throughput). Move-only.
+class Segmenter {
+ public:
+  /// Loads and validates the artifact, builds the plan, allocates and warms up every bucket
+  /// (CUDA: captures one graph per bucket). Throws InvalidArgument for bad options, Error for
+  /// a bad artifact, a missing device or a failed warm-up.
+  Segmenter(const std::string& artifact_path, const Options& options = Options());
+  ~Segmenter();
+  Segmenter(Segmenter&&) noexcept;
+  Segmenter& operator=(Segmenter&&) noexcept;
+  Segmenter(const Segmenter&) = delete;
+  Segmenter& operator=(const Segmenter&) = delete;
+
+  /// Segments uint8 RGB images [H,W,3] or [B,H,W,3] (any non-negative strides) into labels
+  /// [H,W] or [B,H,W]. Batches bigger than max_batch are split, partial ones padded.
+  Result segment(const TensorView& images);
+
+  /// Same, writing into the caller's contiguous uint8 buffer of `labels_size` bytes, which
+  /// must hold exactly B*H*W labels.
+  void segment(const TensorView& images, uint8_t* labels, int64_t labels_size);
+
+  /// Segments images of any sizes (each [H,W,3]); results keep the input order. Images of
+  /// the same size are batched together. `labels[i]` must hold H_i*W_i bytes.
+  void segment(const std::vector<TensorView>& images, const std::vector<uint8_t*>& labels);
+
+  /// Returns float32 logits [B,C,H,W] (or [C,H,W]).
+  LogitsResult logits(const TensorView& images);
+
+  /// Same, into the caller's contiguous float buffer of `size` floats (B*C*H*W).
+  void logits(const TensorView& images, float* logits, int64_t size);
+
+  /// Every preallocated buffer with its bytes.
+  Plan plan() const;
+  /// Counters and per-bucket latency.
+  Stats stats() const;
+  /// The artifact's validated metadata.
+  const Metadata& metadata() const;
+  /// The options it was built with (after resolution, e.g. runtime "auto" -> chosen).
+  const Options& options() const;
+  /// The artifact path.
+  const std::string& path() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// N independent Segmenters on the same artifact and options; each call runs on an idle one
+/// (blocking while all are busy). Thread-safe.
+class SegmenterPool {
+ public:
+  SegmenterPool(const std::string& artifact_path, const Options& options, int size);
+  ~SegmenterPool();
+  SegmenterPool(const SegmenterPool&) = delete;
+  SegmenterPool& operator=(const SegmenterPool&) = delete;
+
+  Result segment(const TensorView& images);
+  void segment(const TensorView& images, uint8_t* labels, int64_t labels_size);
+  void segment(const std::vector<TensorView>& images, const std::vector<uint8_t*>& labels);
+  LogitsResult logits(const TensorView& images);
+  void logits(const TensorView& images, float* logits, int64_t size);
+
+  int size() const;
+  Segmenter& engine(int index);
+  const Metadata& metadata() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ifa_rt

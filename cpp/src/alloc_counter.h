@@ -1,0 +1,57 @@
+#pragma once
+// A counting CPU allocator with per-engine block caches (c10 only, no torch/script.h).
+//
+// 1. On first use, a CountingAllocator wrapping the current c10 CPU allocator is installed
+//    with c10::SetCPUAllocator (process-wide; outside an engine call it only forwards).
+// 2. While a BlockCache::Scope is alive on a thread, every CPU allocation made on that
+//    thread is served from that cache: an exact-size free block if there is one (a hit),
+//    else new memory from c10::alloc_cpu (a miss, counted with its bytes).
+// 3. Freed blocks go back to the cache that owns them, whichever thread frees them. The
+//    Static Runtime arena and mkldnn's raw allocations go through the same path.
+// 4. So after warm-up has run every planned bucket, a steady-state call allocates nothing
+//    new: each request is a hit. Misses after warm-up are what stats() reports.
+// Allocations made by intra-op worker threads are not attributed to a cache (they go to
+// the wrapped allocator); `unattributed_allocations()` counts them for tests.
+#include <cstdint>
+#include <memory>
+
+namespace ifa_rt::detail {
+
+struct CacheState;
+
+class BlockCache {
+ public:
+  struct Counters {
+    int64_t misses = 0, miss_bytes = 0, hits = 0, held_bytes = 0, outstanding = 0;
+  };
+
+  BlockCache();
+  ~BlockCache();  // frees free blocks; blocks still in use are freed when released
+  BlockCache(const BlockCache&) = delete;
+  BlockCache& operator=(const BlockCache&) = delete;
+
+  Counters counters() const;
+
+  /// Routes this thread's CPU allocations to `cache` while alive (nestable).
+  class Scope {
+   public:
+    explicit Scope(BlockCache& cache);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    CacheState* previous_;
+  };
+
+ private:
+  CacheState* state_;
+};
+
+/// True when the counting allocator is the current c10 CPU allocator.
+bool counting_allocator_installed();
+
+/// CPU allocations made outside any BlockCache scope since the allocator was installed.
+int64_t unattributed_allocations();
+
+}  // namespace ifa_rt::detail

@@ -1,0 +1,69 @@
+// Loading an `.ifa.pt` artifact: the TorchScript archive plus its `ifa_rt.json`.
+#include "artifact.h"
+
+#include <torch/script.h>
+
+#include <fstream>
+
+#include "torch_scope.h"
+
+namespace ifa_rt::detail {
+namespace {
+
+// The first line of a c10 error (the rest is a C++/TorchScript backtrace).
+std::string first_line(const std::string& what) {
+  auto end = what.find('\n');
+  return end == std::string::npos ? what : what.substr(0, end);
+}
+
+void check_method(const torch::jit::Module& module, const std::string& name) {
+  auto method = module.find_method(name);
+  if (!method)
+    throw Error("method '" + name + "': expected a scripted method (docs/artifact.md), got none");
+  const auto& args = method->function().getSchema().arguments();
+  // args[0] is self.
+  if (args.size() != 2)
+    throw Error("method '" + name + "': expected 1 input (images uint8 [B,H,W,3]), got " +
+                std::to_string(args.size() - 1));
+}
+
+}  // namespace
+
+torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
+  const std::string where = "failed to load artifact '" + path + "': ";
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(where + "no such file or not readable");
+  }
+  TorchScope scope;
+  torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, torch::kCPU, extra);
+  } catch (const c10::Error& e) {
+    throw Error(where + "not a readable TorchScript archive: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Error(where + "not a readable TorchScript archive: " + first_line(e.what()));
+  }
+  const std::string& json = extra[kMetadataFile];
+  if (json.empty())
+    throw Error(where + "metadata '" + kMetadataFile +
+                "': expected a JSON extra file (an ifa_rt artifact), got none");
+  try {
+    *metadata = parse_metadata(json);
+    check_method(module, "forward");
+    check_method(module, "logits");
+  } catch (const Error& e) {
+    throw Error(where + e.what());
+  }
+  module.eval();
+  return module;
+}
+
+Metadata read_metadata(const std::string& path) {
+  Metadata m;
+  load_artifact(path, &m);
+  return m;
+}
+
+}  // namespace ifa_rt::detail

@@ -1,0 +1,33 @@
+#pragma once
+// Loading and validating an `.ifa.pt` artifact (docs/artifact.md, format version 1).
+#include <string>
+
+#include "ifa_rt/segmenter.h"
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace ifa_rt::detail {
+
+/// The artifact format versions this runtime reads.
+constexpr int kFormatVersion = 1;
+/// The metadata file inside the archive.
+constexpr const char* kMetadataFile = "ifa_rt.json";
+
+/// Parses and validates the metadata JSON. Throws ifa_rt::Error with
+/// "metadata 'ifa_rt.json': '<key>': expected <what>, got <value>" (no path prefix).
+Metadata parse_metadata(const std::string& json);
+
+/// Loads the TorchScript archive at `path` on CPU with its metadata, checks the format
+/// version, the required keys and the `forward`/`logits` methods, and puts the module in
+/// eval mode. Throws ifa_rt::Error "failed to load artifact '<path>': ...".
+torch::jit::Module load_artifact(const std::string& path, Metadata* metadata);
+
+/// Checks the options' planned shapes against the artifact (min_size). Throws InvalidArgument.
+void check_plan(const Options& options, const Metadata& metadata);
+
+/// Reads only the metadata of the artifact at `path` (validated as above).
+Metadata read_metadata(const std::string& path);
+
+}  // namespace ifa_rt::detail

@@ -1,0 +1,61 @@
+#pragma once
+// The engine interface the Segmenter drives: one per device kind (engine_cpu.cpp,
+// engine_cuda.cpp). An engine owns the frozen module, the per-bucket buffers and the warm-up;
+// the Segmenter owns validation, batching, locking and stats. No torch here.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ifa_rt/segmenter.h"
+
+namespace ifa_rt::detail {
+
+/// One image [H,W,3] uint8 in caller memory, with element strides.
+struct ImageRef {
+  const uint8_t* data = nullptr;
+  int64_t height = 0, width = 0;
+  int64_t stride_h = 0, stride_w = 0, stride_c = 0;
+  bool contiguous() const { return stride_c == 1 && stride_w == 3 && stride_h == 3 * width; }
+};
+
+/// What a run produces per image: labels (H*W uint8) or logits (C*H*W float32).
+enum class Output { labels, logits };
+
+/// Allocation counters of an engine (monotonic since construction).
+struct AllocCounters {
+  int64_t new_blocks = 0;     ///< memory taken from the system / device allocator
+  int64_t new_bytes = 0;
+  int64_t cached_hits = 0;    ///< CPU: requests served from the engine's block cache
+  int64_t cached_bytes = 0;   ///< CPU: bytes the cache holds (free + in use)
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  /// The plan: runtime, buckets (same order as make_buckets) and buffers.
+  virtual Plan plan() const = 0;
+  /// Runs planned bucket `bucket` on n <= its batch same-shaped images; writes image i's
+  /// output to outs[i]. Returns false when the output kind is not planned for the bucket
+  /// and the run went through the unplanned path instead.
+  virtual bool run(size_t bucket, const ImageRef* images, int64_t n, Output what,
+                   void* const* outs) = 0;
+  /// Unplanned shape: one batch of n same-shaped images, with no preallocated buffers.
+  virtual void run_unplanned(const ImageRef* images, int64_t n, Output what,
+                             void* const* outs) = 0;
+  /// Allocation counters; only runs on planned buckets are measured.
+  virtual AllocCounters counters() const = 0;
+  /// Wall time of the first warm-up call (the profiling run), milliseconds.
+  virtual double first_call_ms() const = 0;
+};
+
+/// Builds the CPU engine (engine_cpu.cpp): load, freeze, optimise, plan, warm up.
+std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options,
+                                        Metadata* metadata, std::string* chosen_runtime);
+
+/// Builds the CUDA engine (engine_cuda.cpp); throws Error when the CUDA engine is not
+/// compiled in or there is no CUDA device.
+std::unique_ptr<Engine> make_cuda_engine(const std::string& path, const Options& options,
+                                         Metadata* metadata);
+
+}  // namespace ifa_rt::detail

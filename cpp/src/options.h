@@ -1,0 +1,25 @@
+#pragma once
+// Internal helpers around Options (no torch).
+#include <string>
+#include <vector>
+
+#include "ifa_rt/segmenter.h"
+
+namespace ifa_rt::detail {
+
+/// A parsed device string.
+struct DeviceSpec {
+  bool cuda = false;
+  int index = 0;
+};
+
+/// Parses "cpu", "cuda", "cuda:N"; throws InvalidArgument naming 'device'.
+DeviceSpec parse_device(const std::string& device);
+
+/// Parses "fp32", "fp16", "bf16" (also "float32", "float16", "bfloat16").
+Precision parse_precision(const std::string& value);
+
+/// "[2,360,480,3]".
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace ifa_rt::detail

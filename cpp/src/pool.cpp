@@ -1,0 +1,78 @@
+// SegmenterPool: N engines, each call on an idle one.
+#include <condition_variable>
+#include <mutex>
+
+#include "ifa_rt/segmenter.h"
+
+namespace ifa_rt {
+
+struct SegmenterPool::Impl {
+  std::vector<std::unique_ptr<Segmenter>> engines;
+  std::vector<int> idle;
+  std::mutex mutex;
+  std::condition_variable cv;
+
+  // Borrows an idle engine for the lifetime of the lease.
+  struct Lease {
+    Impl* pool;
+    int index;
+    ~Lease() {
+      {
+        std::lock_guard<std::mutex> lock(pool->mutex);
+        pool->idle.push_back(index);
+      }
+      pool->cv.notify_one();
+    }
+    Segmenter& operator*() const { return *pool->engines[index]; }
+    Segmenter* operator->() const { return pool->engines[index].get(); }
+  };
+
+  Lease acquire() {
+    std::unique_lock<std::mutex> lock(mutex);
+    cv.wait(lock, [&] { return !idle.empty(); });
+    int i = idle.back();
+    idle.pop_back();
+    return Lease{this, i};
+  }
+};
+
+SegmenterPool::SegmenterPool(const std::string& artifact_path, const Options& options, int size)
+    : impl_(std::make_unique<Impl>()) {
+  if (size < 1 || size > 256)
+    throw InvalidArgument("SegmenterPool: 'size': expected an integer in [1, 256], got " + std::to_string(size));
+  for (int i = 0; i < size; ++i) {
+    impl_->engines.push_back(std::make_unique<Segmenter>(artifact_path, options));
+    impl_->idle.push_back(size - 1 - i);
+  }
+}
+
+SegmenterPool::~SegmenterPool() = default;
+
+Result SegmenterPool::segment(const TensorView& images) { return impl_->acquire()->segment(images); }
+
+void SegmenterPool::segment(const TensorView& images, uint8_t* labels, int64_t labels_size) {
+  impl_->acquire()->segment(images, labels, labels_size);
+}
+
+void SegmenterPool::segment(const std::vector<TensorView>& images, const std::vector<uint8_t*>& labels) {
+  impl_->acquire()->segment(images, labels);
+}
+
+LogitsResult SegmenterPool::logits(const TensorView& images) { return impl_->acquire()->logits(images); }
+
+void SegmenterPool::logits(const TensorView& images, float* logits, int64_t size) {
+  impl_->acquire()->logits(images, logits, size);
+}
+
+int SegmenterPool::size() const { return static_cast<int>(impl_->engines.size()); }
+
+Segmenter& SegmenterPool::engine(int index) {
+  if (index < 0 || index >= size())
+    throw InvalidArgument("SegmenterPool.engine: 'index': expected an integer in [0, " +
+                          std::to_string(size() - 1) + "], got " + std::to_string(index));
+  return *impl_->engines[static_cast<size_t>(index)];
+}
+
+const Metadata& SegmenterPool::metadata() const { return impl_->engines.front()->metadata(); }
+
+}  // namespace ifa_rt

@@ -1,0 +1,310 @@
+// Segmenter: validation, batching, locking and stats around an Engine (no torch here).
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "artifact.h"
+#include "engine.h"
+#include "options.h"
+#include "plan.h"
+
+namespace ifa_rt {
+namespace {
+
+using detail::ImageRef;
+using detail::Output;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// The last `capacity` latencies of one bucket, preallocated.
+class LatencyRing {
+ public:
+  explicit LatencyRing(size_t capacity = 4096) : values_(capacity) {}
+  void push(double ms) {
+    values_[count_ % values_.size()] = ms;
+    ++count_;
+    sum_ += ms;
+  }
+  BucketStats summary(const Bucket& bucket) const {
+    BucketStats s;
+    s.bucket = bucket;
+    s.calls = static_cast<int64_t>(count_);
+    if (count_ == 0) return s;
+    std::vector<double> v(values_.begin(), values_.begin() + std::min(count_, values_.size()));
+    std::sort(v.begin(), v.end());
+    auto pct = [&](double q) { return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)]; };
+    s.mean_ms = sum_ / static_cast<double>(count_);
+    s.p50_ms = pct(0.5);
+    s.p90_ms = pct(0.9);
+    s.p99_ms = pct(0.99);
+    s.min_ms = v.front();
+    s.max_ms = v.back();
+    return s;
+  }
+
+ private:
+  std::vector<double> values_;
+  size_t count_ = 0;
+  double sum_ = 0;
+};
+
+[[noreturn]] void bad_input(const std::string& where, const std::string& name, const std::string& what,
+                            const std::string& got) {
+  throw InvalidArgument(where + ": input '" + name + "': expected " + what + ", got " + got);
+}
+
+std::string hxw(int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
+
+}  // namespace
+
+struct Segmenter::Impl {
+  std::string path;
+  Options options;
+  Metadata metadata;
+  std::unique_ptr<detail::Engine> engine;
+  std::vector<Bucket> buckets;
+  std::vector<int64_t> batches;
+  std::mutex mutex;
+  int64_t calls = 0, images = 0, bucket_runs = 0, padded = 0, fallback = 0;
+  std::vector<LatencyRing> latency;
+  double construction_ms = 0;
+
+  // Validates one [H,W,3] or [B,H,W,3] view and appends one ImageRef per image.
+  void collect(const TensorView& v, const std::string& where, bool allow_batch,
+               std::vector<ImageRef>* out) const {
+    const std::string name = allow_batch ? "images" : "images[" + std::to_string(out->size()) + "]";
+    if (v.dtype != DType::uint8) bad_input(where, name, "dtype uint8", to_string(v.dtype));
+    const size_t rank = v.shape.size();
+    if (rank != 3 && !(allow_batch && rank == 4))
+      bad_input(where, name, allow_batch ? "shape [H,W,3] or [B,H,W,3]" : "shape [H,W,3]",
+                detail::shape_string(v.shape) + " (rank " + std::to_string(rank) + ")");
+    if (v.shape[rank - 1] != 3)
+      bad_input(where, name, "3 channels (RGB, last dimension)",
+                std::to_string(v.shape[rank - 1]) + " (shape " + detail::shape_string(v.shape) + ")");
+    std::vector<int64_t> strides = v.strides;
+    if (strides.empty()) {
+      strides.assign(rank, 1);
+      for (size_t k = rank - 1; k > 0; --k) strides[k - 1] = strides[k] * v.shape[k];
+    }
+    if (strides.size() != rank)
+      bad_input(where, name, "one stride per dimension (" + std::to_string(rank) + ")",
+                std::to_string(strides.size()));
+    for (int64_t s : strides)
+      if (s < 0) bad_input(where, name, "non-negative strides", detail::shape_string(strides));
+    const int64_t batch = rank == 4 ? v.shape[0] : 1;
+    const int64_t h = v.shape[rank - 3], w = v.shape[rank - 2];
+    if (batch < 1 || h < 1 || w < 1)
+      bad_input(where, name, "a non-empty image batch", "shape " + detail::shape_string(v.shape));
+    if (h < metadata.min_size || w < metadata.min_size)
+      bad_input(where, name,
+                "height and width >= " + std::to_string(metadata.min_size) + " (the artifact's min_size)",
+                hxw(h, w));
+    if (v.data == nullptr) bad_input(where, name, "data", "a null pointer");
+    const int64_t sb = rank == 4 ? strides[0] : 0;
+    const size_t k = rank - 3;
+    for (int64_t i = 0; i < batch; ++i)
+      out->push_back({static_cast<const uint8_t*>(v.data) + i * sb, h, w, strides[k], strides[k + 1],
+                      strides[k + 2]});
+  }
+
+  int shape_index(int64_t h, int64_t w) const {
+    for (size_t i = 0; i < options.shapes.size(); ++i)
+      if (options.shapes[i].height == h && options.shapes[i].width == w) return static_cast<int>(i);
+    return -1;
+  }
+
+  void check_planned(const std::string& where, const std::string& name, int64_t h, int64_t w) const {
+    if (!options.strict || shape_index(h, w) >= 0) return;
+    std::string planned;
+    for (const Shape& s : options.shapes) planned += (planned.empty() ? "" : ", ") + hxw(s.height, s.width);
+    bad_input(where, name, "a planned shape (" + (planned.empty() ? std::string("none planned") : planned) +
+                               ") in strict mode", hxw(h, w));
+  }
+
+  // Serves n same-shaped images (mutex held): planned buckets, else the unplanned path.
+  void serve(const ImageRef* ims, int64_t n, Output what, void* const* outs) {
+    const int si = shape_index(ims[0].height, ims[0].width);
+    for (const detail::Run& run : detail::schedule(n, batches)) {
+      auto t0 = Clock::now();
+      if (si < 0) {
+        engine->run_unplanned(ims + run.first, run.count, what, outs + run.first);
+        ++fallback;
+        continue;
+      }
+      const size_t bi = static_cast<size_t>(si) * batches.size() +
+                        static_cast<size_t>(std::find(batches.begin(), batches.end(), run.batch) - batches.begin());
+      if (engine->run(bi, ims + run.first, run.count, what, outs + run.first)) {
+        ++bucket_runs;
+        padded += run.batch - run.count;
+        latency[bi].push(ms_since(t0));
+      } else {
+        ++fallback;
+      }
+    }
+  }
+
+  int64_t per_image(Output what, int64_t h, int64_t w) const {
+    return what == Output::labels ? h * w : metadata.num_classes * h * w;
+  }
+
+  // One [H,W,3] / [B,H,W,3] view into a caller buffer of `size` elements.
+  void call(const TensorView& v, Output what, void* dst, int64_t size, const std::string& where) {
+    std::vector<ImageRef> ims;
+    collect(v, where, true, &ims);
+    const int64_t h = ims[0].height, w = ims[0].width, n = static_cast<int64_t>(ims.size());
+    const int64_t need = n * per_image(what, h, w);
+    const std::string out_name = what == Output::labels ? "labels" : "logits";
+    if (dst == nullptr || size != need)
+      throw InvalidArgument(where + ": output '" + out_name + "': expected " + std::to_string(need) +
+                            (what == Output::labels ? " uint8 elements" : " float32 elements") +
+                            ", got " + (dst == nullptr ? std::string("a null pointer") : std::to_string(size)));
+    check_planned(where, "images", h, w);
+    const size_t elem = what == Output::labels ? 1 : sizeof(float);
+    std::vector<void*> outs(ims.size());
+    for (int64_t i = 0; i < n; ++i)
+      outs[i] = static_cast<uint8_t*>(dst) + static_cast<size_t>(i * per_image(what, h, w)) * elem;
+    std::lock_guard<std::mutex> lock(mutex);
+    ++calls;
+    images += n;
+    serve(ims.data(), n, what, outs.data());
+  }
+};
+
+Segmenter::Segmenter(const std::string& artifact_path, const Options& options)
+    : impl_(std::make_unique<Impl>()) {
+  auto t0 = Clock::now();
+  options.validate();
+  impl_->path = artifact_path;
+  impl_->options = options;
+  const detail::DeviceSpec device = detail::parse_device(options.device);
+  if (device.cuda) {
+    impl_->engine = detail::make_cuda_engine(artifact_path, options, &impl_->metadata);
+  } else {
+    std::string chosen;
+    impl_->engine = detail::make_cpu_engine(artifact_path, options, &impl_->metadata, &chosen);
+    impl_->options.runtime = chosen;
+  }
+  impl_->buckets = detail::make_buckets(options.shapes, options.max_batch);
+  impl_->batches = detail::bucket_batches(options.max_batch);
+  impl_->latency.resize(impl_->buckets.size());
+  impl_->construction_ms = ms_since(t0);
+}
+
+Segmenter::~Segmenter() = default;
+Segmenter::Segmenter(Segmenter&&) noexcept = default;
+Segmenter& Segmenter::operator=(Segmenter&&) noexcept = default;
+
+Result Segmenter::segment(const TensorView& images) {
+  auto t0 = Clock::now();
+  Result r;
+  const size_t rank = images.shape.size();
+  if (rank >= 3) {
+    r.shape.assign(images.shape.begin(), images.shape.end() - 1);
+    int64_t n = 1;
+    for (int64_t d : r.shape) n *= std::max<int64_t>(d, 0);
+    r.labels.resize(static_cast<size_t>(n));
+  }
+  impl_->call(images, Output::labels, r.labels.data(), static_cast<int64_t>(r.labels.size()),
+              "Segmenter.segment");
+  r.milliseconds = ms_since(t0);
+  return r;
+}
+
+void Segmenter::segment(const TensorView& images, uint8_t* labels, int64_t labels_size) {
+  impl_->call(images, Output::labels, labels, labels_size, "Segmenter.segment");
+}
+
+void Segmenter::segment(const std::vector<TensorView>& images, const std::vector<uint8_t*>& labels) {
+  const std::string where = "Segmenter.segment";
+  if (labels.size() != images.size())
+    throw InvalidArgument(where + ": output 'labels': expected " + std::to_string(images.size()) +
+                          " buffers (one per image), got " + std::to_string(labels.size()));
+  std::vector<ImageRef> ims;
+  for (const TensorView& v : images) impl_->collect(v, where, false, &ims);
+  // Group by shape, in order of first appearance; each group keeps input order.
+  std::vector<std::pair<Shape, std::vector<size_t>>> groups;
+  for (size_t i = 0; i < ims.size(); ++i) {
+    if (labels[i] == nullptr)
+      throw InvalidArgument(where + ": output 'labels[" + std::to_string(i) + "]': expected a buffer, got a null pointer");
+    Shape s{ims[i].height, ims[i].width};
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == s; });
+    if (it == groups.end()) groups.push_back({s, {i}});
+    else it->second.push_back(i);
+  }
+  for (const auto& g : groups)
+    impl_->check_planned(where, "images[" + std::to_string(g.second[0]) + "]", g.first.height, g.first.width);
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  ++impl_->calls;
+  impl_->images += static_cast<int64_t>(ims.size());
+  for (const auto& g : groups) {
+    std::vector<ImageRef> part;
+    std::vector<void*> outs;
+    for (size_t i : g.second) {
+      part.push_back(ims[i]);
+      outs.push_back(labels[i]);
+    }
+    impl_->serve(part.data(), static_cast<int64_t>(part.size()), Output::labels, outs.data());
+  }
+}
+
+LogitsResult Segmenter::logits(const TensorView& images) {
+  auto t0 = Clock::now();
+  LogitsResult r;
+  const size_t rank = images.shape.size();
+  if (rank >= 3) {
+    r.shape.assign(images.shape.begin(), images.shape.end() - 1);
+    r.shape.insert(r.shape.end() - 2, impl_->metadata.num_classes);
+    int64_t n = 1;
+    for (int64_t d : r.shape) n *= std::max<int64_t>(d, 0);
+    r.logits.resize(static_cast<size_t>(n));
+  }
+  impl_->call(images, Output::logits, r.logits.data(), static_cast<int64_t>(r.logits.size()),
+              "Segmenter.logits");
+  r.milliseconds = ms_since(t0);
+  return r;
+}
+
+void Segmenter::logits(const TensorView& images, float* logits, int64_t size) {
+  impl_->call(images, Output::logits, logits, size, "Segmenter.logits");
+}
+
+Plan Segmenter::plan() const { return impl_->engine->plan(); }
+
+Stats Segmenter::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  Stats s;
+  s.calls = impl_->calls;
+  s.images = impl_->images;
+  s.bucket_runs = impl_->bucket_runs;
+  s.padded_images = impl_->padded;
+  s.fallback_calls = impl_->fallback;
+  const detail::AllocCounters c = impl_->engine->counters();
+  s.allocations_after_warmup = c.new_blocks;
+  s.bytes_allocated_after_warmup = c.new_bytes;
+  s.cached_allocations_after_warmup = c.cached_hits;
+  s.construction_ms = impl_->construction_ms;
+  s.first_call_ms = impl_->engine->first_call_ms();
+  for (size_t i = 0; i < impl_->buckets.size(); ++i)
+    s.buckets.push_back(impl_->latency[i].summary(impl_->buckets[i]));
+  return s;
+}
+
+const Metadata& Segmenter::metadata() const { return impl_->metadata; }
+const Options& Segmenter::options() const { return impl_->options; }
+const std::string& Segmenter::path() const { return impl_->path; }
+
+#ifndef IFA_RT_WITH_CUDA
+namespace detail {
+std::unique_ptr<Engine> make_cuda_engine(const std::string&, const Options& options, Metadata*) {
+  throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + options.device +
+              "': no CUDA device (this ifa_rt was built without the CUDA engine; torch " +
+              "has no CUDA)");
+}
+}  // namespace detail
+#endif
+
+}  // namespace ifa_rt

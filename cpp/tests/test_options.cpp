@@ -1,0 +1,59 @@
+// Options: defaults, validation by name, from_map.
+#include "check.h"
+
+using ifa_rt::InvalidArgument;
+using ifa_rt::Options;
+
+int main(int argc, char** argv) {
+  return check::run(argc, argv, [] {
+    Options d;
+    CHECK(d.device == "cpu");
+    CHECK(d.precision == ifa_rt::Precision::fp32);
+    CHECK_EQ(d.max_batch, int64_t{1});
+    CHECK(d.shapes.empty());
+    CHECK(!d.strict);
+    d.validate();
+
+    Options o;
+    o.max_batch = 0;
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'max_batch': expected an integer in [1, 1024], got 0");
+    o = Options();
+    o.device = "tpu";
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'tpu'");
+    o.device = "cuda:x";
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'");
+    o = Options();
+    o.shapes = {{32, 0}};
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 32x0");
+    o.shapes = {{32, 48}, {32, 48}};
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shapes': expected distinct shapes, got a duplicate");
+    o = Options();
+    o.runtime = "fast";
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'runtime': expected 'auto', 'static' or 'jit', got 'fast'");
+    o = Options();
+    o.warmup = 1;
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'warmup': expected an integer in [2, 100] (the profiling executor needs 2 calls), got 1");
+    o = Options();
+    o.threads = -1;
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1");
+
+    Options m = Options::from_map({{"device", "cuda:1"}, {"precision", "bf16"}, {"max_batch", "4"},
+                                   {"shapes", "360x480,512x1024"}, {"strict", "true"}});
+    CHECK(m.device == "cuda:1");
+    CHECK(m.precision == ifa_rt::Precision::bf16);
+    CHECK_EQ(m.max_batch, int64_t{4});
+    CHECK_EQ(m.shapes.size(), size_t{2});
+    CHECK_EQ(m.shapes[1].width, int64_t{1024});
+    CHECK(m.strict);
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"batch", "2"}}),
+                 "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
+                 "strict, plan_logits, channels_last, runtime, optimize, warmup)");
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "fp64"}}),
+                 "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'fp64'");
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"max_batch", "two"}}),
+                 "Options: 'max_batch': expected an integer, got 'two'");
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"strict", "maybe"}}),
+                 "Options: 'strict': expected a boolean (true/false), got 'maybe'");
+  });
+}
