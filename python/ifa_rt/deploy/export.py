@@ -48,13 +48,24 @@ class ImageSegmenter(nn.Module):
         return self._logits(images).float()
 
 
+class _Predict(nn.Module):
+    """The reference model as is, through its always-a-tensor `predict` method."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.predict(x)
+
+
 def _inference_net(model: nn.Module, form: str) -> nn.Module:
     """The network the artifact runs: the exact fused form (default) or the model as is."""
     if form not in FORMS:
         raise ValueError(f"export: 'form': expected one of {list(FORMS)}, got {form!r}")
     model = model.eval()
     if form == "reference":
-        return model
+        return _Predict(model)
     from .fuse import fuse_model
 
     return fuse_model(model)
@@ -67,6 +78,7 @@ def export(
     classes: list[str] | None = None,
     palette: list[list[int]] | None = None,
     preset: str | None = None,
+    dataset: str | None = None,
     form: str = "fused",
     mean: tuple[float, ...] = DEFAULT_MEAN,
     std: tuple[float, ...] = DEFAULT_STD,
@@ -79,17 +91,21 @@ def export(
         path: where to write the `.ifa.pt` file (parent folders are created).
         classes: class names (default: class_0 …); palette: one [r, g, b] per class.
         preset: the preset name recorded in the metadata (default: the model's own).
+        dataset: take default class names and palette from this dataset (default: the
+            preset's prefix, e.g. "camvid" for "camvid-lite0", when it names a known dataset).
         form: "fused" (BN folded, decomposed IFA head; IFA_SPEC §4) or "reference".
         verify: load the file back and check it reproduces the eager logits.
     """
     cfg = getattr(model, "cfg", None)
     config = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else {}
     num_classes = int(config.get("num_classes") or _probe_num_classes(model))
+    preset = preset or getattr(model, "preset", None)
+    known_classes, known_palette = _class_facts(dataset, preset, num_classes)
     meta = build_metadata(
         num_classes=num_classes,
-        classes=classes,
-        palette=palette,
-        preset=preset or getattr(model, "preset", None),
+        classes=classes if classes is not None else known_classes,
+        palette=palette if palette is not None else known_palette,
+        preset=preset,
         config=config,
         form=form,
         mean=mean,
@@ -165,23 +181,24 @@ def run_cli(args: argparse.Namespace) -> int:
         model = build_model(args.preset, **overrides)
     else:
         raise ValueError("export: give --preset, --checkpoint or both")
-    preset = args.preset or getattr(model, "preset", None)
-    classes, palette = _class_facts(args.dataset, preset, model)
-    meta = export(model, args.output, classes=classes, palette=palette, preset=preset, form=args.form)
+    meta = export(model, args.output, preset=args.preset, dataset=args.dataset, form=args.form)
     print(f"wrote {args.output}: {meta['num_classes']} classes, {meta['form']} form")
     return 0
 
 
-def _class_facts(dataset: str | None, preset: str | None, model: nn.Module):
-    """Class names and palette from a named dataset, or the preset's dataset prefix, if known."""
-    try:
-        from ..data import DATASETS
-    except ImportError:
-        return None, None
+def _class_facts(dataset: str | None, preset: str | None, num_classes: int):
+    """Class names and palette of a named dataset, or of the preset's dataset prefix if known."""
+    from ..data.facts import DATASETS
+
     name = dataset or (preset or "").split("-")[0]
     info = DATASETS.get(name)
     if info is None:
         if dataset:
-            raise ValueError(f"export: '--dataset': expected one of {sorted(DATASETS)}, got {dataset!r}")
+            raise ValueError(f"export: 'dataset': expected one of {sorted(DATASETS)}, got {dataset!r}")
+        return None, None
+    if info.num_classes != num_classes:
+        if dataset:
+            raise ValueError(f"export: 'dataset': {name} has {info.num_classes} classes, "
+                             f"but the model predicts {num_classes}")
         return None, None
     return list(info.classes), [list(c) for c in info.palette]

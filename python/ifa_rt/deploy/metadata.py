@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..data.facts import IGNORE_INDEX
+from ..data.facts import MEAN as DEFAULT_MEAN
+from ..data.facts import STD as DEFAULT_STD
+
 FORMAT_VERSION = 1
 EXTRA_FILE = "ifa_rt.json"
 REQUIRED_KEYS = ("format_version", "num_classes", "classes", "palette", "input")
-DEFAULT_MEAN = (123.675, 116.28, 103.53)
-DEFAULT_STD = (58.395, 57.12, 57.375)
 MIN_INPUT_SIZE = 32
 
 
@@ -38,7 +40,7 @@ def build_metadata(
     form: str,
     mean: tuple[float, ...] = DEFAULT_MEAN,
     std: tuple[float, ...] = DEFAULT_STD,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> dict[str, Any]:
     """Assemble and validate the metadata dict of format version 1."""
     import torch

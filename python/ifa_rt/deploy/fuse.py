@@ -1,0 +1,235 @@
+"""The exact, cheaper inference form of an IFA segmentor (IFA_SPEC §4).
+
+Algorithm (eval mode only):
+  1. Fold every BatchNorm into the convolution before it (pairs found by one hooked run).
+  2. Split the folded first MLP layer W (hidden × in) by columns, per level i, into A_i (the
+     26 PE columns) and P_i (the feature columns). Because the MLP input is a concatenation,
+     z(q) = b' + Σ_i (P_i f_i)[nearest_i(q)] + Σ_i A_i · PE_i(rel_i(q)).
+  3. Run P_i as a 1×1 convolution (3×3 with `unfold`) at each level's *source* resolution,
+     then gather with the reference's nearest indices (round half to even, as grid_sample).
+  4. b' + Σ_i A_i · PE_i depends only on the shapes and the learned `emb`: compute it once
+     per (shape, dtype, device) and cache it in the module, with the gather indices.
+  5. The rest of the MLP runs as 1×1 convolutions on a [B, hidden, h, w] map; the
+     1128-channel query tensor of the reference is never built.
+"""
+
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..model.config import POS_DIM
+from ..model.head import source_geometry, spatial_encoding
+
+__all__ = ["FusedIFA", "fold_batchnorms", "fuse_model"]
+
+def fold_batchnorms(model: nn.Module, example: Tensor) -> List[str]:
+    """Fold, in place, every BatchNorm whose input is exactly a Conv's output; return their names.
+
+    The pairs are found by running ``example`` once with hooks (a BN consumes the very tensor a
+    conv produced), so any architecture works without a table of attribute names.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    produced: Dict[int, tuple] = {}
+    pairs: List[tuple] = []
+
+    def after_conv(conv: nn.Module, _inputs, output: Tensor) -> None:
+        produced[id(output)] = (conv, output)  # keep the tensor alive so its id stays unique
+
+    def before_bn(bn: nn.Module, inputs) -> None:
+        entry = produced.get(id(inputs[0]))
+        if entry is not None and entry[1] is inputs[0] and (entry[0], bn) not in pairs:
+            pairs.append((entry[0], bn))
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            hooks.append(m.register_forward_hook(after_conv))
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            hooks.append(m.register_forward_pre_hook(before_bn))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for conv, bn in pairs:
+        _replace(model, names[conv], fuse_conv_bn_eval(conv, bn))
+        _replace(model, names[bn], nn.Identity())
+    return [names[bn] for _, bn in pairs]
+
+
+def _replace(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _mlp_layers(imnet: nn.Sequential) -> List[Tuple[Tensor, Tensor]]:
+    """The (BN-folded) imnet MLP as (weight [out, in], bias) pairs, in order."""
+    return [(m.weight[:, :, 0].detach(), m.bias.detach()) for m in imnet if isinstance(m, nn.Conv1d)]
+
+
+def _conv1x1(weight: Tensor, bias: Optional[Tensor]) -> nn.Conv2d:
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
+    conv.weight.data.copy_(weight[:, :, None, None])
+    if bias is not None:
+        conv.bias.data.copy_(bias)
+    return conv
+
+
+class FusedIFA(nn.Module):
+    """IFA in its exact decomposed inference form (IFA_SPEC §4): same logits, far less work.
+
+    Built from a trained ``IFASegmentor`` by ``fuse_model``; scriptable; ``forward`` maps
+    normalised float [B,3,H,W] to logits [B,C,H,W] at the input size, like the original.
+    """
+
+    cache: Dict[str, Tensor]
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        model = copy.deepcopy(model).eval()
+        fold_batchnorms(model, torch.zeros(1, 3, 64, 64))
+        head = model.decoder.ifa
+        self.encoder = model.encoder
+        neck = model.decoder
+        self.enc1 = neck.enc1
+        self.enc2 = neck.enc2
+        self.enc3 = neck.enc3
+        self.aspp = neck.aspp
+        self.head = neck.head
+        self.unfold = bool(head.unfold)
+        self.local_ensemble = bool(head.local_ensemble)
+
+        layers = _mlp_layers(head.imnet)
+        first_w, first_b = layers[0]
+        c = neck.channels
+        feat_in = c * (9 if self.unfold else 1)
+        per_level = POS_DIM + feat_in
+        projections = []
+        pe_weights = []
+        for i in range(4):
+            cols = first_w[:, i * per_level:(i + 1) * per_level]
+            pe_weights.append(cols[:, :POS_DIM].clone())
+            p = cols[:, POS_DIM:]
+            if self.unfold:
+                # F.unfold orders channels as c*9 + (ky*3 + kx): a 3×3 conv with padding 1.
+                conv = nn.Conv2d(c, p.shape[0], 3, padding=1, bias=False)
+                conv.weight.data.copy_(p.reshape(p.shape[0], c, 3, 3))
+            else:
+                conv = _conv1x1(p, None)
+            projections.append(conv)
+        self.proj = nn.ModuleList(projections)
+        # PE weights and the learned frequencies stay fp32 (a buffer would be cast by .to(bf16),
+        # and sin() of arguments up to ~64 needs fp32): the cached term is cast once per shape.
+        self.pe_weight: List[List[List[float]]] = [w.tolist() for w in pe_weights]
+        self.emb: List[List[List[float]]] = [
+            getattr(head, f"pos{i + 1}").emb.detach().tolist() for i in range(4)
+        ]
+        self.first_bias: List[float] = first_b.tolist()
+        self.mlp = nn.ModuleList([_conv1x1(w, b) for w, b in layers[1:]])
+        self.cache = {}
+
+    def _neck(self, feats: List[Tensor]) -> List[Tensor]:
+        return [self.enc1(feats[0]), self.enc2(feats[1]), self.enc3(feats[2]),
+                self.head(self.aspp(feats[3]))]
+
+    def _geometry(self, feats: List[Tensor], h: int, w: int, vy: float, vx: float,
+                  dtype: torch.dtype) -> List[Tensor]:
+        """Cached [bias + Σ A_i·PE_i] as [hidden,h,w] and per-level (iy, ix) gather indices."""
+        key = f"{h}x{w}:{vy},{vx}:{dtype}:{feats[0].device}"
+        for f in feats:
+            key += f":{f.shape[2]}x{f.shape[3]}"
+        if key in self.cache:
+            out = [self.cache[key]]
+            for i in range(4):
+                out.append(self.cache[key + f":iy{i}"])
+                out.append(self.cache[key + f":ix{i}"])
+            return out
+        device = feats[0].device
+        term = torch.tensor(self.first_bias, dtype=torch.float32, device=device).view(1, 1, -1)
+        indices: List[Tensor] = []
+        for i in range(4):
+            hh, ww = feats[i].shape[2], feats[i].shape[3]
+            sy = 0.0 if vy == 0.0 else vy / hh + 1e-6
+            sx = 0.0 if vx == 0.0 else vx / ww + 1e-6
+            iy, ry = source_geometry(h, hh, sy, device)
+            ix, rx = source_geometry(w, ww, sx, device)
+            rel = torch.stack([ry[:, None].expand(h, w), rx[None, :].expand(h, w)], dim=-1)
+            emb = torch.tensor(self.emb[i], dtype=torch.float32, device=device)
+            a = torch.tensor(self.pe_weight[i], dtype=torch.float32, device=device)
+            term = term + torch.matmul(spatial_encoding(rel, emb), a.t())
+            indices.append(iy)
+            indices.append(ix)
+        self.cache[key] = term.permute(2, 0, 1).contiguous().to(dtype)
+        for i in range(4):
+            self.cache[key + f":iy{i}"] = indices[2 * i]
+            self.cache[key + f":ix{i}"] = indices[2 * i + 1]
+        return [self.cache[key]] + indices
+
+    def _first_layer(self, projected: List[Tensor], h: int, w: int, vy: float, vx: float) -> Tensor:
+        """Pre-activation of the first MLP layer, [B, hidden, h, w]."""
+        geo = self._geometry(projected, h, w, vy, vx, projected[0].dtype)
+        z = geo[0].unsqueeze(0)
+        for i in range(4):
+            p = projected[i]
+            if not (p.shape[2] == h and p.shape[3] == w and vy == 0.0 and vx == 0.0):
+                # Same grid without a shift maps every query to its own pixel: no gather needed.
+                p = p.index_select(2, geo[1 + 2 * i]).index_select(3, geo[2 + 2 * i])
+            z = z + p
+        return z
+
+    def _mlp_rest(self, z: Tensor) -> Tensor:
+        for conv in self.mlp:
+            z = conv(torch.relu(z))
+        return z
+
+    def _ensemble_weights(self, feats: List[Tensor], h: int, w: int, dtype: torch.dtype) -> Tensor:
+        """LIIF area weights [4, 1, h, w], cached (same rule as IFAHead.ensemble_weights)."""
+        key = f"ens:{h}x{w}:{dtype}:{feats[0].device}"
+        for f in feats:
+            key += f":{f.shape[2]}x{f.shape[3]}"
+        if key not in self.cache:
+            logs: List[Tensor] = []
+            for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
+                acc = torch.zeros(h, w, dtype=torch.float32, device=feats[0].device)
+                for f in feats:
+                    hh, ww = f.shape[2], f.shape[3]
+                    ry = source_geometry(h, hh, vy / hh + 1e-6, f.device)[1]
+                    rx = source_geometry(w, ww, vx / ww + 1e-6, f.device)[1]
+                    acc = acc + torch.log((ry[:, None] * rx[None, :]).abs() + 1e-9)
+                logs.append(acc)
+            opposite = torch.stack([logs[3], logs[2], logs[1], logs[0]], dim=0)
+            self.cache[key] = torch.softmax(opposite, dim=0).unsqueeze(1).to(dtype)
+        return self.cache[key]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits [B, C, H, W] for normalised float images [B, 3, H, W]."""
+        height, width = x.shape[2], x.shape[3]
+        feats = self._neck(self.encoder(x))
+        h, w = feats[0].shape[2], feats[0].shape[3]
+        projected: List[Tensor] = []
+        for i, proj in enumerate(self.proj):
+            projected.append(proj(feats[i]))
+        if not self.local_ensemble:
+            logits = self._mlp_rest(self._first_layer(projected, h, w, 0.0, 0.0))
+        else:
+            weights = self._ensemble_weights(feats, h, w, x.dtype)
+            logits = torch.zeros(0)
+            k = 0
+            for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
+                pred = self._mlp_rest(self._first_layer(projected, h, w, vy, vx)) * weights[k]
+                logits = pred if k == 0 else logits + pred
+                k += 1
+        return F.interpolate(logits, size=[height, width], mode="bilinear", align_corners=True)
+
+
+def fuse_model(model: nn.Module) -> FusedIFA:
+    """The exact fused inference form of an eval-mode IFASegmentor (IFA_SPEC §4)."""
+    if model.training:
+        raise ValueError("fuse_model: 'model': expected eval mode (BatchNorm folding), got training mode")
+    return FusedIFA(model)

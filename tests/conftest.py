@@ -1,0 +1,45 @@
+"""Shared fixtures: the real data folder (../shared/data or $IFA_RT_DATA) and real images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """The real-data folder: $IFA_RT_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("IFA_RT_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    """CamVid folder; tests that need it skip with a reason when it is absent."""
+    root = data_root() / "camvid"
+    if not (root / "images" / "val").is_dir():
+        pytest.skip(f"CamVid data not found at {root} (set IFA_RT_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def camvid_val_paths(camvid_root: Path) -> list[Path]:
+    """Sorted CamVid val image paths."""
+    return sorted((camvid_root / "images" / "val").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def real_image(camvid_val_paths):
+    """Factory: a real CamVid val image as uint8 H×W×3, resized to (height, width) if given."""
+
+    def load(index: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
+        img = Image.open(camvid_val_paths[index]).convert("RGB")
+        if size is not None:
+            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        return np.array(img)  # a writable copy
+
+    return load
