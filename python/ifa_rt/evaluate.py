@@ -157,23 +157,9 @@ def evaluate(predictor: Predictor, dataset, num_classes: int,
 
 
 def load_model(path: str, device: str = "cpu") -> torch.nn.Module:
-    """Load a project checkpoint (`ifa_rt.checkpoint` format) as an eval-mode model."""
-    try:
-        from .deploy.checkpoint import load_checkpoint  # the project's own loader
-    except ImportError:
-        load_checkpoint = None
-    if load_checkpoint is not None:
-        out = load_checkpoint(path)
-        model = out[0] if isinstance(out, tuple) else out
-        if isinstance(model, torch.nn.Module):
-            return model.to(device).eval()
-    from .model import build_model
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "ifa_rt.checkpoint":
-        raise ValueError(f"load_model: '{path}': expected an ifa_rt.checkpoint file")
-    model = build_model(ckpt["preset"], num_classes=ckpt["config"].get("num_classes"))
-    model.load_state_dict(ckpt["state_dict"], strict=False)
-    return model.to(device).eval()
+    """Load a project (or reference) checkpoint as an eval-mode model on `device`."""
+    from .deploy.checkpoint import load_checkpoint
+    return load_checkpoint(path).to(device).eval()
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

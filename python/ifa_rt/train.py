@@ -111,24 +111,10 @@ def _build(preset: str, num_classes: int, overrides: Dict):
     return build_model(preset, num_classes=num_classes, **overrides)
 
 
-def _config_dict(model) -> Dict:
-    """The model's config as a dict (empty if the model has none)."""
-    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else {}
-
-
 def save_final(model: torch.nn.Module, path: Path, preset: str, meta: Dict) -> None:
-    """Save in the project checkpoint format (via ifa_rt.deploy.checkpoint when present)."""
-    try:
-        from .deploy.checkpoint import save_checkpoint
-    except ImportError:
-        save_checkpoint = None
-    if save_checkpoint is not None:
-        save_checkpoint(model, str(path), preset=preset, meta=meta)
-        return
-    sd = {k: v for k, v in model.state_dict().items() if not k.startswith("auxor.")}
-    torch.save({"format": "ifa_rt.checkpoint", "version": 1, "preset": preset,
-                "config": _config_dict(model), "state_dict": sd, "meta": meta}, path)
+    """Save in the project checkpoint format (`ifa_rt.deploy.checkpoint`)."""
+    from .deploy.checkpoint import save_checkpoint
+    save_checkpoint(model, str(path), preset=preset, meta=meta)
 
 
 def _validate(model, val_set, num_classes: int, device: str, limit: Optional[int]) -> Dict:
@@ -238,8 +224,14 @@ def train(args: argparse.Namespace) -> Dict:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{lr:.2e}", ep=epoch)
             if args.ckpt_every and step % args.ckpt_every == 0:
                 checkpoint(out / "last.pt")
-            if step >= total:
+            if step >= total or (args.stop_at and step >= args.stop_at):
                 break
+        if args.stop_at and step >= args.stop_at and step < total:
+            checkpoint(out / "last.pt")
+            bar.close()
+            log_f.close()
+            print(f"train: stopped at step {step}; rerun the same command to resume")
+            return {}
         end_of_epoch = step % steps_per_epoch == 0 or step >= total
         if val_set is not None and end_of_epoch and (
                 (step // steps_per_epoch) % args.val_every == 0 or step >= total):
@@ -308,6 +300,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--val-limit", type=int, default=None, help="validate on the first N val images")
     a("--resume", default=None, help="checkpoint to resume (default: <out>/last.pt if present)")
     a("--no-auto-resume", action="store_true")
+    a("--stop-at", type=int, default=0,
+      help="checkpoint and stop at this step (time-boxed sessions); rerun to resume")
     a("--out", default="runs/camvid")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
