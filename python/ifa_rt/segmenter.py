@@ -1,0 +1,277 @@
+"""`Segmenter`: the C++ runtime (`ifa_rt._core`) behind a numpy/PIL/torch-friendly call.
+
+    seg = ifa_rt.Segmenter("camvid", shapes=[(360, 480)], max_batch=4)
+    labels = seg(image)            # H×W×3 uint8 -> H×W uint8
+    labels = seg(batch)            # B×H×W×3     -> B×H×W
+    labels = seg([img_a, img_b])   # any sizes   -> list of H×W
+
+Inputs are not copied where the layout allows: a numpy array (any non-negative strides) or a
+CPU torch tensor is handed to C++ as a view; PIL images are converted once. The GIL is
+released while the engine runs, so threads can share a Segmenter (calls are serialised) or
+use a `SegmenterPool` (N engines) for throughput. Option defaults live once, in C++
+(`ifa_rt::Options`); errors: TypeError for wrong Python types, ValueError for bad values,
+RuntimeError for runtime failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .models import resolve
+
+__all__ = ["Segmenter", "SegmenterPool"]
+
+_D = _core.Options()  # the C++ defaults, declared once there
+
+
+def _type_name(x: Any) -> str:
+    return type(x).__name__
+
+
+def _as_array(x: Any, where: str, name: str) -> np.ndarray:
+    """A numpy view of one image or batch (no copy for numpy and CPU torch tensors)."""
+    if isinstance(x, np.ndarray):
+        array = x
+    elif _is_pil(x):
+        array = np.asarray(x if x.mode == "RGB" else x.convert("RGB"))
+    elif _is_torch(x):
+        import torch
+
+        if x.dtype != torch.uint8:
+            dtype = str(x.dtype).removeprefix("torch.")
+            raise ValueError(f"{where}: input '{name}': expected dtype uint8, got {dtype}")
+        array = x.detach().cpu().numpy()
+    else:
+        raise TypeError(
+            f"{where}: input '{name}': expected a numpy array, PIL image or torch tensor "
+            f"(or a list of them), got {_type_name(x)}"
+        )
+    if any(s < 0 for s in array.strides):  # torch views cannot have negative strides
+        array = np.ascontiguousarray(array)
+    return array
+
+
+def _is_pil(x: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        return False
+    return isinstance(x, Image.Image)
+
+
+def _is_torch(x: Any) -> bool:
+    torch = __import__("sys").modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _options(where: str, **kwargs: Any) -> _core.Options:
+    """C++ Options from keyword arguments; None keeps the C++ default."""
+    values: dict[str, str] = {}
+    for key, value in kwargs.items():
+        if value is None:
+            continue
+        if key == "shapes":
+            values[key] = _shapes(value, where)
+        elif isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        elif key in ("max_batch", "threads", "warmup"):
+            if not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{where}: '{key}': expected an int, got {_type_name(value)}")
+            values[key] = str(int(value))
+        elif isinstance(value, str):
+            values[key] = value
+        else:
+            raise TypeError(f"{where}: '{key}': expected a str, got {_type_name(value)}")
+    return _core.Options.from_map(values)
+
+
+def _shapes(shapes: Any, where: str) -> str:
+    if isinstance(shapes, (str, bytes)) or not isinstance(shapes, Sequence):
+        raise TypeError(
+            f"{where}: 'shapes': expected a list of (height, width) pairs, got {_type_name(shapes)}"
+        )
+    items = []
+    for s in shapes:
+        if (
+            not isinstance(s, Sequence)
+            or len(s) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in s)
+        ):
+            raise TypeError(
+                f"{where}: 'shapes': expected a list of (height, width) int pairs, got {s!r}"
+            )
+        items.append(f"{int(s[0])}x{int(s[1])}")
+    return ",".join(items)
+
+
+class _Runner:
+    """Shared call logic over an engine (`_core.Engine`) or pool (`_core.EnginePool`)."""
+
+    _engine: Any
+    _num_classes: int
+
+    def __call__(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Labels (uint8) of one image H×W×3, a batch B×H×W×3, or a list of images."""
+        return self.segment(images)
+
+    def segment(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Same as calling the segmenter."""
+        where = "Segmenter.segment"
+        if isinstance(images, (list, tuple)):
+            arrays = [_as_array(x, where, f"images[{i}]") for i, x in enumerate(images)]
+            outs = [np.empty(a.shape[:2] if a.ndim == 3 else (0,), np.uint8) for a in arrays]
+            self._engine.segment_list(arrays, outs)
+            return outs
+        array = _as_array(images, where, "images")
+        out = np.empty(array.shape[:-1] if array.ndim in (3, 4) else (0,), np.uint8)
+        self._engine.segment_into(array, out)
+        return out
+
+    def logits(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """float32 logits C×H×W (one image), B×C×H×W (batch) or a list of C×H×W."""
+        where = "Segmenter.logits"
+        if isinstance(images, (list, tuple)):
+            return [self._logits_one(_as_array(x, where, f"images[{i}]"))
+                    for i, x in enumerate(images)]
+        return self._logits_one(_as_array(images, where, "images"))
+
+    def _logits_one(self, array: np.ndarray) -> np.ndarray:
+        if array.ndim in (3, 4):
+            shape = (*array.shape[:-3], self._num_classes, *array.shape[-3:-1])
+        else:
+            shape = (0,)
+        out = np.empty(shape, np.float32)
+        self._engine.logits_into(array, out)
+        return out
+
+
+class Segmenter(_Runner):
+    """A planned, warmed-up C++ engine for one artifact.
+
+    Args:
+        model: an artifact path or a bundled model name (see `ifa_rt.bundled_models()`).
+        device: "cpu", "cuda" or "cuda:N".
+        precision: "fp32", "fp16" or "bf16" (the graph computes in the dtype of `mean`).
+        max_batch: largest batch run at once; bigger inputs are split, smaller ones padded
+            up to the next planned batch size (1, 2, 4, .., max_batch).
+        shapes: (height, width) input sizes to plan for; other sizes are served on a slower
+            fallback path (counted in `stats()`), or rejected when `strict`.
+        strict: raise ValueError for an unplanned input size.
+        threads: intra-op threads used inside each call (None: torch's setting).
+        plan_logits, runtime, optimize, channels_last, warmup: see `ifa_rt::Options`.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        device: str = _D.device,
+        precision: str = _D.precision,
+        max_batch: int = _D.max_batch,
+        shapes: Sequence[tuple[int, int]] | None = None,
+        strict: bool = _D.strict,
+        threads: int | None = None,
+        *,
+        plan_logits: bool | None = None,
+        runtime: str | None = None,
+        optimize: bool | None = None,
+        channels_last: bool | None = None,
+        warmup: int | None = None,
+    ) -> None:
+        where = "Segmenter"
+        self._name = model if isinstance(model, str) and not os.sep in model else None
+        path = resolve(model, where)
+        options = _options(
+            where, device=device, precision=precision, max_batch=max_batch, shapes=shapes,
+            strict=strict, threads=threads, plan_logits=plan_logits, runtime=runtime,
+            optimize=optimize, channels_last=channels_last, warmup=warmup,
+        )
+        self._engine = _core.Engine(str(path), options)
+        self._metadata = json.loads(self._engine.metadata_json)
+        self._num_classes = int(self._engine.num_classes)
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """Every preallocated buffer with its bytes, the buckets and the runtime chosen."""
+        return self._engine.plan()
+
+    def stats(self) -> dict[str, Any]:
+        """Calls, images, per-bucket latency, fallback runs, allocations after warm-up."""
+        return self._engine.stats()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The artifact's metadata (`ifa_rt.json`)."""
+        return self._metadata
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._metadata["classes"])
+
+    @property
+    def palette(self) -> list[list[int]]:
+        return [list(c) for c in self._metadata["palette"]]
+
+    @property
+    def options(self) -> _core.Options:
+        """The options after resolution (runtime "auto" becomes the one chosen)."""
+        return self._engine.options
+
+    @property
+    def path(self) -> str:
+        return self._engine.path
+
+    def __repr__(self) -> str:
+        plan = self.plan
+        buckets = ", ".join(f"{b}x{h}x{w}" for b, h, w in plan["buckets"]) or "none"
+        return (
+            f"Segmenter('{self._metadata.get('preset') or self.path}', device='{plan['device']}', "
+            f"precision='{plan['precision']}', runtime='{plan['runtime']}', "
+            f"classes={self._num_classes}, buckets=[{buckets}], "
+            f"plan={plan['total_bytes'] / 2**20:.1f} MiB)"
+        )
+
+
+class SegmenterPool(_Runner):
+    """`size` independent engines on one artifact; each call runs on an idle one.
+
+    Calls release the GIL, so `map` (or your own threads) keeps all engines busy.
+    Takes the same keyword arguments as `Segmenter`.
+    """
+
+    def __init__(self, model: str | os.PathLike, size: int = 2, **kwargs: Any) -> None:
+        where = "SegmenterPool"
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
+            raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
+        path = resolve(model, where)
+        options = _options(where, **kwargs)
+        self._engine = _core.EnginePool(str(path), options, int(size))
+        self._metadata = json.loads(self._engine.engine(0).metadata_json)
+        self._num_classes = int(self._engine.engine(0).num_classes)
+
+    @property
+    def size(self) -> int:
+        return int(self._engine.size)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per-engine stats."""
+        return [self._engine.engine(i).stats() for i in range(self.size)]
+
+    def map(self, images: Sequence[Any], workers: int | None = None) -> list[np.ndarray]:
+        """Segment each item of `images` (an image or a batch) on the pool; keeps order."""
+        with ThreadPoolExecutor(max_workers=workers or self.size) as ex:
+            return list(ex.map(self.segment, images))
+
+    def __repr__(self) -> str:
+        return (f"SegmenterPool('{self._metadata.get('preset')}', size={self.size}, "
+                f"plan={self._engine.engine(0).plan()['total_bytes'] / 2**20:.1f} MiB each)")
