@@ -7,8 +7,19 @@ import pytest
 import torch
 from PIL import Image
 
-from ifa_rt.data import (DATASETS, IGNORE_INDEX, MEAN, RandomCrop, RandomHFlip, RandomScale,
-                         camvid, cityscapes, dataset_info, default_data_root, train_transform)
+from ifa_rt.data import (
+    DATASETS,
+    IGNORE_INDEX,
+    MEAN,
+    RandomCrop,
+    RandomHFlip,
+    RandomScale,
+    camvid,
+    cityscapes,
+    dataset_info,
+    default_data_root,
+    train_transform,
+)
 
 DATA = default_data_root()
 needs_data = pytest.mark.skipif(not (DATA / "camvid").is_dir(),

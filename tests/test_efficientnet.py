@@ -44,7 +44,7 @@ def test_scripts_and_matches_eager(enc):
     scripted = torch.jit.script(enc)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        for a, b in zip(enc(x), scripted(x)):
+        for a, b in zip(enc(x), scripted(x), strict=True):
             torch.testing.assert_close(a, b)
 
 
@@ -78,7 +78,7 @@ def test_imagenet_top5_on_street_images_are_street_classes(enc):
                      for p in paths])
     with torch.no_grad():
         top5 = _classify(enc, x).topk(5).indices.tolist()
-    for p, t in zip(paths, top5):
+    for p, t in zip(paths, top5, strict=True):
         assert len(STREET & set(t)) >= 2, f"{p.name}: top-5 ImageNet ids {t}"
 
 

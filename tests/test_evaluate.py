@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from ifa_rt.data import default_data_root
-from ifa_rt.evaluate import (ConfusionMatrix, configure_parser, evaluate, model_predictor,
-                             predict_logits, run_cli, sliding_logits)
+from ifa_rt.evaluate import (
+    ConfusionMatrix,
+    configure_parser,
+    evaluate,
+    model_predictor,
+    predict_logits,
+    run_cli,
+    sliding_logits,
+)
 
 DATA = default_data_root()
 

@@ -9,12 +9,11 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data import IGNORE_INDEX, dataset_info, normalize
 
@@ -65,14 +64,15 @@ class ConfusionMatrix:
         total = self.matrix.sum()
         return float(np.trace(self.matrix) / total) if total else float("nan")
 
-    def summary(self, class_names: Optional[Sequence[str]] = None) -> Dict:
+    def summary(self, class_names: Sequence[str] | None = None) -> dict:
         """JSON-ready metrics: miou, pixel_accuracy, per_class_iou (by name), pixels."""
         names = list(class_names or [str(i) for i in range(self.num_classes)])
         iou = self.iou()
         return {
             "miou": self.miou(),
             "pixel_accuracy": self.pixel_accuracy(),
-            "per_class_iou": {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou)},
+            "per_class_iou": {n: (None if math.isnan(v) else float(v))
+                              for n, v in zip(names, iou, strict=True)},
             "pixels": int(self.matrix.sum()),
         }
 
@@ -103,11 +103,11 @@ def sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int = 769,
     _, _, h, w = x.shape
     wh, ww = min(window, h), min(window, w)
 
-    def origins(size: int, win: int) -> List[int]:
+    def origins(size: int, win: int) -> list[int]:
         n = max(1, math.ceil((size - win) / stride) + 1)
         return sorted({min(i * stride, size - win) for i in range(n)})
 
-    probs: Optional[torch.Tensor] = None
+    probs: torch.Tensor | None = None
     count = torch.zeros(1, 1, h, w, device=x.device)
     for y in origins(h, wh):
         for x0 in origins(w, ww):
@@ -137,7 +137,7 @@ def model_predictor(model: torch.nn.Module, device: str = "cpu", mode: str = "wh
 
 
 def evaluate(predictor: Predictor, dataset, num_classes: int,
-             ignore_index: int = IGNORE_INDEX, limit: Optional[int] = None,
+             ignore_index: int = IGNORE_INDEX, limit: int | None = None,
              progress: bool = False) -> ConfusionMatrix:
     """Run `predictor` on each raw (image, label) pair of `dataset`; return the confusion matrix."""
     cm = ConfusionMatrix(num_classes, ignore_index)

@@ -7,11 +7,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import random
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ __all__ = ["ohem_cross_entropy", "poly_lr", "param_groups", "train", "save_final
 
 
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7,
-                       min_kept: int = 100000, weight: Optional[torch.Tensor] = None,
+                       min_kept: int = 100000, weight: torch.Tensor | None = None,
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Online hard example mining CE: keep pixels whose true-class prob ≤ max(thresh, p_k).
 
@@ -59,7 +58,7 @@ def poly_lr(base: float, step: int, total: int, power: float = 0.9, warmup: int 
     return base * max(0.0, 1 - step / max(1, total)) ** power
 
 
-def param_groups(model: torch.nn.Module, lr: float, head_mult: float = 10.0) -> List[Dict]:
+def param_groups(model: torch.nn.Module, lr: float, head_mult: float = 10.0) -> list[dict]:
     """Encoder at lr, everything else (neck, head, aux) at head_mult × lr."""
     enc = {id(p) for p in model.encoder.parameters()}
     rest = [p for p in model.parameters() if id(p) not in enc and p.requires_grad]
@@ -77,7 +76,7 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> Dict:
+def _rng_state() -> dict:
     """Every RNG state that affects training, for exact resume."""
     st = {"python": random.getstate(), "numpy": np.random.get_state(),
           "torch": torch.get_rng_state()}
@@ -86,7 +85,7 @@ def _rng_state() -> Dict:
     return st
 
 
-def _set_rng_state(st: Dict) -> None:
+def _set_rng_state(st: dict) -> None:
     """Restore states saved by _rng_state."""
     random.setstate(st["python"])
     np.random.set_state(st["numpy"])
@@ -105,19 +104,19 @@ def _batches(dataset, batch: int, seed: int, epoch: int, skip: int) -> Iterator:
         yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
-def _build(preset: str, num_classes: int, overrides: Dict):
+def _build(preset: str, num_classes: int, overrides: dict):
     """Build the preset; `pretrained_backbone` (offline ImageNet Lite0 weights) comes from it."""
     from .model import build_model
     return build_model(preset, num_classes=num_classes, **overrides)
 
 
-def save_final(model: torch.nn.Module, path: Path, preset: str, meta: Dict) -> None:
+def save_final(model: torch.nn.Module, path: Path, preset: str, meta: dict) -> None:
     """Save in the project checkpoint format (`ifa_rt.deploy.checkpoint`)."""
     from .deploy.checkpoint import save_checkpoint
     save_checkpoint(model, str(path), preset=preset, meta=meta)
 
 
-def _validate(model, val_set, num_classes: int, device: str, limit: Optional[int]) -> Dict:
+def _validate(model, val_set, num_classes: int, device: str, limit: int | None) -> dict:
     """Whole-image val metrics; restores train mode."""
     from .evaluate import evaluate, model_predictor
     cm = evaluate(model_predictor(model, device), val_set, num_classes, limit=limit)
@@ -125,7 +124,7 @@ def _validate(model, val_set, num_classes: int, device: str, limit: Optional[int
     return cm.summary(val_set.info.classes)
 
 
-def train(args: argparse.Namespace) -> Dict:
+def train(args: argparse.Namespace) -> dict:
     """Train per `args` (see configure_parser); returns the final metrics dict."""
     from tqdm import tqdm
     if args.threads:
@@ -191,7 +190,7 @@ def train(args: argparse.Namespace) -> Dict:
     bar = tqdm(total=total, initial=step, desc="train", unit="it", dynamic_ncols=True,
                disable=args.no_progress)
     t_last = time.time()
-    losses: List[float] = []
+    losses: list[float] = []
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
         for x, y in _batches(train_set, args.batch, args.seed, epoch, skip):
@@ -317,7 +316,7 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """`python -m ifa_rt.train ...` (same arguments as `ifa-rt train`)."""
     p = argparse.ArgumentParser(prog="ifa_rt.train", description=__doc__)
     configure_parser(p)

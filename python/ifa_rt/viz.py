@@ -1,8 +1,8 @@
 """Visualisation: palette colouring, image | overlay panels with a legend, confusion heat-map."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -11,7 +11,7 @@ from .data import IGNORE_INDEX
 
 __all__ = ["colorize", "overlay", "side_by_side", "plot_confusion"]
 
-Palette = Sequence[Tuple[int, int, int]]
+Palette = Sequence[tuple[int, int, int]]
 
 
 def colorize(labels: np.ndarray, palette: Palette, ignore_color=(0, 0, 0)) -> np.ndarray:
@@ -40,7 +40,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: Palette,
 
 def side_by_side(image: np.ndarray, labels: np.ndarray, palette: Palette,
                  class_names: Sequence[str], alpha: float = 0.5,
-                 path: Optional[Union[str, Path]] = None) -> Image.Image:
+                 path: str | Path | None = None) -> Image.Image:
     """Panel `image | blended labels` with a legend of the classes present; saved if `path`."""
     h, w = image.shape[:2]
     present = [int(c) for c in np.unique(labels) if c < len(class_names) and c != IGNORE_INDEX]
@@ -61,7 +61,7 @@ def side_by_side(image: np.ndarray, labels: np.ndarray, palette: Palette,
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str],
-                   path: Union[str, Path], normalize: bool = True) -> None:
+                   path: str | Path, normalize: bool = True) -> None:
     """Save a confusion heat-map PNG (rows = ground truth, normalised per row by default)."""
     import matplotlib
     matplotlib.use("Agg")  # headless: never needs a display

@@ -1,8 +1,17 @@
 """Segmentation data: dataset facts, folder readers (CamVid, Cityscapes layout), transforms."""
 from .facts import DATASETS, IGNORE_INDEX, MEAN, STD, DatasetInfo, dataset_info
 from .folders import SegFolder, camvid, cityscapes, default_data_root, find_pairs
-from .transforms import (Compose, RandomCrop, RandomHFlip, RandomScale, Resize, ToTensor,
-                         eval_transform, normalize, train_transform)
+from .transforms import (
+                         Compose,
+                         RandomCrop,
+                         RandomHFlip,
+                         RandomScale,
+                         Resize,
+                         ToTensor,
+                         eval_transform,
+                         normalize,
+                         train_transform,
+)
 
 __all__ = [
     "DATASETS", "IGNORE_INDEX", "MEAN", "STD", "DatasetInfo", "dataset_info",

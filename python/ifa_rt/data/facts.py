@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
 
 __all__ = ["IGNORE_INDEX", "MEAN", "STD", "DatasetInfo", "DATASETS", "dataset_info"]
 
@@ -17,10 +16,10 @@ class DatasetInfo:
     """Facts of one dataset: class names, RGB palette, and how raw label values map to train ids."""
 
     name: str
-    classes: Tuple[str, ...]
-    palette: Tuple[Tuple[int, int, int], ...]
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
     # Raw label values that mean "ignore" (mapped to IGNORE_INDEX) besides IGNORE_INDEX itself.
-    void_values: Tuple[int, ...] = ()
+    void_values: tuple[int, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -28,7 +27,7 @@ class DatasetInfo:
         return len(self.classes)
 
 
-DATASETS: Dict[str, DatasetInfo] = {
+DATASETS: dict[str, DatasetInfo] = {
     # Brostow et al. 2008, 11-class SegNet version; raw value 11 = void.
     "camvid": DatasetInfo(
         name="camvid",

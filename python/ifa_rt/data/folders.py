@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -13,10 +13,10 @@ from .facts import IGNORE_INDEX, DatasetInfo, dataset_info
 __all__ = ["default_data_root", "SegFolder", "camvid", "cityscapes", "find_pairs"]
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
-def default_data_root(root: Optional[PathLike] = None) -> Path:
+def default_data_root(root: PathLike | None = None) -> Path:
     """Data root: the argument, else env `IFA_RT_DATA`, else `../shared/data` beside the repo."""
     if root is not None:
         return Path(root)
@@ -33,10 +33,10 @@ def _require_dir(path: Path, where: str) -> None:
         raise FileNotFoundError(f"{where}: expected folder '{path}', it does not exist")
 
 
-def find_pairs(layout: str, root: Path, split: str) -> List[Tuple[Path, Path]]:
+def find_pairs(layout: str, root: Path, split: str) -> list[tuple[Path, Path]]:
     """List (image, label) paths for `layout` 'camvid' or 'cityscapes'; each image needs a label."""
     where = f"{layout} reader (split {split!r})"
-    pairs: List[Tuple[Path, Path]] = []
+    pairs: list[tuple[Path, Path]] = []
     if layout == "camvid":
         img_dir, lbl_dir = root / "images" / split, root / "labels" / split
         _require_dir(img_dir, where)
@@ -68,13 +68,13 @@ class SegFolder:
     """
 
     def __init__(self, info: DatasetInfo, root: PathLike, split: str, layout: str,
-                 transform: Optional[Callable] = None, cache: bool = False) -> None:
+                 transform: Callable | None = None, cache: bool = False) -> None:
         self.info = info
         self.root = Path(root)
         self.split = split
         self.pairs = find_pairs(layout, self.root, split)
         self.transform = transform
-        self._cache: Optional[dict] = {} if cache else None
+        self._cache: dict | None = {} if cache else None
         # Lookup table raw value -> train id, built once from the facts.
         lut = np.full(256, -1, dtype=np.int16)
         lut[: info.num_classes] = np.arange(info.num_classes)
@@ -87,7 +87,7 @@ class SegFolder:
         """Number of (image, label) pairs."""
         return len(self.pairs)
 
-    def read(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded pair i: RGB uint8 [H,W,3] and train-id uint8 [H,W] (255 = ignore)."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
@@ -117,7 +117,7 @@ class SegFolder:
         return self.transform(image, label) if self.transform else (image, label)
 
 
-def camvid(split: str, root: Optional[PathLike] = None, transform: Optional[Callable] = None,
+def camvid(split: str, root: PathLike | None = None, transform: Callable | None = None,
            cache: bool = False) -> SegFolder:
     """CamVid (11 classes) under `<root>/camvid` (or `root` itself if it has `images/`)."""
     base = default_data_root(root)
@@ -126,8 +126,8 @@ def camvid(split: str, root: Optional[PathLike] = None, transform: Optional[Call
     return SegFolder(dataset_info("camvid"), base, split, "camvid", transform, cache)
 
 
-def cityscapes(split: str, root: Optional[PathLike] = None,
-               transform: Optional[Callable] = None, cache: bool = False) -> SegFolder:
+def cityscapes(split: str, root: PathLike | None = None,
+               transform: Callable | None = None, cache: bool = False) -> SegFolder:
     """Cityscapes layout (19 train ids) under `root` (or `<root>/cityscapes_sample`)."""
     base = default_data_root(root)
     if not (base / "leftImg8bit").is_dir():

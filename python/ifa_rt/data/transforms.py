@@ -6,7 +6,7 @@ until `ToTensor`, which normalises to float [3,H,W] and int64 [H,W].
 from __future__ import annotations
 
 import random
-from typing import Callable, List, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,14 +17,14 @@ from .facts import IGNORE_INDEX, MEAN, STD
 __all__ = ["Compose", "RandomScale", "Resize", "RandomCrop", "RandomHFlip", "ToTensor",
            "train_transform", "eval_transform", "normalize"]
 
-Pair = Tuple[np.ndarray, np.ndarray]
+Pair = tuple[np.ndarray, np.ndarray]
 
 
 class Compose:
     """Apply transforms in order."""
 
     def __init__(self, transforms: Sequence[Callable]) -> None:
-        self.transforms: List[Callable] = list(transforms)
+        self.transforms: list[Callable] = list(transforms)
 
     def __call__(self, image, label):
         """Run the chain on one pair."""
@@ -43,7 +43,7 @@ def _resize(image: np.ndarray, label: np.ndarray, h: int, w: int) -> Pair:
 class Resize:
     """Resize both to a fixed (h, w)."""
 
-    def __init__(self, size: Tuple[int, int]) -> None:
+    def __init__(self, size: tuple[int, int]) -> None:
         self.size = size
 
     def __call__(self, image, label) -> Pair:
@@ -54,7 +54,7 @@ class Resize:
 class RandomScale:
     """Scale both by a factor drawn uniformly from `scale` (relative to the input size)."""
 
-    def __init__(self, scale: Tuple[float, float] = (0.5, 2.0)) -> None:
+    def __init__(self, scale: tuple[float, float] = (0.5, 2.0)) -> None:
         self.scale = scale
 
     def __call__(self, image, label) -> Pair:
@@ -67,7 +67,7 @@ class RandomScale:
 class RandomCrop:
     """Random (h, w) crop; smaller inputs are padded (image with the mean, label with 255)."""
 
-    def __init__(self, size: Tuple[int, int], ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, size: tuple[int, int], ignore_index: int = IGNORE_INDEX) -> None:
         self.size = size
         self.ignore_index = ignore_index
 
@@ -118,7 +118,7 @@ class ToTensor:
         return normalize(image), torch.from_numpy(np.array(label, dtype=np.int64))
 
 
-def train_transform(crop: Tuple[int, int], scale: Tuple[float, float] = (0.5, 2.0)) -> Compose:
+def train_transform(crop: tuple[int, int], scale: tuple[float, float] = (0.5, 2.0)) -> Compose:
     """Reference training recipe: random scale, crop (255-padded labels), flip, normalise."""
     return Compose([RandomScale(scale), RandomCrop(crop), RandomHFlip(), ToTensor()])
 

@@ -10,8 +10,6 @@ normalisation (mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375]) inst
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -85,7 +83,7 @@ class EfficientNetLite0Encoder(nn.Module):
         super().__init__()
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = _bn(32)
-        blocks: List[nn.Module] = []
+        blocks: list[nn.Module] = []
         cin = 32
         for repeats, kernel, stride, expand, cout in LITE0_STAGES:
             for r in range(repeats):
@@ -93,18 +91,18 @@ class EfficientNetLite0Encoder(nn.Module):
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
         self.act = nn.ReLU6(inplace=True)
-        self.taps: List[int] = list(_TAP_BLOCKS)
-        self.channels: List[int] = [24, 40, 112, 320]
+        self.taps = list(_TAP_BLOCKS)  # non-empty: TorchScript infers List[int]
+        self.channels = [24, 40, 112, 320]
         if pretrained:
             sd = {k: v for k, v in load_lite0_state_dict().items()
                   if not k.startswith(("_conv_head", "_bn1", "_fc"))}
             self.load_state_dict(sd, strict=True)
             _restem_for_project_normalisation(self)
 
-    def forward(self, x: Tensor) -> List[Tensor]:
+    def forward(self, x: Tensor) -> list[Tensor]:
         """x normalised [B,3,H,W] -> 4 feature maps at strides 4, 8, 16, 32."""
         x = self.act(self._bn0(self._conv_stem(x)))
-        feats: List[Tensor] = []
+        feats: list[Tensor] = []
         for i, block in enumerate(self._blocks):
             x = block(x)
             if i in self.taps:
@@ -112,7 +110,7 @@ class EfficientNetLite0Encoder(nn.Module):
         return feats
 
 
-def load_lite0_state_dict(path: Optional[str] = None) -> Dict[str, Tensor]:
+def load_lite0_state_dict(path: str | None = None) -> dict[str, Tensor]:
     """The packaged ImageNet Lite0 state dict (296 keys, incl. `_conv_head`/`_bn1`/`_fc`)."""
     if path is None:
         try:
