@@ -60,6 +60,14 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
   return module;
 }
 
+torch::jit::Module freeze_method(const torch::jit::Module& module, const std::string& method) {
+  torch::jit::Module wrapper("ifa_rt_" + method);
+  wrapper.register_attribute("training", c10::BoolType::get(), false);
+  wrapper.register_module("m", module);
+  wrapper.define("def forward(self, images: Tensor) -> Tensor:\n    return self.m." + method + "(images)\n");
+  return torch::jit::freeze(wrapper);
+}
+
 Metadata read_metadata(const std::string& path) {
   Metadata m;
   load_artifact(path, &m);

@@ -24,6 +24,11 @@ Metadata parse_metadata(const std::string& json);
 /// eval mode. Throws ifa_rt::Error "failed to load artifact '<path>': ...".
 torch::jit::Module load_artifact(const std::string& path, Metadata* metadata);
 
+/// A frozen, fully inlined module whose `forward` runs `method` of `module` (an eval-mode
+/// artifact module): freezing a wrapper, rather than preserving `logits` on the original,
+/// lets every submodule and weight fold into constants. Weights are shared with `module`.
+torch::jit::Module freeze_method(const torch::jit::Module& module, const std::string& method);
+
 /// Checks the options' planned shapes against the artifact (min_size). Throws InvalidArgument.
 void check_plan(const Options& options, const Metadata& metadata);
 

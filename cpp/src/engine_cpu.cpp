@@ -3,9 +3,10 @@
 //
 // Construction:
 //   1. load + validate the artifact; cast to the precision (the graph follows `mean`); freeze
-//      keeping `logits`; optionally optimize_for_inference;
-//   2. build Static Runtime modules for `forward` (and `logits` when planned) from the frozen
-//      graphs; with runtime "auto" keep them only if they match the JIT on a probe input;
+//      `forward` and `logits` each into its own fully inlined module (weights shared);
+//      optionally optimize_for_inference;
+//   2. build Static Runtime modules for them (`logits` only when planned); with runtime "auto"
+//      keep them only if they match the JIT on a probe input;
 //   3. allocate one uint8 [B,H,W,3] input buffer per bucket;
 //   4. warm up: every bucket `warmup` times inside the engine's BlockCache scope, then whole
 //      passes over all buckets until a pass takes no new block (at most 4 passes).
@@ -43,15 +44,6 @@ at::ScalarType scalar_type(Precision p) {
     case Precision::bf16: return at::kBFloat16;
     default: return at::kFloat;
   }
-}
-
-// A frozen method's graph without its (unused) self input, for Static Runtime.
-std::shared_ptr<torch::jit::Graph> method_graph(torch::jit::Module& module, const std::string& name) {
-  auto graph = module.get_method(name).graph()->copy();
-  if (graph->inputs().size() == 2 && !graph->inputs()[0]->hasUses()) graph->eraseInput(0);
-  if (graph->inputs().size() != 1)
-    throw std::runtime_error("method '" + name + "' still uses self after freezing");
-  return graph;
 }
 
 // n images are consecutive C-contiguous [H,W,3] blocks of one array.
@@ -102,13 +94,16 @@ class CpuEngine final : public Engine {
     for (const auto& b : module.buffers()) weight_bytes_ += static_cast<int64_t>(b.nbytes());
     try {
       if (options_.precision != Precision::fp32) module.to(scalar_type(options_.precision));
-      frozen_ = torch::jit::freeze(module, std::vector<std::string>{"logits"});
-      if (options_.optimize) frozen_ = torch::jit::optimize_for_inference(frozen_, {"logits"});
+      forward_ = freeze_method(module, "forward");
+      logits_ = freeze_method(module, "logits");
+      if (options_.optimize) {
+        forward_ = torch::jit::optimize_for_inference(forward_);
+        logits_ = torch::jit::optimize_for_inference(logits_);
+      }
     } catch (const c10::Error& e) {
       throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
                   first_line(e.what_without_backtrace()));
     }
-    logits_method_.emplace(frozen_.get_method("logits"));
     if (options_.runtime != "jit") build_static_runtime();
 
     buckets_ = make_buckets(options_.shapes, options_.max_batch);
@@ -190,10 +185,10 @@ class CpuEngine final : public Engine {
       std::vector<c10::IValue> args{input};
       if (what == Output::labels) {
         if (planned && use_static_) return (*sr_forward_)(std::move(args)).toTensor();
-        return frozen_.forward(std::move(args)).toTensor();
+        return forward_.forward(std::move(args)).toTensor();
       }
       if (planned && use_static_ && sr_logits_) return (*sr_logits_)(std::move(args)).toTensor();
-      return (*logits_method_)(std::move(args)).toTensor();
+      return logits_.forward(std::move(args)).toTensor();
     } catch (const c10::Error& e) {
       throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
                   " failed on input " + shape_string(input.sizes().vec()) + ": " +
@@ -203,10 +198,12 @@ class CpuEngine final : public Engine {
 
   void build_static_runtime() {
     try {
+      // Static Runtime rewrites the method graph it is given: hand it a clone (own types and
+      // graphs) so the JIT modules used for the fallback path stay intact.
       torch::jit::StaticModuleOptions sr_options;  // out variants + memory planner on
-      sr_forward_ = std::make_unique<torch::jit::StaticModule>(method_graph(frozen_, "forward"), sr_options);
+      sr_forward_ = std::make_unique<torch::jit::StaticModule>(forward_.clone(), /*is_frozen=*/true, sr_options);
       if (options_.plan_logits)
-        sr_logits_ = std::make_unique<torch::jit::StaticModule>(method_graph(frozen_, "logits"), sr_options);
+        sr_logits_ = std::make_unique<torch::jit::StaticModule>(logits_.clone(), /*is_frozen=*/true, sr_options);
       use_static_ = true;
     } catch (const std::exception& e) {
       if (options_.runtime == "static")
@@ -294,8 +291,7 @@ class CpuEngine final : public Engine {
   Options options_;
   int64_t num_classes_ = 0;
   int64_t weight_bytes_ = 0;
-  torch::jit::Module frozen_;
-  std::optional<torch::jit::Method> logits_method_;
+  torch::jit::Module forward_, logits_;  // frozen
   std::unique_ptr<torch::jit::StaticModule> sr_forward_, sr_logits_;
   bool use_static_ = false;
   std::string runtime_;

@@ -138,8 +138,9 @@ class _Runner:
         """float32 logits C×H×W (one image), B×C×H×W (batch) or a list of C×H×W."""
         where = "Segmenter.logits"
         if isinstance(images, (list, tuple)):
-            return [self._logits_one(_as_array(x, where, f"images[{i}]"))
-                    for i, x in enumerate(images)]
+            return [
+                self._logits_one(_as_array(x, where, f"images[{i}]")) for i, x in enumerate(images)
+            ]
         return self._logits_one(_as_array(images, where, "images"))
 
     def _logits_one(self, array: np.ndarray) -> np.ndarray:
@@ -185,12 +186,21 @@ class Segmenter(_Runner):
         warmup: int | None = None,
     ) -> None:
         where = "Segmenter"
-        self._name = model if isinstance(model, str) and not os.sep in model else None
+        self._name = model if isinstance(model, str) and os.sep not in model else None
         path = resolve(model, where)
         options = _options(
-            where, device=device, precision=precision, max_batch=max_batch, shapes=shapes,
-            strict=strict, threads=threads, plan_logits=plan_logits, runtime=runtime,
-            optimize=optimize, channels_last=channels_last, warmup=warmup,
+            where,
+            device=device,
+            precision=precision,
+            max_batch=max_batch,
+            shapes=shapes,
+            strict=strict,
+            threads=threads,
+            plan_logits=plan_logits,
+            runtime=runtime,
+            optimize=optimize,
+            channels_last=channels_last,
+            warmup=warmup,
         )
         self._engine = _core.Engine(str(path), options)
         self._metadata = json.loads(self._engine.metadata_json)
@@ -273,5 +283,7 @@ class SegmenterPool(_Runner):
             return list(ex.map(self.segment, images))
 
     def __repr__(self) -> str:
-        return (f"SegmenterPool('{self._metadata.get('preset')}', size={self.size}, "
-                f"plan={self._engine.engine(0).plan()['total_bytes'] / 2**20:.1f} MiB each)")
+        return (
+            f"SegmenterPool('{self._metadata.get('preset')}', size={self.size}, "
+            f"plan={self._engine.engine(0).plan()['total_bytes'] / 2**20:.1f} MiB each)"
+        )

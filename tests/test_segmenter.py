@@ -1,0 +1,409 @@
+# ruff: noqa: E501  (exact error messages are asserted verbatim)
+"""ifa_rt.Segmenter / SegmenterPool: the C++ runtime against TorchScript run from Python.
+
+Artifacts are made at test time: the real exporter (ifa_rt.export) on a small IFA config, and
+the contract-exact tiny module of tests/fixtures/make_fixtures.py (fast; also writes the broken
+artifacts for the error tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ifa_rt
+from ifa_rt import Segmenter, SegmenterPool
+
+FIXTURE_SCRIPT = Path(__file__).parent / "fixtures" / "make_fixtures.py"
+
+
+def _load_fixture_module():
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory) -> Path:
+    """tiny.ifa.pt, reference data and the broken artifacts."""
+    out = tmp_path_factory.mktemp("fixtures")
+    assert _load_fixture_module().main([str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny(fixtures) -> Path:
+    return fixtures / "tiny.ifa.pt"
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory) -> Path:
+    """A real artifact from ifa_rt.export: a small IFA (ResNet-18, thin neck and MLP)."""
+    path = tmp_path_factory.mktemp("real") / "mini.ifa.pt"
+    model = ifa_rt.build_model("camvid-r18", neck_channels=16, mlp_hidden=(32, 16)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ifa_rt.export(model, path)
+    return path
+
+
+def torchscript(path: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path)).eval()
+
+
+def reference(path: Path, images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Labels and logits of TorchScript from Python, one image per call."""
+    module = torchscript(path)
+    labels, logits = [], []
+    with torch.inference_mode():
+        for im in images:
+            x = torch.from_numpy(np.ascontiguousarray(im))[None]
+            labels.append(module(x)[0].numpy())
+            logits.append(module.logits(x)[0].numpy())
+    return labels, logits
+
+
+def rand_images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def assert_logits_close(got: np.ndarray, want: np.ndarray) -> None:
+    scale = float(np.abs(want).max())
+    assert float(np.abs(got - want).max()) <= 1e-4 * scale
+
+
+# --- correctness ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ["static", "jit"])
+def test_tiny_matches_torchscript_across_buckets_splits_and_odd_sizes(tiny, runtime):
+    seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=4, runtime=runtime, plan_logits=True)
+    batch = rand_images(7, 32, 48, seed=1)  # 4 + 3 padded to 4
+    odd = rand_images(3, 37, 53, seed=2)  # unplanned: fallback path
+    want, want_logits = reference(tiny, list(batch) + list(odd))
+    np.testing.assert_array_equal(seg(batch), np.stack(want[:7]))
+    np.testing.assert_array_equal(seg(odd), np.stack(want[7:]))
+    assert_logits_close(seg.logits(batch), np.stack(want_logits[:7]))
+    assert_logits_close(seg.logits(odd), np.stack(want_logits[7:]))
+    stats = seg.stats()
+    assert stats["fallback_calls"] == 2 and stats["padded_images"] == 2
+    assert seg.options.runtime == runtime
+
+
+@pytest.mark.slow
+def test_real_export_matches_torchscript(real, real_image):
+    image = real_image(0, size=(64, 96))  # a CamVid val image
+    seg = Segmenter(real, shapes=[(64, 96)], max_batch=2)
+    images = [image, image[::-1].copy(), rand_images(1, 64, 96)[0]]
+    odd = real_image(1, size=(40, 56))
+    want, want_logits = reference(real, images + [odd])
+    np.testing.assert_array_equal(seg(np.stack(images)), np.stack(want[:3]))  # 2 + 1
+    out = seg([images[0], odd, images[2]])
+    for got, w in zip(out, [want[0], want[3], want[2]], strict=True):
+        np.testing.assert_array_equal(got, w)
+    assert_logits_close(seg.logits(np.stack(images)), np.stack(want_logits[:3]))
+    # the odd size, and logits (not planned) for 2 + 1 images
+    assert seg.metadata["num_classes"] == 11 and seg.stats()["fallback_calls"] == 3
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def test_inputs_numpy_pil_torch_views_and_lists(tiny):
+    from PIL import Image
+
+    seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=2)
+    batch = rand_images(3, 32, 48, seed=3)
+    want = seg(batch)
+    assert want.shape == (3, 32, 48) and want.dtype == np.uint8
+    assert seg(batch[1]).shape == (32, 48)
+    np.testing.assert_array_equal(seg(Image.fromarray(batch[0])), want[0])
+    np.testing.assert_array_equal(seg(torch.from_numpy(batch)), want)
+    np.testing.assert_array_equal(seg(Image.fromarray(batch[0]).convert("RGBA")), want[0])
+    wide = np.repeat(batch, 2, axis=2)  # every other column is the original: a strided view
+    np.testing.assert_array_equal(seg(wide[:, :, ::2]), want)
+    np.testing.assert_array_equal(seg(batch[:, ::-1][:, ::-1]), want)  # negative strides
+    readonly = batch.copy()
+    readonly.flags.writeable = False
+    np.testing.assert_array_equal(seg(readonly), want)
+    mixed = seg([batch[0], rand_images(1, 20, 30)[0], torch.from_numpy(batch[2])])
+    assert [m.shape for m in mixed] == [(32, 48), (20, 30), (32, 48)]
+    np.testing.assert_array_equal(mixed[2], want[2])
+    logits = seg.logits([batch[0], batch[1]])
+    assert [x.shape for x in logits] == [(5, 32, 48), (5, 32, 48)]
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_input_errors(tiny):
+    seg = Segmenter(tiny, shapes=[(32, 48)], strict=True)
+    im = rand_images(1, 32, 48)[0]
+    cases = [
+        (im.astype(np.float32), "expected dtype uint8, got float32"),
+        (torch.zeros(32, 48, 3), "expected dtype uint8, got float32"),
+        (im[..., 0], "expected shape [H,W,3] or [B,H,W,3], got [32,48] (rank 2)"),
+        (
+            np.zeros((32, 48, 4), np.uint8),
+            "expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])",
+        ),
+        (
+            np.zeros((0, 32, 48, 3), np.uint8),
+            "expected a non-empty image batch, got shape [0,32,48,3]",
+        ),
+        (
+            np.zeros((8, 8, 3), np.uint8),
+            "expected height and width >= 16 (the artifact's min_size), got 8x8",
+        ),
+        (
+            np.zeros((20, 30, 3), np.uint8),
+            "expected a planned shape (32x48) in strict mode, got 20x30",
+        ),
+    ]
+    for x, message in cases:
+        with pytest.raises(ValueError) as err:
+            seg(x)
+        assert str(err.value) == f"Segmenter.segment: input 'images': {message}"
+    with pytest.raises(
+        ValueError, match=r"^Segmenter.logits: input 'images': expected dtype uint8"
+    ):
+        seg.logits(im.astype(np.int64))
+    with pytest.raises(ValueError) as err:
+        seg([im, im[..., :2]])
+    assert str(err.value) == (
+        "Segmenter.segment: input 'images[1]': expected 3 channels "
+        "(RGB, last dimension), got 2 (shape [32,48,2])"
+    )
+    with pytest.raises(TypeError) as err:
+        seg("image.png")
+    assert str(err.value) == (
+        "Segmenter.segment: input 'images': expected a numpy array, PIL "
+        "image or torch tensor (or a list of them), got str"
+    )
+    with pytest.raises(TypeError, match=r"input 'images\[1\]'.*got int"):
+        seg([im, 3])
+    np.testing.assert_array_equal(seg(im), seg(im))  # still serving after the errors
+
+
+def test_option_errors(tiny):
+    cases = [
+        (
+            dict(max_batch=0),
+            ValueError,
+            "Options: 'max_batch': expected an integer in [1, 1024], got 0",
+        ),
+        (
+            dict(device="tpu"),
+            ValueError,
+            "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'tpu'",
+        ),
+        (
+            dict(precision="fp64"),
+            ValueError,
+            "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'fp64'",
+        ),
+        (
+            dict(runtime="fast"),
+            ValueError,
+            "Options: 'runtime': expected 'auto', 'static' or 'jit', got 'fast'",
+        ),
+        (
+            dict(shapes=[(8, 48)]),
+            ValueError,
+            "Options: 'shapes': expected height and width >= 16 (the artifact's min_size), got 8x48",
+        ),
+        (
+            dict(shapes="32x48"),
+            TypeError,
+            "Segmenter: 'shapes': expected a list of (height, width) pairs, got str",
+        ),
+        (
+            dict(shapes=[(32, 48.0)]),
+            TypeError,
+            "Segmenter: 'shapes': expected a list of (height, width) int pairs, got (32, 48.0)",
+        ),
+        (dict(threads="2"), TypeError, "Segmenter: 'threads': expected an int, got str"),
+        (dict(device=0), TypeError, "Segmenter: 'device': expected a str, got int"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error) as err:
+            Segmenter(tiny, **kwargs)
+        assert str(err.value) == message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a CUDA device")
+def test_cuda_without_device(tiny):
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        Segmenter(tiny, device="cuda")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "no_metadata",
+            "metadata 'ifa_rt.json': expected a JSON extra file (an ifa_rt artifact), got none",
+        ),
+        (
+            "bad_json",
+            "metadata 'ifa_rt.json': expected JSON, got a parse error: expected a string key at offset 1",
+        ),
+        (
+            "bad_version",
+            "metadata 'ifa_rt.json': 'format_version': expected 1 (the versions this runtime reads), got 99",
+        ),
+        (
+            "missing_key",
+            "metadata 'ifa_rt.json': 'palette': expected a value (required key), got nothing",
+        ),
+        ("no_logits", "method 'logits': expected a scripted method (docs/artifact.md), got none"),
+        ("truncated", "not a readable TorchScript archive: "),
+        ("random", "not a readable TorchScript archive: "),
+    ],
+)
+def test_bad_artifacts(fixtures, name, message):
+    path = fixtures / f"{name}.ifa.pt"
+    with pytest.raises(RuntimeError) as err:
+        Segmenter(path)
+    assert str(err.value).startswith(f"failed to load artifact '{path}': {message}")
+
+
+def test_model_names_and_paths(tiny, tmp_path, monkeypatch):
+    from ifa_rt import models
+
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    assert ifa_rt.bundled_models() == []
+    with pytest.raises(ValueError) as err:
+        Segmenter("camvid")
+    assert str(err.value) == (
+        "Segmenter: 'model': expected a bundled model name (none bundled) "
+        "or an artifact path, got 'camvid'"
+    )
+    (tmp_path / "demo.ifa.pt").write_bytes(tiny.read_bytes())
+    assert ifa_rt.bundled_models() == ["demo"]
+    assert Segmenter("demo").metadata["preset"] == "tiny-fixture"
+    missing = str(tmp_path / "nope.ifa.pt")
+    with pytest.raises(ValueError) as err:
+        Segmenter(missing)
+    assert str(err.value) == (
+        "Segmenter: 'model': expected an existing artifact file or a bundled "
+        f"model name (demo), got '{missing}' (no such file)"
+    )
+    with pytest.raises(
+        TypeError, match="expected an artifact path or a bundled model name, got int"
+    ):
+        Segmenter(3)
+
+
+# --- plan, stats, memory, threads ------------------------------------------------------------
+
+
+def test_plan_stats_metadata_repr(tiny):
+    seg = Segmenter(tiny, shapes=[(32, 48), (64, 64)], max_batch=2)
+    plan = seg.plan
+    assert plan["device"] == "cpu" and plan["precision"] == "fp32"
+    assert plan["buckets"] == [(1, 32, 48), (2, 32, 48), (1, 64, 64), (2, 64, 64)]
+    inputs = [b for b in plan["buffers"] if b["name"].startswith("input ")]
+    assert [b["bytes"] for b in inputs] == [
+        32 * 48 * 3,
+        2 * 32 * 48 * 3,
+        64 * 64 * 3,
+        2 * 64 * 64 * 3,
+    ]
+    assert plan["total_bytes"] == sum(b["bytes"] for b in plan["buffers"])
+    seg(rand_images(3, 64, 64))
+    stats = seg.stats()
+    assert stats["calls"] == 1 and stats["images"] == 3 and stats["bucket_runs"] == 2
+    assert stats["buckets"]["2x64x64"]["calls"] == 1 and stats["buckets"]["1x64x64"]["calls"] == 1
+    assert stats["buckets"]["2x64x64"]["p50_ms"] > 0
+    assert stats["first_call_ms"] > 0
+    assert seg.metadata["classes"] == [f"class{i}" for i in range(5)] == seg.classes
+    assert repr(seg).startswith(
+        "Segmenter('tiny-fixture', device='cpu', precision='fp32', runtime="
+    )
+    assert "buckets=[1x32x48, 2x32x48, 1x64x64, 2x64x64]" in repr(seg)
+
+
+@pytest.mark.parametrize("runtime", ["static", "jit"])
+def test_steady_state_allocates_nothing(tiny, runtime):
+    seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=4, runtime=runtime, threads=1)
+    batch = rand_images(5, 32, 48)
+    for i in range(120):
+        seg(batch[: 1 + i % 5])
+    stats = seg.stats()
+    assert stats["bucket_runs"] >= 120 and stats["fallback_calls"] == 0
+    assert stats["allocations_after_warmup"] == 0
+    assert stats["bytes_allocated_after_warmup"] == 0
+    assert stats["cached_allocations_after_warmup"] > 0
+
+
+def test_threads_share_a_segmenter_and_a_pool(tiny):
+    batch = rand_images(4, 32, 48, seed=5)
+    seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=2, threads=1)
+    want = seg(batch)
+    errors = []
+
+    def work(runner):
+        for i in range(10):
+            n = 1 + i % 4
+            if not np.array_equal(runner(batch[:n]), want[:n]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(seg,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and seg.stats()["calls"] == 31
+    pool = SegmenterPool(tiny, size=2, shapes=[(32, 48)], max_batch=2, threads=1)
+    assert pool.size == 2 and repr(pool).startswith("SegmenterPool('tiny-fixture', size=2")
+    out = pool.map([batch[i] for i in range(4)] * 3)
+    for i, labels in enumerate(out):
+        np.testing.assert_array_equal(labels, want[i % 4])
+    assert sum(s["calls"] for s in pool.stats()) == 12
+    with pytest.raises(
+        ValueError, match=r"^SegmenterPool: 'size': expected an integer in \[1, 256\], got 0$"
+    ):
+        SegmenterPool(tiny, size=0)
+
+
+# --- CUDA (skips without a GPU) ---------------------------------------------------------------
+
+cuda = pytest.mark.skipif(
+    not torch.cuda.is_available() or not ifa_rt._core.has_cuda_engine(),
+    reason="needs a CUDA device and the CUDA engine",
+)
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_matches_and_replays_without_allocating(tiny):
+    seg = Segmenter(tiny, device="cuda", shapes=[(32, 48)], max_batch=4, plan_logits=True)
+    batch = rand_images(7, 32, 48, seed=6)
+    want, want_logits = reference(tiny, list(batch))
+    np.testing.assert_array_equal(seg(batch), np.stack(want))
+    assert_logits_close(seg.logits(batch), np.stack(want_logits))
+    for i in range(100):
+        seg(batch[: 1 + i % 7])
+    stats = seg.stats()
+    assert stats["allocations_after_warmup"] == 0 and stats["fallback_calls"] == 0
+    assert seg.plan["runtime"] == "cuda-graph"
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_low_precision_agrees(tiny, precision):
+    seg = Segmenter(tiny, device="cuda", precision=precision, shapes=[(32, 48)], channels_last=True)
+    batch = rand_images(3, 32, 48, seed=7)
+    want, _ = reference(tiny, list(batch))
+    assert float((seg(batch) == np.stack(want)).mean()) >= 0.995
