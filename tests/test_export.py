@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from _model_util import randomize_batchnorm
 
 import ifa_rt
+from _model_util import randomize_batchnorm
 from ifa_rt.cli import main as cli_main
 from ifa_rt.deploy.export import ImageSegmenter, export, load_artifact
 from ifa_rt.deploy.metadata import EXTRA_FILE, FORMAT_VERSION
@@ -27,8 +27,11 @@ def r18(tmp_path_factory):
 
 
 def _eager_logits(model, images: np.ndarray) -> torch.Tensor:
-    return ImageSegmenter(model, tuple(ifa_rt.data.MEAN), tuple(ifa_rt.data.STD)).eval().logits(
-        torch.from_numpy(images))
+    return (
+        ImageSegmenter(model, tuple(ifa_rt.data.MEAN), tuple(ifa_rt.data.STD))
+        .eval()
+        .logits(torch.from_numpy(images))
+    )
 
 
 @pytest.mark.parametrize("size", [(360, 480), (257, 511), (769, 769)])
@@ -66,7 +69,9 @@ def test_metadata_records_the_model_facts(r18):
     assert meta["format_version"] == FORMAT_VERSION
     assert meta["classes"][:3] == ["sky", "building", "pole"] and len(meta["palette"]) == 11
     assert meta["preset"] == "camvid-r18" and meta["config"] == model.cfg.to_dict()
-    assert meta["torch_version"] == torch.__version__ and meta["ifa_rt_version"] == ifa_rt.__version__
+    assert (
+        meta["torch_version"] == torch.__version__ and meta["ifa_rt_version"] == ifa_rt.__version__
+    )
     assert meta["input"]["layout"] == "NHWC" and meta["input"]["dtype"] == "uint8"
     assert meta["form"] == "fused"
 
@@ -107,7 +112,9 @@ def test_reference_form_exports_too(tmp_path, r18, real_image):
 
 
 def test_unknown_form_is_rejected(tmp_path, r18):
-    with pytest.raises(ValueError, match=r"^export: 'form': expected one of \['fused', 'reference'\], got 'fast'$"):
+    with pytest.raises(
+        ValueError, match=r"^export: 'form': expected one of \['fused', 'reference'\], got 'fast'$"
+    ):
         export(r18[0], tmp_path / "x.ifa.pt", form="fast")
 
 
@@ -131,7 +138,11 @@ def test_plain_torchscript_without_metadata_is_refused(tmp_path):
 def test_unknown_format_version_is_refused(r18, tmp_path):
     meta = dict(r18[2], format_version=99, ifa_rt_version="9.0.0")
     _save_with_metadata(tmp_path / "new.pt", json.dumps(meta))
-    with pytest.raises(ValueError, match=r"'format_version': expected 1, got 99 \(exported by ifa_rt 9\.0\.0; upgrade ifa_rt to load it\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"'format_version': expected 1, got 99 "
+        r"\(exported by ifa_rt 9\.0\.0; upgrade ifa_rt to load it\)$",
+    ):
         load_artifact(tmp_path / "new.pt")
 
 

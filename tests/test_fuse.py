@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _model_util import randomize_batchnorm
 from torch import nn
 
+from _model_util import randomize_batchnorm
 from ifa_rt.data.facts import MEAN, STD
 from ifa_rt.deploy.fuse import FusedIFA, fold_batchnorms, fuse_model
 from ifa_rt.model import build_model
@@ -87,8 +87,11 @@ def test_no_batchnorm_left_and_no_query_tensor_built():
     model, fused = _pair("cityscapes-r50")
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.modules())
     shapes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: shapes.append(tuple(o.shape)))
-             for m in fused.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o: shapes.append(tuple(o.shape)))
+        for m in fused.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
     with torch.no_grad():
         fused(torch.randn(1, 3, 64, 64))
     for h in hooks:
@@ -100,15 +103,21 @@ def test_no_batchnorm_left_and_no_query_tensor_built():
 def test_fold_batchnorms_reports_every_pair():
     model = randomize_batchnorm(build_model("camvid-r18")).eval()
     # The aux head is training-only: its BatchNorm never runs in eval mode.
-    total = sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                for name, m in model.named_modules() if not name.startswith("auxor"))
+    total = sum(
+        isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for name, m in model.named_modules()
+        if not name.startswith("auxor")
+    )
     folded = fold_batchnorms(model, torch.zeros(1, 3, 64, 64))
     assert len(folded) == total
     assert "encoder.bn1" in folded and "decoder.ifa.imnet.1" in folded
 
 
 def test_fuse_model_refuses_training_mode():
-    with pytest.raises(ValueError, match=r"^fuse_model: 'model': expected eval mode \(BatchNorm folding\), got training mode$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^fuse_model: 'model': expected eval mode \(BatchNorm folding\), got training mode$",
+    ):
         fuse_model(build_model("camvid-r18").train())
 
 

@@ -50,7 +50,8 @@ def test_public_api_is_lazy_and_complete():
     assert set(ifa_rt.__all__) <= set(dir(ifa_rt))
     assert callable(ifa_rt.build_model) and callable(ifa_rt.export)
     assert {"cityscapes-r50", "cityscapes-r50-aspp", "cityscapes-r101", "camvid-r18"} <= set(
-        ifa_rt.presets())
+        ifa_rt.presets()
+    )
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         ifa_rt.nope  # noqa: B018
 

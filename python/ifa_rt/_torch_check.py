@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def check_torch_matches(built_with: str, running: str) -> None:
-    """Raise ImportError when the running torch differs from the one the extension was built with."""
+    """Raise ImportError if the running torch is not the one the extension was built with."""
     if built_with != running:
         raise ImportError(
             f"ifa_rt: the compiled extension was built against torch {built_with}, "

@@ -1,4 +1,4 @@
-"""Export an IFA model to the `.ifa.pt` artifact: scripted, uint8 NHWC in, labels out (docs/artifact.md)."""
+"""Export an IFA model to the `.ifa.pt` artifact: scripted, uint8 NHWC in, labels out."""
 
 from __future__ import annotations
 
@@ -161,7 +161,9 @@ def _verify(model: nn.Module, path: Path, mean, std) -> None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `ifa-rt export`."""
-    parser.add_argument("--preset", help="model preset (see ifa_rt.presets()); default: from checkpoint")
+    parser.add_argument(
+        "--preset", help="model preset (see ifa_rt.presets()); default: from checkpoint"
+    )
     parser.add_argument("--checkpoint", help="weights: our checkpoint or a reference one")
     parser.add_argument("-o", "--output", required=True, help="artifact path (.ifa.pt)")
     parser.add_argument("--form", choices=FORMS, default="fused")
@@ -194,11 +196,15 @@ def _class_facts(dataset: str | None, preset: str | None, num_classes: int):
     info = DATASETS.get(name)
     if info is None:
         if dataset:
-            raise ValueError(f"export: 'dataset': expected one of {sorted(DATASETS)}, got {dataset!r}")
+            raise ValueError(
+                f"export: 'dataset': expected one of {sorted(DATASETS)}, got {dataset!r}"
+            )
         return None, None
     if info.num_classes != num_classes:
         if dataset:
-            raise ValueError(f"export: 'dataset': {name} has {info.num_classes} classes, "
-                             f"but the model predicts {num_classes}")
+            raise ValueError(
+                f"export: 'dataset': {name} has {info.num_classes} classes, "
+                f"but the model predicts {num_classes}"
+            )
         return None, None
     return list(info.classes), [list(c) for c in info.palette]

@@ -14,7 +14,6 @@ Algorithm (eval mode only):
 """
 
 import copy
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,15 +25,16 @@ from ..model.head import source_geometry, spatial_encoding
 
 __all__ = ["FusedIFA", "fold_batchnorms", "fuse_model"]
 
-def fold_batchnorms(model: nn.Module, example: Tensor) -> List[str]:
+
+def fold_batchnorms(model: nn.Module, example: Tensor) -> list[str]:
     """Fold, in place, every BatchNorm whose input is exactly a Conv's output; return their names.
 
     The pairs are found by running ``example`` once with hooks (a BN consumes the very tensor a
     conv produced), so any architecture works without a table of attribute names.
     """
     names = {m: n for n, m in model.named_modules()}
-    produced: Dict[int, tuple] = {}
-    pairs: List[tuple] = []
+    produced: dict[int, tuple] = {}
+    pairs: list[tuple] = []
 
     def after_conv(conv: nn.Module, _inputs, output: Tensor) -> None:
         produced[id(output)] = (conv, output)  # keep the tensor alive so its id stays unique
@@ -68,12 +68,14 @@ def _replace(root: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def _mlp_layers(imnet: nn.Sequential) -> List[Tuple[Tensor, Tensor]]:
+def _mlp_layers(imnet: nn.Sequential) -> list[tuple[Tensor, Tensor]]:
     """The (BN-folded) imnet MLP as (weight [out, in], bias) pairs, in order."""
-    return [(m.weight[:, :, 0].detach(), m.bias.detach()) for m in imnet if isinstance(m, nn.Conv1d)]
+    return [
+        (m.weight[:, :, 0].detach(), m.bias.detach()) for m in imnet if isinstance(m, nn.Conv1d)
+    ]
 
 
-def _conv1x1(weight: Tensor, bias: Optional[Tensor]) -> nn.Conv2d:
+def _conv1x1(weight: Tensor, bias: Tensor | None) -> nn.Conv2d:
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
     conv.weight.data.copy_(weight[:, :, None, None])
     if bias is not None:
@@ -88,7 +90,10 @@ class FusedIFA(nn.Module):
     normalised float [B,3,H,W] to logits [B,C,H,W] at the input size, like the original.
     """
 
-    cache: Dict[str, Tensor]
+    cache: dict[str, Tensor]
+    pe_weight: list[list[list[float]]]
+    emb: list[list[list[float]]]
+    first_bias: list[float]
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -113,7 +118,7 @@ class FusedIFA(nn.Module):
         projections = []
         pe_weights = []
         for i in range(4):
-            cols = first_w[:, i * per_level:(i + 1) * per_level]
+            cols = first_w[:, i * per_level : (i + 1) * per_level]
             pe_weights.append(cols[:, :POS_DIM].clone())
             p = cols[:, POS_DIM:]
             if self.unfold:
@@ -126,20 +131,25 @@ class FusedIFA(nn.Module):
         self.proj = nn.ModuleList(projections)
         # PE weights and the learned frequencies stay fp32 (a buffer would be cast by .to(bf16),
         # and sin() of arguments up to ~64 needs fp32): the cached term is cast once per shape.
-        self.pe_weight: List[List[List[float]]] = [w.tolist() for w in pe_weights]
-        self.emb: List[List[List[float]]] = [
+        self.pe_weight = [w.tolist() for w in pe_weights]
+        self.emb = [
             getattr(head, f"pos{i + 1}").emb.detach().tolist() for i in range(4)
         ]
-        self.first_bias: List[float] = first_b.tolist()
+        self.first_bias = first_b.tolist()
         self.mlp = nn.ModuleList([_conv1x1(w, b) for w, b in layers[1:]])
         self.cache = {}
 
-    def _neck(self, feats: List[Tensor]) -> List[Tensor]:
-        return [self.enc1(feats[0]), self.enc2(feats[1]), self.enc3(feats[2]),
-                self.head(self.aspp(feats[3]))]
+    def _neck(self, feats: list[Tensor]) -> list[Tensor]:
+        return [
+            self.enc1(feats[0]),
+            self.enc2(feats[1]),
+            self.enc3(feats[2]),
+            self.head(self.aspp(feats[3])),
+        ]
 
-    def _geometry(self, feats: List[Tensor], h: int, w: int, vy: float, vx: float,
-                  dtype: torch.dtype) -> List[Tensor]:
+    def _geometry(
+        self, feats: list[Tensor], h: int, w: int, vy: float, vx: float, dtype: torch.dtype
+    ) -> list[Tensor]:
         """Cached [bias + Σ A_i·PE_i] as [hidden,h,w] and per-level (iy, ix) gather indices."""
         key = f"{h}x{w}:{vy},{vx}:{dtype}:{feats[0].device}"
         for f in feats:
@@ -152,7 +162,7 @@ class FusedIFA(nn.Module):
             return out
         device = feats[0].device
         term = torch.tensor(self.first_bias, dtype=torch.float32, device=device).view(1, 1, -1)
-        indices: List[Tensor] = []
+        indices: list[Tensor] = []
         for i in range(4):
             hh, ww = feats[i].shape[2], feats[i].shape[3]
             sy = 0.0 if vy == 0.0 else vy / hh + 1e-6
@@ -171,7 +181,7 @@ class FusedIFA(nn.Module):
             self.cache[key + f":ix{i}"] = indices[2 * i + 1]
         return [self.cache[key]] + indices
 
-    def _first_layer(self, projected: List[Tensor], h: int, w: int, vy: float, vx: float) -> Tensor:
+    def _first_layer(self, projected: list[Tensor], h: int, w: int, vy: float, vx: float) -> Tensor:
         """Pre-activation of the first MLP layer, [B, hidden, h, w]."""
         geo = self._geometry(projected, h, w, vy, vx, projected[0].dtype)
         z = geo[0].unsqueeze(0)
@@ -188,13 +198,13 @@ class FusedIFA(nn.Module):
             z = conv(torch.relu(z))
         return z
 
-    def _ensemble_weights(self, feats: List[Tensor], h: int, w: int, dtype: torch.dtype) -> Tensor:
+    def _ensemble_weights(self, feats: list[Tensor], h: int, w: int, dtype: torch.dtype) -> Tensor:
         """LIIF area weights [4, 1, h, w], cached (same rule as IFAHead.ensemble_weights)."""
         key = f"ens:{h}x{w}:{dtype}:{feats[0].device}"
         for f in feats:
             key += f":{f.shape[2]}x{f.shape[3]}"
         if key not in self.cache:
-            logs: List[Tensor] = []
+            logs: list[Tensor] = []
             for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
                 acc = torch.zeros(h, w, dtype=torch.float32, device=feats[0].device)
                 for f in feats:
@@ -212,7 +222,7 @@ class FusedIFA(nn.Module):
         height, width = x.shape[2], x.shape[3]
         feats = self._neck(self.encoder(x))
         h, w = feats[0].shape[2], feats[0].shape[3]
-        projected: List[Tensor] = []
+        projected: list[Tensor] = []
         for i, proj in enumerate(self.proj):
             projected.append(proj(feats[i]))
         if not self.local_ensemble:
@@ -231,5 +241,7 @@ class FusedIFA(nn.Module):
 def fuse_model(model: nn.Module) -> FusedIFA:
     """The exact fused inference form of an eval-mode IFASegmentor (IFA_SPEC §4)."""
     if model.training:
-        raise ValueError("fuse_model: 'model': expected eval mode (BatchNorm folding), got training mode")
+        raise ValueError(
+            "fuse_model: 'model': expected eval mode (BatchNorm folding), got training mode"
+        )
     return FusedIFA(model)

@@ -48,13 +48,13 @@ def build_metadata(
     from .. import __version__
 
     classes = list(classes) if classes is not None else [f"class_{i}" for i in range(num_classes)]
-    palette = [list(map(int, c)) for c in palette] if palette is not None else default_palette(
-        num_classes
+    palette = (
+        [list(map(int, c)) for c in palette]
+        if palette is not None
+        else default_palette(num_classes)
     )
     if len(classes) != num_classes:
-        raise ValueError(
-            f"export: 'classes': expected {num_classes} names, got {len(classes)}"
-        )
+        raise ValueError(f"export: 'classes': expected {num_classes} names, got {len(classes)}")
     if len(palette) != num_classes or any(len(c) != 3 for c in palette):
         raise ValueError(
             f"export: 'palette': expected {num_classes} [r, g, b] triples, got {palette!r:.80}"

@@ -1,0 +1,194 @@
+"""`ifa-rt bench`: latency of one artifact through `Segmenter`, and the statistics shared with
+the full interleaved benchmark (`scripts/bench_latency.py`, DESIGN.md "Measuring").
+
+    ifa-rt bench camvid --shape 360x480 --batch 1 --reps 30
+    ifa-rt bench cityscapes-r50 --shape 512x1024          # a preset: random weights, exported
+    ifa-rt bench --full --quick                           # the full script (source checkout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "configure_parser",
+    "data_root",
+    "load_images",
+    "parse_shape",
+    "percentile",
+    "run_cli",
+    "script_path",
+    "summarize",
+    "time_calls",
+]
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_IMAGE = Path("cityscapes_sample") / "demo_frankfurt_1024x512.png"
+CAMVID_VAL = Path("camvid") / "images" / "val"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, the rule `ifa-rt-bench` uses: sorted[round(q·(n−1))]."""
+    ordered = sorted(values)
+    return float(ordered[int(q * (len(ordered) - 1) + 0.5)])
+
+
+def summarize(ms: Sequence[float], batch: int) -> dict[str, Any]:
+    """p50/p90/p99/mean/min/max (ms) and images/s at the median, for one variant's call times."""
+    if not ms:
+        raise ValueError("summarize: 'ms': expected at least one timing, got none")
+    p50 = percentile(ms, 0.5)
+    return {
+        "reps": len(ms),
+        "p50_ms": p50,
+        "p90_ms": percentile(ms, 0.9),
+        "p99_ms": percentile(ms, 0.99),
+        "mean_ms": float(np.mean(ms)),
+        "min_ms": float(min(ms)),
+        "max_ms": float(max(ms)),
+        "images_per_s": 1000.0 * batch / p50,
+    }
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024) (height × width)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"bench: 'shape': expected HEIGHTxWIDTH like 512x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def data_root() -> Path:
+    """The real-data folder: $IFA_RT_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("IFA_RT_DATA", REPO.parent / "shared" / "data"))
+
+
+def _image_files(root: Path) -> list[Path]:
+    files = [root / DEMO_IMAGE] if (root / DEMO_IMAGE).is_file() else []
+    if (root / CAMVID_VAL).is_dir():
+        files += sorted((root / CAMVID_VAL).glob("*.*"))
+    return files
+
+
+def load_images(shape: tuple[int, int], batch: int, root: Path | None = None) -> tuple[np.ndarray, str]:
+    """`batch` real images resized to `shape` as uint8 [B,H,W,3], and where they came from.
+
+    Cityscapes' Frankfurt demo frame first, then CamVid val images; random pixels (seeded) when
+    no data folder is found, so the benchmark still runs (the JSON records which).
+    """
+    files = _image_files(root or data_root())
+    height, width = shape
+    if not files:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8), "random"
+    from PIL import Image
+
+    out = np.empty((batch, height, width, 3), np.uint8)
+    for i in range(batch):
+        with Image.open(files[i % len(files)]) as img:
+            out[i] = np.asarray(img.convert("RGB").resize((width, height), Image.BILINEAR))
+    names = sorted({f.parent.name for f in files[:batch]})
+    return out, "real: " + ", ".join(names)
+
+
+def time_calls(fn, images: Any, reps: int, *, sync=None, warmup: int = 0) -> list[float]:
+    """Call `fn(images)` warmup + reps times; the reps wall times in ms (`sync` before stopping)."""
+    ms = []
+    for i in range(warmup + reps):
+        t0 = time.perf_counter()
+        fn(images)
+        if sync is not None:
+            sync()
+        if i >= warmup:
+            ms.append((time.perf_counter() - t0) * 1e3)
+    return ms
+
+
+def script_path() -> Path:
+    """The full benchmark script, present in a source checkout (editable install)."""
+    return REPO / "scripts" / "bench_latency.py"
+
+
+def _artifact(model: str, workdir: Path) -> tuple[str, str]:
+    """An artifact path for a path / bundled name, or a freshly exported preset (random weights)."""
+    from .model import build_model, presets
+
+    if model not in presets():
+        from .models import resolve
+
+        return str(resolve(model, "bench")), "artifact"
+    import torch
+
+    from .deploy.export import export
+
+    torch.manual_seed(0)
+    net = build_model(model, pretrained_backbone=False).eval()
+    path = workdir / f"{model}.ifa.pt"
+    export(net, path, preset=model)
+    return str(path), "preset (random weights)"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `ifa-rt bench`."""
+    parser.add_argument("model", nargs="?", help="artifact path, bundled model name or preset")
+    parser.add_argument("--shape", default="512x1024", help="input HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=20, help="timed calls (default 20)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls after construction")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    parser.add_argument("--runtime", default=None, help="CPU runtime: auto, static or jit")
+    parser.add_argument("--optimize", action="store_true", help="CPU: optimize_for_inference")
+    parser.add_argument(
+        "--full",
+        nargs=argparse.REMAINDER,
+        help="run scripts/bench_latency.py with the arguments that follow (all variants)",
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `ifa-rt bench`: p50/p90/p99 and images/s of one artifact, or the full script."""
+    if args.full is not None:
+        script = script_path()
+        if not script.is_file():
+            raise FileNotFoundError(f"bench: '--full' needs a source checkout; {script} not found")
+        return subprocess.call([sys.executable, str(script), *args.full])
+    if not args.model:
+        raise ValueError("bench: 'model': expected an artifact path, bundled name or preset, got none")
+    if args.batch < 1 or args.reps < 1:
+        raise ValueError(f"bench: '--batch'/'--reps': expected >= 1, got {args.batch}/{args.reps}")
+    from .segmenter import Segmenter
+
+    shape = parse_shape(args.shape)
+    with tempfile.TemporaryDirectory(prefix="ifa-rt-bench-") as tmp:
+        path, origin = _artifact(args.model, Path(tmp))
+        t0 = time.perf_counter()
+        seg = Segmenter(path, device=args.device, precision=args.precision, max_batch=args.batch,
+                        shapes=[shape], threads=args.threads, runtime=args.runtime,
+                        optimize=args.optimize or None)
+        construction_s = time.perf_counter() - t0
+        images, source = load_images(shape, args.batch)
+        first_ms = time_calls(seg, images, 1)[0]
+        from tqdm import tqdm
+
+        time_calls(seg, images, 0, warmup=args.warmup)
+        ms = [time_calls(seg, images, 1)[0] for _ in tqdm(range(args.reps), desc="bench", leave=False)]
+    s = summarize(ms, args.batch)
+    print(f"{seg!r}\n{args.model} ({origin}), {args.batch}x{shape[0]}x{shape[1]} {source} images, "
+          f"{args.reps} calls")
+    print(f"construction {construction_s:.2f} s, first call {first_ms:.1f} ms "
+          f"({first_ms / s['p50_ms']:.2f}x p50)")
+    print(f"p50 {s['p50_ms']:.1f} ms  p90 {s['p90_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms  "
+          f"{s['images_per_s']:.2f} images/s")
+    return 0
