@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--preset", help="model preset (see ifa_rt.presets()); default: from checkpoint"
     )
     parser.add_argument("--checkpoint", help="weights: our checkpoint or a reference one")
-    parser.add_argument("-o", "--output", required=True, help="artifact path (.ifa.pt)")
+    parser.add_argument("-o", "--output", help="artifact path (.ifa.pt)")
+    parser.add_argument("--model", help="start from a bundled model (e.g. camvid) instead")
+    parser.add_argument("--triton", metavar="REPO", help="also write a Triton model repository")
+    parser.add_argument("--triton-name", help="model name in the Triton repository")
+    parser.add_argument("--max-batch", type=int, default=8, help="Triton max_batch_size")
+    parser.add_argument("--instances", type=int, default=1, help="Triton instance count")
+    parser.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="Triton instances")
     parser.add_argument("--form", choices=FORMS, default="fused")
     parser.add_argument("--num-classes", type=int, help="override the preset's class count")
     parser.add_argument("--dataset", help="take class names and palette from this dataset")
@@ -176,6 +183,16 @@ def run_cli(args: argparse.Namespace) -> int:
     from ..model import build_model
     from .checkpoint import load_checkpoint
 
+    if not (args.output or args.triton):
+        raise ValueError("export: give -o ARTIFACT, --triton REPO or both")
+    if args.model:
+        from ..models import resolve
+
+        artifact = resolve(args.model, where="export")
+        if args.output:
+            shutil.copyfile(artifact, args.output)
+            print(f"wrote {args.output}: a copy of the bundled model '{args.model}'")
+        return _maybe_triton(args, artifact)
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, preset=args.preset)
     elif args.preset:
@@ -183,8 +200,29 @@ def run_cli(args: argparse.Namespace) -> int:
         model = build_model(args.preset, **overrides)
     else:
         raise ValueError("export: give --preset, --checkpoint or both")
-    meta = export(model, args.output, preset=args.preset, dataset=args.dataset, form=args.form)
-    print(f"wrote {args.output}: {meta['num_classes']} classes, {meta['form']} form")
+    output = Path(args.output) if args.output else Path(args.triton) / ".staging.ifa.pt"
+    meta = export(model, output, preset=args.preset, dataset=args.dataset, form=args.form)
+    print(f"wrote {output}: {meta['num_classes']} classes, {meta['form']} form")
+    status = _maybe_triton(args, output)
+    if not args.output:
+        output.unlink()
+    return status
+
+
+def _maybe_triton(args: argparse.Namespace, artifact: Path) -> int:
+    """Write the Triton model repository when --triton was given."""
+    if args.triton:
+        from .triton import write_triton_repository
+
+        model_dir = write_triton_repository(
+            artifact,
+            args.triton,
+            name=args.triton_name or args.model,
+            max_batch_size=args.max_batch,
+            instances=args.instances,
+            kind=args.kind,
+        )
+        print(f"wrote Triton model {model_dir} (config.pbtxt, 1/model.pt)")
     return 0
 
 
