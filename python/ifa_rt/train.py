@@ -116,6 +116,11 @@ def save_final(model: torch.nn.Module, path: Path, preset: str, meta: dict) -> N
     save_checkpoint(model, str(path), preset=preset, meta=meta)
 
 
+def _args_dict(args: argparse.Namespace) -> dict:
+    """The run's arguments without CLI plumbing (e.g. `_run`), safe for weights_only loads."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_") and not callable(v)}
+
+
 def _validate(model, val_set, num_classes: int, device: str, limit: int | None) -> dict:
     """Whole-image val metrics; restores train mode."""
     from .evaluate import evaluate, model_predictor
@@ -178,7 +183,7 @@ def train(args: argparse.Namespace) -> dict:
         tmp = path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scaler": scaler.state_dict(), "step": step, "history": history,
-                    "best": best, "rng": _rng_state(), "args": vars(args)}, tmp)
+                    "best": best, "rng": _rng_state(), "args": _args_dict(args)}, tmp)
         tmp.replace(path)  # atomic: a kill mid-save never corrupts the last checkpoint
 
     log_path = out / "train_log.csv"
@@ -240,7 +245,7 @@ def train(args: argparse.Namespace) -> dict:
             (out / "history.json").write_text(json.dumps(history, indent=1))
             bar.write(f"step {step} epoch {res['epoch']}: val mIoU {res['miou']:.4f} "
                       f"pixel acc {res['pixel_accuracy']:.4f}")
-            meta = {"val": res, "step": step, "args": vars(args)}
+            meta = {"val": res, "step": step, "args": _args_dict(args)}
             if res["miou"] > best:
                 best = res["miou"]
                 save_final(model, out / "best.pt", args.preset, meta)
@@ -249,7 +254,7 @@ def train(args: argparse.Namespace) -> dict:
     log_f.close()
     final = history[-1] if history else {}
     save_final(model, out / "final.pt", args.preset,
-               {"val": final, "step": step, "args": vars(args)})
+               {"val": final, "step": step, "args": _args_dict(args)})
     checkpoint(out / "last.pt")
     (out / "summary.json").write_text(json.dumps(
         {"final": final, "best_miou": best, "steps": step,
