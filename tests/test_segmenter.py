@@ -407,3 +407,28 @@ def test_cuda_low_precision_agrees(tiny, precision):
     batch = rand_images(3, 32, 48, seed=7)
     want, _ = reference(tiny, list(batch))
     assert float((seg(batch) == np.stack(want)).mean()) >= 0.995
+
+
+# --- ifa-rt segment ---------------------------------------------------------------------------
+
+
+def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path, capsys):
+    from PIL import Image
+
+    from ifa_rt.cli import main
+
+    images = tmp_path / "in"
+    images.mkdir()
+    for p in camvid_val_paths[:2]:
+        Image.open(p).resize((96, 72)).save(images / f"{p.stem}.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(images), "-o", str(out), "--model", str(tiny), "--threads", "1"]) == 0
+    stems = sorted(p.stem for p in images.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{s}_{kind}.png" for s in stems for kind in ("labels", "overlay"))
+    labels = np.asarray(Image.open(out / f"{stems[0]}_labels.png"))
+    assert labels.shape == (72, 96) and labels.max() < 5
+    text = capsys.readouterr().out
+    assert "2 images: p50 " in text and "fallback runs 0" in text and "classes found: " in text
+    assert main(["segment", str(tmp_path / "nope"), "-o", str(out), "--model", str(tiny)]) == 2
+    assert "expected image files or folders, got" in capsys.readouterr().err

@@ -1,0 +1,307 @@
+// The CUDA engine: one CUDA graph per planned bucket, replayed on the engine's own stream.
+//
+// Construction (one error per phase, each naming the bucket):
+//   1. check a device is present ("no CUDA device"); load + validate the artifact; cast to the
+//      precision, optionally channels_last weights; move to the device; freeze `forward` and
+//      `logits` into fully inlined modules;
+//   2. take a dedicated stream from the pool; allocate per bucket a pinned host input, a
+//      device input, a pinned host output (labels; logits too when planned);
+//   3. warm up every bucket `warmup` times on the stream (the profiling executor specialises
+//      and fuses on the 2nd call);
+//   4. capture each bucket's graph(s) on the stream into one private memory pool
+//      (graph_pool_handle); the captured outputs are the device output buffers;
+//   5. replay each bucket once and record the caching allocator's statistics.
+// A call on a planned bucket then: copies images into pinned staging (host), H2D async on the
+// stream, replays, D2H async into pinned output, synchronises the stream, copies out. No
+// caching-allocator call happens (checked with getDeviceStats around every planned run).
+// Replays are serialised by the Segmenter's mutex, so buckets may share the graph pool.
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "artifact.h"
+#include "engine.h"
+#include "options.h"
+#include "plan.h"
+#include "torch_scope.h"
+
+namespace ifa_rt::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string first_line(const std::string& what) {
+  auto end = what.find('\n');
+  return end == std::string::npos ? what : what.substr(0, end);
+}
+
+at::ScalarType scalar_type(Precision p) {
+  switch (p) {
+    case Precision::fp16: return at::kHalf;
+    case Precision::bf16: return at::kBFloat16;
+    default: return at::kFloat;
+  }
+}
+
+at::Tensor image_tensor(const ImageRef& im) {
+  return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3},
+                       {im.stride_h, im.stride_w, im.stride_c}, at::TensorOptions(at::kByte));
+}
+
+struct AllocSnapshot {
+  int64_t count = 0, bytes = 0;
+};
+
+AllocSnapshot device_allocations(int device) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+  const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return {stats.allocation[agg].allocated, stats.allocated_bytes[agg].allocated};
+}
+
+struct CudaBucket {
+  Bucket bucket;
+  at::Tensor host_in, dev_in;            // pinned uint8 [B,H,W,3], device copy
+  at::Tensor dev_labels, host_labels;    // captured output uint8 [B,H,W], pinned copy
+  at::Tensor dev_logits, host_logits;    // captured output float [B,C,H,W], pinned copy
+  std::unique_ptr<at::cuda::CUDAGraph> labels_graph, logits_graph;
+};
+
+class CudaEngine final : public Engine {
+ public:
+  CudaEngine(const std::string& path, const Options& options, Metadata* metadata)
+      : options_(options), device_index_(parse_device(options.device).index) {
+    const int count = static_cast<int>(at::cuda::device_count());
+    if (count == 0)
+      throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + options.device +
+                  "': no CUDA device");
+    if (device_index_ >= count)
+      throw Error("Segmenter: option 'device': expected cuda:0..cuda:" + std::to_string(count - 1) + ", got '" +
+                  options.device + "'");
+    device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index_));
+    c10::cuda::CUDAGuard device_guard(device_);
+    torch::jit::Module module = load_artifact(path, metadata);
+    check_plan(options_, *metadata);
+    num_classes_ = metadata->num_classes;
+    TorchScope scope(options_.threads);
+    try {
+      module.to(scalar_type(options_.precision));
+      if (options_.channels_last)
+        for (auto p : module.parameters())
+          if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+      module.to(device_);
+      for (const auto& p : module.parameters()) weight_bytes_ += static_cast<int64_t>(p.nbytes());
+      forward_ = freeze_method(module, "forward");
+      logits_ = freeze_method(module, "logits");
+    } catch (const c10::Error& e) {
+      throw Error("Segmenter: failed to prepare artifact '" + path + "' on " + options.device + ": " +
+                  first_line(e.what_without_backtrace()));
+    }
+    stream_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index()));
+    for (const Bucket& b : make_buckets(options_.shapes, options_.max_batch)) allocate(b);
+    warm_up();
+    capture();
+    for (auto& cb : buckets_) replay(cb, Output::labels);  // settle, then start counting
+    warm_ = device_allocations(device_index_);
+  }
+
+  Plan plan() const override {
+    Plan p;
+    p.device = options_.device;
+    p.precision = options_.precision;
+    p.runtime = "cuda-graph";
+    auto add = [&](const std::string& name, const at::Tensor& t, const std::string& dev) {
+      if (t.defined())
+        p.buffers.push_back({name, dev, std::string(c10::toString(t.scalar_type())), t.sizes().vec(),
+                             static_cast<int64_t>(t.nbytes())});
+    };
+    for (const auto& cb : buckets_) {
+      p.buckets.push_back(cb.bucket);
+      const std::string n = cb.bucket.name();
+      add("input " + n + "x3 (staging)", cb.host_in, "cpu-pinned");
+      add("input " + n + "x3", cb.dev_in, options_.device);
+      add("labels " + n + " (graph output)", cb.dev_labels, options_.device);
+      add("labels " + n + " (staging)", cb.host_labels, "cpu-pinned");
+      add("logits " + n + " (graph output)", cb.dev_logits, options_.device);
+      add("logits " + n + " (staging)", cb.host_logits, "cpu-pinned");
+    }
+    // The private pool holds every captured intermediate: the reserved bytes after capture.
+    p.buffers.push_back({"graph pool + weights (device memory reserved after capture)", options_.device, "mixed", {},
+                         reserved_after_capture_});
+    return p;
+  }
+
+  bool run(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs) override {
+    CudaBucket& cb = buckets_[bucket];
+    if (what == Output::logits && !cb.logits_graph) {
+      run_unplanned(images, n, what, outs);
+      return false;
+    }
+    TorchScope scope(options_.threads);
+    c10::cuda::CUDAGuard device_guard(device_);
+    const AllocSnapshot before = device_allocations(device_index_);
+    for (int64_t i = 0; i < n; ++i) cb.host_in.select(0, i).copy_(image_tensor(images[i]));
+    const at::Tensor& host_out = replay(cb, what);
+    copy_out(host_out, n, outs);
+    const AllocSnapshot after = device_allocations(device_index_);
+    new_blocks_ += after.count - before.count;
+    new_bytes_ += after.bytes - before.bytes;
+    return true;
+  }
+
+  void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
+    TorchScope scope(options_.threads);
+    c10::cuda::CUDAGuard device_guard(device_);
+    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
+    const int64_t h = images[0].height, w = images[0].width;
+    at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).pinned_memory(true));
+    for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(image_tensor(images[i]));
+    try {
+      std::vector<c10::IValue> args{input.to(device_, /*non_blocking=*/true)};
+      at::Tensor out = (what == Output::labels ? forward_ : logits_).forward(std::move(args)).toTensor();
+      at::Tensor host = out.to(at::kCPU, what == Output::labels ? at::kByte : at::kFloat).contiguous();
+      copy_out(host, n, outs);
+    } catch (const c10::Error& e) {
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
+                  " failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
+                  "): " + first_line(e.what_without_backtrace()));
+    }
+  }
+
+  AllocCounters counters() const override { return {new_blocks_, new_bytes_, 0, reserved_after_capture_}; }
+
+  double first_call_ms() const override { return first_call_ms_; }
+
+ private:
+  void allocate(const Bucket& b) {
+    CudaBucket cb;
+    cb.bucket = b;
+    auto pinned = at::TensorOptions(at::kByte).pinned_memory(true);
+    cb.host_in = at::zeros({b.batch, b.height, b.width, 3}, pinned);
+    cb.dev_in = at::zeros({b.batch, b.height, b.width, 3}, at::TensorOptions(at::kByte).device(device_));
+    buckets_.push_back(std::move(cb));  // pinned outputs follow the captured outputs' strides
+  }
+
+  at::Tensor call(torch::jit::Module& m, const at::Tensor& input) {
+    return m.forward(std::vector<c10::IValue>{input}).toTensor();
+  }
+
+  void warm_up() {
+    TorchScope scope(options_.threads);
+    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
+    bool first = true;
+    for (auto& cb : buckets_) {
+      cb.dev_in.copy_(at::randint(0, 256, cb.dev_in.sizes(), at::TensorOptions(at::kByte)), true);
+      try {
+        for (int k = 0; k < options_.warmup; ++k) {
+          auto t0 = Clock::now();
+          call(forward_, cb.dev_in);
+          if (options_.plan_logits) call(logits_, cb.dev_in);
+          stream_->synchronize();
+          if (first) first_call_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          first = false;
+        }
+      } catch (const c10::Error& e) {
+        throw Error("Segmenter: warm-up of bucket " + cb.bucket.name() + " on " + options_.device +
+                    " failed: " + first_line(e.what_without_backtrace()));
+      }
+    }
+  }
+
+  void capture() {
+    TorchScope scope(options_.threads);
+    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
+    pool_ = at::cuda::graph_pool_handle();
+    for (auto& cb : buckets_) {
+      try {
+        cb.labels_graph = std::make_unique<at::cuda::CUDAGraph>();
+        cb.labels_graph->capture_begin(pool_);
+        cb.dev_labels = call(forward_, cb.dev_in);
+        cb.labels_graph->capture_end();
+        if (options_.plan_logits) {
+          cb.logits_graph = std::make_unique<at::cuda::CUDAGraph>();
+          cb.logits_graph->capture_begin(pool_);
+          cb.dev_logits = call(logits_, cb.dev_in);
+          cb.logits_graph->capture_end();
+        }
+      } catch (const c10::Error& e) {
+        throw Error("Segmenter: CUDA graph capture of bucket " + cb.bucket.name() + " on " + options_.device +
+                    " failed (is every op capturable?): " + first_line(e.what_without_backtrace()));
+      }
+      const Bucket& b = cb.bucket;
+      if (cb.dev_labels.scalar_type() != at::kByte ||
+          cb.dev_labels.sizes().vec() != std::vector<int64_t>{b.batch, b.height, b.width})
+        throw Error("Segmenter: bucket " + b.name() + ": forward: expected uint8 " +
+                    shape_string({b.batch, b.height, b.width}) + ", got " +
+                    std::string(c10::toString(cb.dev_labels.scalar_type())) + " " +
+                    shape_string(cb.dev_labels.sizes().vec()));
+      if (cb.logits_graph && (cb.dev_logits.scalar_type() != at::kFloat ||
+                              cb.dev_logits.sizes().vec() != std::vector<int64_t>{b.batch, num_classes_, b.height, b.width}))
+        throw Error("Segmenter: bucket " + b.name() + ": logits: expected float32 " +
+                    shape_string({b.batch, num_classes_, b.height, b.width}) + ", got " +
+                    std::string(c10::toString(cb.dev_logits.scalar_type())) + " " +
+                    shape_string(cb.dev_logits.sizes().vec()));
+      // Same strides as the device outputs (channels-last logits stay so): each D2H copy is
+      // one flat cudaMemcpyAsync with no device temporary.
+      cb.host_labels = pinned_like(cb.dev_labels);
+      if (cb.logits_graph) cb.host_logits = pinned_like(cb.dev_logits);
+    }
+    stream_->synchronize();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
+    reserved_after_capture_ =
+        stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].current;
+  }
+
+  // H2D, replay, D2H on the engine's stream; returns the pinned host output.
+  const at::Tensor& replay(CudaBucket& cb, Output what) {
+    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
+    cb.dev_in.copy_(cb.host_in, /*non_blocking=*/true);
+    if (what == Output::labels) {
+      cb.labels_graph->replay();
+      cb.host_labels.copy_(cb.dev_labels, /*non_blocking=*/true);
+    } else {
+      cb.logits_graph->replay();
+      cb.host_logits.copy_(cb.dev_logits, /*non_blocking=*/true);  // float -> float (or cast)
+    }
+    stream_->synchronize();
+    return what == Output::labels ? cb.host_labels : cb.host_logits;
+  }
+
+  static at::Tensor pinned_like(const at::Tensor& t) {
+    return at::empty_strided(t.sizes(), t.strides(), at::TensorOptions(t.scalar_type()).pinned_memory(true));
+  }
+
+  // Image i of a host [B,...] result into the contiguous outs[i] (strided CPU copy).
+  static void copy_out(const at::Tensor& host, int64_t n, void* const* outs) {
+    for (int64_t i = 0; i < n; ++i) {
+      at::Tensor src = host.select(0, i);
+      at::from_blob(outs[i], src.sizes(), at::TensorOptions(src.scalar_type())).copy_(src);
+    }
+  }
+
+  Options options_;
+  int device_index_ = 0;
+  at::Device device_{at::kCUDA, 0};
+  int64_t num_classes_ = 0;
+  int64_t weight_bytes_ = 0;
+  torch::jit::Module forward_, logits_;
+  std::optional<c10::cuda::CUDAStream> stream_;
+  c10::MempoolId_t pool_{0, 0};
+  std::vector<CudaBucket> buckets_;
+  AllocSnapshot warm_;
+  int64_t new_blocks_ = 0, new_bytes_ = 0, reserved_after_capture_ = 0;
+  double first_call_ms_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cuda_engine(const std::string& path, const Options& options, Metadata* metadata) {
+  return std::make_unique<CudaEngine>(path, options, metadata);
+}
+
+}  // namespace ifa_rt::detail
