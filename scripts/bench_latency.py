@@ -1,0 +1,705 @@
+#!/usr/bin/env python
+"""Interleaved latency benchmark of every way to run IFA (DESIGN.md "Measuring", issue #6).
+
+Variants (all take the same uint8 [B,H,W,3] images and return uint8 labels [B,H,W]):
+  reference    the reference model, eager PyTorch (normalisation + argmax around it)
+  fused        the exact fused form (IFA_SPEC §4), eager
+  torchscript  the `.ifa.pt` artifact from Python: torch.jit.load + torch.jit.freeze
+  segmenter    the C++ runtime through `ifa_rt.Segmenter`
+  cpp_bench    the C++ runtime through the `ifa-rt-bench` tool (a subprocess, run in bursts)
+  onnxruntime  ONNX Runtime on the fused model exported to ONNX (deploy/onnx_export.py)
+and, for exploration (--variants): fused_cl (channels_last weights), torchscript_ofi (+
+optimize_for_inference), segmenter_ofi / segmenter_jit / segmenter_static (C++ options),
+onnxruntime_ref (ONNX Runtime on the reference form).
+
+Algorithm:
+  1. Build the preset's model (seeded random weights, or --checkpoint), the artifact per
+     precision and, per shape and precision, the ONNX file.
+  2. Count MACs per shape on the meta device (FlopCounterMode) and time a 2048³ matmul per
+     precision: the machine's measured peak, to which achieved GFLOP/s are compared.
+  3. Per (precision, shape, batch): warm every in-process variant up (its first call is also
+     checked against the fp32 reference labels), then run `reps` rounds. A round calls each
+     in-process variant once, in an order rotated every round; after every `burst` rounds the
+     tool runs `burst` timed iterations. With <= 3 iterations its JSON (p50, p90 = max, mean)
+     determines every sample, so all variants get the same per-call statistics.
+  4. Per (variant, precision, shape) a probe subprocess measures construction time, first-call
+     latency and peak RSS (VmHWM of that process; CUDA: max allocated).
+  5. Write JSON, a markdown table and plots (scripts/plot_bench.py).
+
+    .venv/bin/python scripts/bench_latency.py --quick
+    .venv/bin/python scripts/bench_latency.py --shapes 512x1024,1024x2048 --reps 20,6
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ifa_rt.bench import load_images, parse_shape, summarize, time_calls
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+SCHEMA = "ifa_rt.bench/1"
+DEFAULT_VARIANTS = ("reference", "fused", "torchscript", "segmenter", "cpp_bench", "onnxruntime")
+EXTRA_VARIANTS = ("fused_cl", "torchscript_ofi", "segmenter_ofi", "segmenter_jit",
+                  "segmenter_static", "onnxruntime_ref")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MIB = 2.0**20
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Context:
+    """Everything the variants are built from, shared by the main run and the probes."""
+
+    preset: str
+    device: str
+    threads: int
+    workdir: Path
+    checkpoint: str | None = None
+    ort_spinning: bool = False
+    model: Any = None
+    state_path: Path | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    onnx: dict[tuple, Path] = field(default_factory=dict)
+
+    def build_model(self) -> torch.nn.Module:
+        """The reference model in eval mode: the checkpoint's weights or seeded random ones."""
+        if self.model is None:
+            from ifa_rt.model import build_model
+
+            if self.checkpoint:
+                from ifa_rt.deploy.checkpoint import load_checkpoint
+
+                self.model = load_checkpoint(self.checkpoint, preset=self.preset)
+            elif self.state_path is not None and self.state_path.is_file():
+                self.model = build_model(self.preset, pretrained_backbone=False)
+                self.model.load_state_dict(torch.load(self.state_path, weights_only=True))
+            else:
+                torch.manual_seed(0)
+                self.model = build_model(self.preset, pretrained_backbone=False)
+            self.model.eval()
+        return self.model
+
+    def save_state(self) -> None:
+        """Write the weights once, so probe subprocesses build the very same model."""
+        self.state_path = self.workdir / "state.pt"
+        torch.save(self.build_model().state_dict(), self.state_path)
+
+    def artifact(self, form: str = "fused") -> Path:
+        """The `.ifa.pt` artifact (fp32; runtimes cast it to their precision)."""
+        if form not in self.artifacts:
+            from ifa_rt.deploy.export import export
+
+            path = self.workdir / f"{self.preset}-{form}.ifa.pt"
+            export(self.build_model(), path, preset=self.preset, form=form)
+            self.artifacts[form] = path
+        return self.artifacts[form]
+
+    def onnx_file(self, shape: tuple[int, int], precision: str, form: str = "fused") -> Path:
+        """The ONNX export for one input size (its geometry is baked in)."""
+        key = (shape, precision, form)
+        if key not in self.onnx:
+            from ifa_rt.deploy.onnx_export import export_onnx
+
+            path = self.workdir / f"{self.preset}-{form}-{shape[0]}x{shape[1]}-{precision}.onnx"
+            export_onnx(self.build_model(), path, height=shape[0], width=shape[1],
+                        precision=precision, form=form)
+            self.onnx[key] = path
+        return self.onnx[key]
+
+
+def find_bench_tool() -> Path | None:
+    """`ifa-rt-bench`: installed in the package (wheel), in the build tree, or on PATH."""
+    import shutil
+
+    import ifa_rt
+
+    candidates = [Path(ifa_rt.__file__).parent / "bin" / "ifa-rt-bench",
+                  REPO / "build" / sys.implementation.cache_tag / "cpp" / "ifa-rt-bench"]
+    found = shutil.which("ifa-rt-bench")
+    candidates += [Path(found)] if found else []
+    return next((p for p in candidates if p.is_file() and os.access(p, os.X_OK)), None)
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+class Runner:
+    """One in-process variant: numpy uint8 [B,H,W,3] -> numpy uint8 labels [B,H,W]."""
+
+    info: dict[str, Any]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    """An eager or TorchScript module whose `forward` is the artifact's (uint8 in, labels out)."""
+
+    def __init__(self, module: Any, device: str, info: dict[str, Any]) -> None:
+        self.module, self.device, self.info = module, torch.device(device), info
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(images).to(self.device)
+            return self.module(x).cpu().numpy()
+
+
+class SegmenterRunner(Runner):
+    """`ifa_rt.Segmenter` planned for one shape and batches up to max_batch."""
+
+    def __init__(self, path: Path, ctx: Context, precision: str, shape, max_batch: int,
+                 **options: Any) -> None:
+        from ifa_rt import Segmenter
+
+        self.seg = Segmenter(str(path), device=ctx.device, precision=precision,
+                             max_batch=max_batch, shapes=[shape], threads=ctx.threads, **options)
+        stats = self.seg.stats()
+        self.info = {"runtime": self.seg.plan["runtime"],
+                     "construction_ms": stats["construction_ms"],
+                     "warmup_first_call_ms": stats["first_call_ms"]}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.seg(images)
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime session on the exported model (labels output)."""
+
+    def __init__(self, path: Path, ctx: Context) -> None:
+        from ifa_rt.deploy.onnx_export import onnx_session
+
+        self.session = onnx_session(path, threads=ctx.threads, device=ctx.device,
+                                    spinning=ctx.ort_spinning)
+        self.name = self.session.get_inputs()[0].name
+        self.info = {"providers": self.session.get_providers(), "spinning": ctx.ort_spinning}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.name: images})[0]
+
+
+def make_runner(name: str, ctx: Context, precision: str, shape, max_batch: int) -> Runner:
+    """Build one in-process variant for a precision and shape (any batch up to max_batch)."""
+    from ifa_rt.deploy.export import ImageSegmenter
+    from ifa_rt.deploy.fuse import fuse_model
+    from ifa_rt.deploy.metadata import DEFAULT_MEAN, DEFAULT_STD
+
+    dtype = DTYPES[precision]
+    if name in ("reference", "fused", "fused_cl"):
+        model = ctx.build_model()
+        net = copy.deepcopy(model) if name == "reference" else fuse_model(model)
+        module = ImageSegmenter(net, DEFAULT_MEAN, DEFAULT_STD).eval().to(ctx.device, dtype)
+        if name == "fused_cl":
+            module = module.to(memory_format=torch.channels_last)
+        return TorchRunner(module, ctx.device, {"form": "reference" if name == "reference" else "fused"})
+    if name in ("torchscript", "torchscript_ofi"):
+        module = torch.jit.load(str(ctx.artifact()), map_location=ctx.device)
+        if precision != "fp32":
+            module.to(dtype)
+        module = torch.jit.freeze(module.eval())
+        if name == "torchscript_ofi":
+            module = torch.jit.optimize_for_inference(module)
+        return TorchRunner(module, ctx.device, {"freeze": True, "optimize": name.endswith("ofi")})
+    if name.startswith("segmenter"):
+        options = {"segmenter_ofi": {"optimize": True, "runtime": "jit"},  # static+optimize crashes
+                   "segmenter_jit": {"runtime": "jit"},
+                   "segmenter_static": {"runtime": "static"}}.get(name, {})
+        return SegmenterRunner(ctx.artifact(), ctx, precision, shape, max_batch, **options)
+    if name in ("onnxruntime", "onnxruntime_ref"):
+        if precision == "bf16":
+            raise SkipVariant("ONNX Runtime has no bf16 convolution kernels")
+        if precision == "fp16" and not ctx.device.startswith("cuda"):
+            raise SkipVariant("ONNX Runtime's CPU provider has no fp16 convolution kernels")
+        form = "reference" if name == "onnxruntime_ref" else "fused"
+        return OrtRunner(ctx.onnx_file(shape, precision, form), ctx)
+    raise ValueError(f"bench_latency: 'variant': expected one of "
+                     f"{list(DEFAULT_VARIANTS + EXTRA_VARIANTS)}, got {name!r}")
+
+
+class SkipVariant(Exception):
+    """A variant that cannot run in this configuration (recorded with its reason)."""
+
+
+class ToolBursts:
+    """`ifa-rt-bench` run in short bursts; each burst's JSON gives back every sample."""
+
+    def __init__(self, tool: Path, ctx: Context, precision: str, shape, batch: int) -> None:
+        self.cmd = [str(tool), str(ctx.artifact()), "--shapes", f"{shape[0]}x{shape[1]}",
+                    "--max-batch", str(batch), "--batches", str(batch), "--device", ctx.device,
+                    "--precision", precision, "--threads", str(ctx.threads)]
+        self.json = ctx.workdir / "tool.json"
+        self.samples: list[float] = []
+        self.bursts: list[dict[str, Any]] = []
+
+    def run(self, iters: int) -> dict[str, Any]:
+        """One subprocess with `iters` (1..3) timed calls; returns its JSON."""
+        if not 1 <= iters <= 3:
+            raise ValueError(f"ToolBursts.run: 'iters': expected 1..3, got {iters}")
+        proc = subprocess.run(self.cmd + ["--iters", str(iters), "--json", str(self.json)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ifa-rt-bench failed ({proc.returncode}): {proc.stderr.strip()}")
+        report = json.loads(self.json.read_text())
+        rec = report["results"][0]
+        self.samples += burst_samples(rec["iters"], rec["p50_ms"], rec["p90_ms"], rec["mean_ms"])
+        self.bursts.append({k: report[k] for k in ("runtime", "construction_ms", "first_call_ms",
+                                                   "allocations_after_warmup", "fallback_calls")})
+        return report
+
+
+def burst_samples(iters: int, p50: float, p90: float, mean: float) -> list[float]:
+    """Every sample of a <= 3-call burst from the tool's nearest-rank p50, p90 (= max) and mean."""
+    if iters == 1:
+        return [p50]
+    if iters == 2:  # p50 is sorted[1] (round half up), the max
+        return [2 * mean - p50, p50]
+    return [3 * mean - p50 - p90, p50, p90]
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def sync_fn(device: str):
+    """The device synchronisation to call before stopping a timer (None on CPU)."""
+    return torch.cuda.synchronize if device.startswith("cuda") else None
+
+
+def matmul_peak(device: str, precision: str, n: int = 2048, reps: int = 5) -> float:
+    """Measured GFLOP/s of an n³ matmul (median of reps, after 2 warm-up calls)."""
+    a = torch.randn(n, n, device=device).to(DTYPES[precision])
+    b = torch.randn(n, n, device=device).to(DTYPES[precision])
+    ms = time_calls(lambda _: torch.mm(a, b), None, reps, sync=sync_fn(device), warmup=2)
+    return 2 * n**3 / (sorted(ms)[len(ms) // 2] * 1e-3) / 1e9
+
+
+def count_macs(ctx: Context, shape) -> dict[str, float]:
+    """G MACs per image (conv + matmul) of the reference and fused graphs, on the meta device.
+
+    The fused model runs twice: its per-shape geometry (a cached matmul) is not per-call work.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ifa_rt.deploy.fuse import fuse_model
+
+    model = ctx.build_model()
+    out = {}
+    for form, net in (("reference", copy.deepcopy(model)), ("fused", fuse_model(model))):
+        net = net.to("meta")
+        x = torch.empty(1, 3, *shape, device="meta")
+        with torch.no_grad():
+            net(x)
+            with FlopCounterMode(display=False) as counter:
+                net(x)
+        out[form] = counter.get_total_flops() / 2e9
+    return out
+
+
+def rss_mib() -> float:
+    """This process's resident set size now."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def probe(spec: dict[str, Any]) -> dict[str, Any]:
+    """Inside a fresh process: build one variant, time its first and second call (--probe)."""
+    ctx = Context(spec["preset"], spec["device"], spec["threads"], Path(spec["workdir"]),
+                  checkpoint=spec.get("checkpoint"), ort_spinning=spec.get("ort_spinning", False),
+                  state_path=Path(spec["state"]) if spec.get("state") else None)
+    ctx.artifacts = {"fused": Path(spec["artifact"])}
+    shape, batch, precision = tuple(spec["shape"]), spec["batch"], spec["precision"]
+    if spec.get("onnx"):
+        ctx.onnx = {(shape, precision, spec.get("onnx_form", "fused")): Path(spec["onnx"])}
+    torch.set_num_threads(ctx.threads)
+    import ifa_rt  # noqa: F401  (the runtime's libraries count in the baseline)
+
+    if spec["variant"].startswith("onnxruntime"):
+        import onnxruntime  # noqa: F401
+    images, _ = load_images(shape, batch)
+    baseline = rss_mib()
+    t0 = time.perf_counter()
+    runner = make_runner(spec["variant"], ctx, precision, shape, batch)
+    setup_s = time.perf_counter() - t0
+    sync = sync_fn(ctx.device)
+    first, second = time_calls(runner, images, 2, sync=sync)
+    out = {"baseline_rss_mib": baseline, "setup_s": setup_s, "first_call_ms": first,
+           "second_call_ms": second, "peak_rss_mib": peak_rss_mib()}
+    if ctx.device.startswith("cuda"):
+        out["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / MIB
+    return out
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since exec (VmHWM; ru_maxrss would include the parent's at fork)."""
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024.0
+
+
+# ru_maxrss of the launcher's children: the tool only (the launcher itself is ~10 MiB, and a
+# child's ru_maxrss starts from its parent's peak at fork, so the big benchmark must not fork it).
+_LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+
+
+def run_probe(spec: dict[str, Any], tool: Path | None) -> dict[str, Any]:
+    """Run one probe in a fresh process; return its timings and peak RSS."""
+    t0 = time.perf_counter()
+    if spec["variant"] == "cpp_bench":
+        out_json = Path(spec["workdir"]) / "probe-tool.json"
+        cmd = ToolBursts(tool, _probe_ctx(spec), spec["precision"], spec["shape"], spec["batch"]).cmd
+        cmd = [sys.executable, "-S", "-c", _LAUNCHER, *cmd, "--iters", "2", "--json", str(out_json)]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"probe {spec['variant']} failed: {proc.stderr.strip()[-800:]}")
+    last = proc.stdout.strip().splitlines()[-1]
+    if spec["variant"] != "cpp_bench":
+        return {**json.loads(last), "wall_s": time.perf_counter() - t0}
+    report = json.loads(out_json.read_text())
+    return {"baseline_rss_mib": 0.0, "setup_s": report["construction_ms"] / 1e3,
+            "first_call_ms": report["first_call_ms"], "first_call_note": "the warm-up's first call",
+            "second_call_ms": report["results"][0]["p50_ms"], "peak_rss_mib": int(last) / 1024.0,
+            "wall_s": time.perf_counter() - t0}
+
+
+def _probe_ctx(spec: dict[str, Any]) -> Context:
+    ctx = Context(spec["preset"], spec["device"], spec["threads"], Path(spec["workdir"]))
+    ctx.artifacts = {"fused": Path(spec["artifact"])}
+    return ctx
+# ----------------------------------------------------------------------------- the run
+
+
+def host_info() -> dict[str, Any]:
+    """CPU model and the ISA flags that matter here, library versions, core count."""
+    flags, model = set(), platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile")
+    info = {"cpu": model, "cores": os.cpu_count(), "isa": [f for f in wanted if f in flags],
+            "python": platform.python_version(), "torch": torch.__version__,
+            "platform": sysconfig.get_platform()}
+    with contextlib.suppress(ImportError):
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    import ifa_rt
+
+    info["ifa_rt"] = ifa_rt.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def loadavg() -> list[float]:
+    """The 1/5/15-minute load averages (the machine is shared: recorded with every run)."""
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def training_running() -> bool:
+    """Whether a training job (`ifa_rt.train`) shares the machine right now."""
+    return subprocess.run(["pgrep", "-f", "ifa_rt.train"], capture_output=True).returncode == 0
+
+
+def _per_shape(text: str, n: int, what: str) -> list[int]:
+    values = [int(v) for v in str(text).split(",")]
+    if len(values) == 1:
+        values *= n
+    if len(values) != n or min(values) < 1:
+        raise ValueError(f"bench_latency: '{what}': expected one value or one per shape ({n}), "
+                         f"all >= 1, got {text!r}")
+    return values
+
+
+def measure_cell(runners: dict[str, Runner], tool: ToolBursts | None, images: np.ndarray,
+                 reps: int, warmup: int, burst: int, sync, bar,
+                 failed: dict[str, tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Interleaved timings of every variant on one input batch (step 3 of the module doc).
+
+    A variant whose first call raises is moved from `runners` to `failed`.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, runner in list(runners.items()):
+        t0 = time.perf_counter()
+        try:
+            labels = runner(images)
+        except Exception as exc:  # e.g. a dtype a kernel lacks: recorded, the others go on
+            failed[name] = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            del runners[name]
+            continue
+        if sync is not None:
+            sync()
+        out[name] = {"first_call_in_run_ms": (time.perf_counter() - t0) * 1e3,
+                     "labels": labels, "ms": []}
+        # The TorchScript profiling executor optimises the graph over its first two calls.
+        extra = max(warmup, 2) if name.startswith("torchscript") else warmup
+        time_calls(runner, images, 0, sync=sync, warmup=max(extra - 1, 0))
+    names = list(runners)
+    done_tool = 0
+    for r in range(reps):
+        k = r % max(len(names), 1)
+        for name in names[k:] + names[:k]:
+            out[name]["ms"] += time_calls(runners[name], images, 1, sync=sync)
+            bar.update(1)
+        due = min(burst, reps - done_tool)
+        if tool is not None and due and ((r + 1) % burst == 0 or r == reps - 1):
+            before = len(tool.samples)
+            tool.run(due)
+            done_tool += due
+            bar.update(len(tool.samples) - before)
+    if tool is not None:
+        out["cpp_bench"] = {"ms": tool.samples, "first_call_in_run_ms": None, "labels": None,
+                            "bursts": tool.bursts}
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; returns the JSON-ready result."""
+    from tqdm import tqdm
+
+    shapes = [parse_shape(s) for s in args.shapes.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    reps = _per_shape(args.reps, len(shapes), "reps")
+    precisions = sorted(args.precision.split(","), key=lambda p: p != "fp32")  # fp32 first
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in DEFAULT_VARIANTS + EXTRA_VARIANTS]
+    if unknown or any(p not in DTYPES for p in precisions) or not 1 <= args.burst <= 3:
+        raise ValueError(f"bench_latency: bad --variants {unknown}, --precision {precisions} "
+                         f"or --burst {args.burst} (1..3)")
+    torch.set_num_threads(args.threads)
+    workdir = Path(tempfile.mkdtemp(prefix="ifa-rt-bench-"))
+    ctx = Context(args.preset, args.device, args.threads, workdir, checkpoint=args.checkpoint,
+                  ort_spinning=args.ort_spinning)
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": host_info(),
+        "loadavg_start": loadavg(),
+        "training_running": training_running(),
+        "config": {"preset": args.preset, "checkpoint": args.checkpoint, "device": args.device,
+                   "precisions": precisions, "shapes": [list(s) for s in shapes],
+                   "batches": batches, "reps": reps, "warmup": args.warmup,
+                   "threads": args.threads, "variants": variants, "burst": args.burst,
+                   "ort_spinning": args.ort_spinning},
+    }
+    t_setup = time.perf_counter()
+    ctx.build_model()
+    ctx.save_state()
+    ctx.artifact()
+    tool = find_bench_tool() if "cpp_bench" in variants else None
+    if "cpp_bench" in variants and tool is None:
+        raise FileNotFoundError("bench_latency: 'cpp_bench': ifa-rt-bench not found (build it)")
+    result["tool"] = str(tool) if tool else None
+    result["matmul_peak_gflops"] = {p: matmul_peak(args.device, p) for p in precisions}
+    macs = {f"{h}x{w}": count_macs(ctx, (h, w)) for h, w in shapes}
+    result["gmacs_per_image"] = macs
+    result["setup_s"] = time.perf_counter() - t_setup
+
+    records, probes = [], []
+    total = sum(len(variants) * n for n in reps) * len(batches) * len(precisions)
+    bar = tqdm(total=total, desc="bench", unit="call", dynamic_ncols=True)
+    # The fp32 reference eager model is the baseline of every precision (ANCHORS.md).
+    reference_labels: dict[tuple, np.ndarray] = {}
+    reference_p50: dict[tuple, float] = {}
+    sync = sync_fn(args.device)
+    for precision in precisions:
+        for shape, n_reps in zip(shapes, reps):
+            bar.set_postfix_str(f"{precision} {shape[0]}x{shape[1]}: building")
+            runners, failed = {}, {}
+            for name in variants:
+                if name == "cpp_bench":
+                    continue
+                try:
+                    runners[name] = make_runner(name, ctx, precision, shape, max(batches))
+                except SkipVariant as exc:
+                    failed[name] = ("skipped", str(exc))
+                except Exception as exc:  # recorded, so one broken variant does not end the run
+                    failed[name] = ("error", f"{type(exc).__name__}: {exc}")
+                    traceback.print_exc()
+            for batch in batches:
+                bar.set_postfix_str(f"{precision} {batch}x{shape[0]}x{shape[1]}")
+                images, source = load_images(shape, batch)
+                key = (shape, batch)
+                bursts = ToolBursts(tool, ctx, precision, shape, batch) if tool else None
+                cell = measure_cell(runners, bursts, images, n_reps, args.warmup, args.burst,
+                                    sync, bar, failed)
+                if precision == "fp32" and key not in reference_labels:
+                    ref = cell.get("reference") or next(iter(cell.values()), None)
+                    if ref is not None and ref["labels"] is not None:
+                        reference_labels[key] = ref["labels"]
+                    if cell.get("reference"):
+                        reference_p50[key] = summarize(cell["reference"]["ms"], batch)["p50_ms"]
+                records += cell_records(cell, failed, precision, shape, batch, source,
+                                        macs[f"{shape[0]}x{shape[1]}"],
+                                        result["matmul_peak_gflops"][precision],
+                                        reference_labels.get(key), reference_p50.get(key), runners)
+            del runners
+            if args.probe:
+                for name in variants:
+                    if name in failed:
+                        continue
+                    bar.set_postfix_str(f"{precision} {shape[0]}x{shape[1]}: probe {name}")
+                    probes.append(probe_record(ctx, args, name, precision, shape, batches[0], tool))
+    bar.close()
+    merge_probes(records, probes)
+    result.update(results=records, probes=probes, loadavg_end=loadavg(),
+                  training_running_end=training_running())
+    return result
+
+
+def cell_records(cell, failed, precision, shape, batch, source, macs, peak, ref_labels, ref_p50,
+                 runners):
+    """One JSON record per variant for one (precision, shape, batch)."""
+    base = {"precision": precision, "batch": batch, "height": shape[0], "width": shape[1]}
+    records = []
+    for name, data in cell.items():
+        stats = summarize(data["ms"], batch)
+        form = "reference" if name in ("reference", "onnxruntime_ref") else "fused"
+        gflops = 2 * macs[form] * batch / (stats["p50_ms"] * 1e-3)
+        rec = {"variant": name, **base, "status": "ok", "inputs": source, **stats,
+               "speedup_vs_reference": ref_p50 / stats["p50_ms"] if ref_p50 else None,  # fp32
+               "gmacs": macs[form] * batch, "gflops_per_s": gflops,
+               "peak_fraction": gflops / peak if peak else None,
+               "first_call_in_run_ms": data["first_call_in_run_ms"],
+               "label_agreement_vs_fp32_reference": None,
+               "ms": [round(x, 3) for x in data["ms"]]}
+        if data["labels"] is not None and ref_labels is not None:
+            rec["label_agreement_vs_fp32_reference"] = float((data["labels"] == ref_labels).mean())
+        if name in runners:
+            rec["info"] = runners[name].info
+        if name == "cpp_bench":
+            rec["inputs"] = "random (the tool makes its own)"
+            rec["info"] = {"bursts": data["bursts"]}
+        records.append(rec)
+    for name, (status, why) in failed.items():
+        records.append({"variant": name, **base, "status": status, "reason": why})
+    return records
+
+
+def probe_record(ctx, args, name, precision, shape, batch, tool) -> dict[str, Any]:
+    """One probe subprocess for a variant, as a JSON record (errors recorded, not raised)."""
+    spec = {"variant": name, "precision": precision, "shape": list(shape), "batch": batch,
+            "preset": ctx.preset, "device": ctx.device, "threads": ctx.threads,
+            "workdir": str(ctx.workdir), "state": str(ctx.state_path),
+            "artifact": str(ctx.artifact()), "checkpoint": ctx.checkpoint,
+            "ort_spinning": ctx.ort_spinning}
+    if name.startswith("onnxruntime"):
+        form = "reference" if name == "onnxruntime_ref" else "fused"
+        spec.update(onnx=str(ctx.onnx_file(shape, precision, form)), onnx_form=form)
+    base = {"variant": name, "precision": precision, "batch": batch, "height": shape[0],
+            "width": shape[1]}
+    try:
+        return {**base, "status": "ok", **run_probe(spec, tool)}
+    except Exception as exc:  # a failed probe is a recorded fact, not the end of the run
+        return {**base, "status": "error", "reason": str(exc)}
+
+
+def merge_probes(records: list[dict], probes: list[dict]) -> None:
+    """Copy each probe's memory and first-call numbers onto the matching timing record."""
+    for p in probes:
+        if p["status"] != "ok":
+            continue
+        for r in records:
+            if r["status"] == "ok" and all(r[k] == p[k] for k in
+                                           ("variant", "precision", "batch", "height", "width")):
+                r["peak_rss_mib"] = p["peak_rss_mib"]
+                r["first_call_ms"] = p["first_call_ms"]
+                r["first_over_p50"] = p["first_call_ms"] / r["p50_ms"]
+                r["setup_s"] = p["setup_s"]
+                if "cuda_max_allocated_mib" in p:
+                    r["cuda_max_allocated_mib"] = p["cuda_max_allocated_mib"]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+QUICK = {"shapes": "360x480,512x1024", "batches": "1", "reps": "5"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cityscapes-r50", help="model preset (default: the paper's)")
+    p.add_argument("--checkpoint", help="weights (default: seeded random weights)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", help="comma list of fp32, fp16, bf16")
+    p.add_argument("--shapes", default="512x1024,1024x2048", help="comma list of HxW")
+    p.add_argument("--batches", default="1", help="comma list, e.g. 1,2,4,8")
+    p.add_argument("--reps", default="20,6", help="timed rounds: one value or one per shape")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls per variant (TS: >= 2)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of every variant")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help=f"comma list; extra: {','.join(EXTRA_VARIANTS)}")
+    p.add_argument("--burst", type=int, default=3, help="ifa-rt-bench calls per subprocess (1..3)")
+    p.add_argument("--no-probe", dest="probe", action="store_false",
+                   help="skip the per-variant subprocesses (peak RSS, first call)")
+    p.add_argument("--ort-spinning", action="store_true",
+                   help="let ONNX Runtime threads busy-wait between runs (off: fair interleaving)")
+    p.add_argument("--quick", action="store_true",
+                   help="360x480 + 512x1024, batch 1, 5 rounds (a few minutes on 2 cores)")
+    p.add_argument("--out", help="output prefix (default docs/bench/<preset>-<device>[-quick])")
+    p.add_argument("--no-plot", dest="plot", action="store_false")
+    p.add_argument("--probe", dest="probe_spec", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with the hidden --probe, one probe) and write its outputs."""
+    args = parse_args(argv)
+    if args.probe_spec:
+        print(json.dumps(probe(json.loads(args.probe_spec))))
+        return 0
+    sys.path.insert(0, str(SCRIPTS))
+    import plot_bench
+
+    result = run(args)
+    suffix = "-quick" if args.quick else ""
+    prefix = Path(args.out or REPO / "docs" / "bench" / f"{args.preset}-{args.device}{suffix}")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    json_path = prefix.with_name(prefix.name + ".json")
+    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    table = plot_bench.markdown(result)
+    prefix.with_name(prefix.name + ".md").write_text(table)
+    print(table)
+    if args.plot:
+        for path in plot_bench.plot(result, prefix):
+            print(f"wrote {path}")
+    print(f"wrote {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
