@@ -432,3 +432,25 @@ def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path
     assert "2 images: p50 " in text and "fallback runs 0" in text and "classes found: " in text
     assert main(["segment", str(tmp_path / "nope"), "-o", str(out), "--model", str(tiny)]) == 2
     assert "expected image files or folders, got" in capsys.readouterr().err
+
+
+def test_segment_tool_matches_torchscript(tiny, camvid_val_paths, tmp_path):
+    """The pure C++ ifa-rt-segment (stb_image in, label PNG out) gives TorchScript's labels."""
+    import subprocess
+
+    from PIL import Image
+
+    tool = Path(ifa_rt._core.__file__).parent / "bin" / "ifa-rt-segment"
+    if not tool.is_file():
+        pytest.skip(f"{tool} not built (needs libstb-dev)")
+    image_path = tmp_path / "image.png"
+    Image.open(camvid_val_paths[0]).resize((120, 90)).save(image_path)
+    out = tmp_path / "out"
+    run = subprocess.run([str(tool), str(tiny), str(out), str(image_path), "--threads", "1"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "1 images, p50" in run.stdout
+    labels = np.asarray(Image.open(out / "image_labels.png"))
+    want, _ = reference(tiny, [np.asarray(Image.open(image_path).convert("RGB"))])
+    np.testing.assert_array_equal(labels, want[0])
+    assert np.asarray(Image.open(out / "image_color.png")).shape == (90, 120, 3)
