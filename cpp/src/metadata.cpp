@@ -58,7 +58,8 @@ Metadata parse_metadata(const std::string& text) {
   Metadata m;
   m.json = text;
   const Json& version = required(root, "format_version");
-  if (!version.is_integer() || static_cast<int>(version.number) != kFormatVersion)
+  // Compared as a double: casting a huge number to int first is undefined (found by fuzzing).
+  if (!version.is_integer() || version.number != static_cast<double>(kFormatVersion))
     bad("format_version", std::to_string(kFormatVersion) + " (the versions this runtime reads)",
         version.brief());
   m.format_version = kFormatVersion;
