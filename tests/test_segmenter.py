@@ -451,6 +451,6 @@ def test_segment_tool_matches_torchscript(tiny, camvid_val_paths, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "1 images, p50" in run.stdout
     labels = np.asarray(Image.open(out / "image_labels.png"))
-    want, _ = reference(tiny, [np.asarray(Image.open(image_path).convert("RGB"))])
+    want, _ = reference(tiny, [np.array(Image.open(image_path).convert("RGB"))])
     np.testing.assert_array_equal(labels, want[0])
     assert np.asarray(Image.open(out / "image_color.png")).shape == (90, 120, 3)
