@@ -115,6 +115,17 @@ def test_real_export_matches_torchscript(real, real_image):
     assert seg.metadata["num_classes"] == 11 and seg.stats()["fallback_calls"] == 3
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cpu_low_precision_agrees(tiny, precision):
+    seg = Segmenter(tiny, precision=precision, shapes=[(32, 48)], max_batch=2, plan_logits=True)
+    batch = rand_images(3, 32, 48, seed=8)
+    want, want_logits = reference(tiny, list(batch))
+    assert float((seg(batch) == np.stack(want)).mean()) >= 0.995
+    logits = seg.logits(batch)
+    assert logits.dtype == np.float32 and logits.shape == (3, 5, 32, 48)
+    assert seg.plan["precision"] == precision and seg.stats()["allocations_after_warmup"] == 0
+
+
 # --- inputs ---------------------------------------------------------------------------------
 
 
