@@ -38,6 +38,18 @@ std::string first_line(const std::string& what) {
   return end == std::string::npos ? what : what.substr(0, end);
 }
 
+// The line of an error that says what went wrong: the TorchScript interpreter puts a
+// traceback first and the original error ("RuntimeError: ...") last.
+std::string error_summary(const std::string& what) {
+  if (what.rfind("The following operation failed in the TorchScript interpreter", 0) != 0)
+    return first_line(what);
+  const size_t end = what.find_last_not_of("\n ");
+  if (end == std::string::npos) return first_line(what);
+  const size_t nl = what.rfind('\n', end);
+  const size_t begin = nl == std::string::npos ? 0 : nl + 1;
+  return what.substr(begin, end + 1 - begin);
+}
+
 at::ScalarType scalar_type(Precision p) {
   switch (p) {
     case Precision::fp16: return at::kHalf;
@@ -78,7 +90,7 @@ void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_
       (!labels && !at::isFloatingType(t.scalar_type())))
     throw Error(std::string(labels ? "forward" : "logits") + ": expected " +
                 (labels ? "uint8 " : "float32 ") + shape_string(want) + ", got " +
-                std::string(c10::toString(t.scalar_type())) + " " + shape_string(t.sizes().vec()));
+                std::string(c10::getDtypeNames(t.scalar_type()).first) + " " + shape_string(t.sizes().vec()));
 }
 
 class CpuEngine final : public Engine {
@@ -151,6 +163,10 @@ class CpuEngine final : public Engine {
       for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(image_tensor(images[i]));
     }
     at::Tensor out = execute(input, what, /*planned=*/true);
+    // Checked on every run, not only at warm-up: copy_out writes the result's extent into
+    // caller buffers sized from the metadata, so a graph whose output shape depends on the
+    // data would otherwise overflow them (found by tests/test_reliability_artifacts.py).
+    check_result(out, what, b.batch, b.height, b.width, num_classes_);
     copy_out(out, n, what, outs);
     return true;
   }
@@ -192,7 +208,13 @@ class CpuEngine final : public Engine {
     } catch (const c10::Error& e) {
       throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
                   " failed on input " + shape_string(input.sizes().vec()) + ": " +
-                  first_line(e.what_without_backtrace()));
+                  error_summary(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      // The interpreter rethrows errors raised inside the graph as torch::jit::JITException
+      // (a std::runtime_error, not a c10::Error): still an ifa_rt::Error with context.
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
+                  " failed on input " + shape_string(input.sizes().vec()) + ": " +
+                  error_summary(e.what()));
     }
   }
 
