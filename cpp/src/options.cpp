@@ -86,8 +86,8 @@ void Options::validate() const {
   detail::parse_device(device);
   if (max_batch < 1 || max_batch > 1024) bad("max_batch", "an integer in [1, 1024]", std::to_string(max_batch));
   for (const Shape& s : shapes)
-    if (s.height < 1 || s.width < 1 || s.height > 16384 || s.width > 16384)
-      bad("shapes", "(height, width) pairs in [1, 16384]",
+    if (s.height < 1 || s.width < 1 || s.height > detail::kMaxSide || s.width > detail::kMaxSide)
+      bad("shapes", "(height, width) pairs in [1, " + std::to_string(detail::kMaxSide) + "]",
           std::to_string(s.height) + "x" + std::to_string(s.width));
   std::vector<Shape> sorted = shapes;
   std::sort(sorted.begin(), sorted.end());

@@ -7,6 +7,10 @@
 
 namespace ifa_rt::detail {
 
+/// The largest input height or width, planned or not: beyond it one image's activations
+/// exceed any machine's memory, and Linux would OOM-kill the process instead of failing.
+constexpr int64_t kMaxSide = 16384;
+
 /// A parsed device string.
 struct DeviceSpec {
   bool cuda = false;

@@ -1,8 +1,11 @@
 // Segmenter: validation, batching, locking and stats around an Engine (no torch here).
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <mutex>
+
+#include <unistd.h>
 
 #include "artifact.h"
 #include "engine.h"
@@ -59,6 +62,27 @@ class LatencyRing {
 
 std::string hxw(int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
 
+std::string gib(double bytes) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return s;
+}
+
+// Refuses a plan whose input buffers alone exceed physical memory: allocating them would get
+// the process OOM-killed (Linux overcommits) rather than raise (found by
+// tests/test_reliability_inputs.py).
+void check_plan_memory(const Options& o) {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return;
+  const double physical = static_cast<double>(pages) * static_cast<double>(page);
+  double bytes = 0;
+  for (const Bucket& b : detail::make_buckets(o.shapes, o.max_batch))
+    bytes += static_cast<double>(b.batch) * static_cast<double>(b.height) * static_cast<double>(b.width) * 3;
+  if (bytes > physical)
+    throw InvalidArgument("Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in "
+                          "memory (" + gib(physical) + "), got " + gib(bytes));
+}
+
 }  // namespace
 
 struct Segmenter::Impl {
@@ -99,6 +123,8 @@ struct Segmenter::Impl {
     const int64_t h = v.shape[rank - 3], w = v.shape[rank - 2];
     if (batch < 1 || h < 1 || w < 1)
       bad_input(where, name, "a non-empty image batch", "shape " + detail::shape_string(v.shape));
+    if (h > detail::kMaxSide || w > detail::kMaxSide)
+      bad_input(where, name, "height and width <= " + std::to_string(detail::kMaxSide), hxw(h, w));
     if (h < metadata.min_size || w < metadata.min_size)
       bad_input(where, name,
                 "height and width >= " + std::to_string(metadata.min_size) + " (the artifact's min_size)",
@@ -178,6 +204,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options)
     : impl_(std::make_unique<Impl>()) {
   auto t0 = Clock::now();
   options.validate();
+  check_plan_memory(options);
   impl_->path = artifact_path;
   impl_->options = options;
   const detail::DeviceSpec device = detail::parse_device(options.device);
