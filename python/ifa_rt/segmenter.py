@@ -79,12 +79,13 @@ def _options(where: str, **kwargs: Any) -> _core.Options:
             continue
         if key == "shapes":
             values[key] = _shapes(value, where)
-        elif isinstance(value, bool):
-            values[key] = "true" if value else "false"
         elif key in ("max_batch", "threads", "warmup"):
-            if not isinstance(value, (int, np.integer)):
+            # Before the bool branch: True is an int to Python but not a count.
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"{where}: '{key}': expected an int, got {_type_name(value)}")
             values[key] = str(int(value))
+        elif isinstance(value, bool):
+            values[key] = "true" if value else "false"
         elif isinstance(value, str):
             values[key] = value
         else:
