@@ -188,6 +188,11 @@ def train(args: argparse.Namespace) -> dict:
 
     log_path = out / "train_log.csv"
     new_log = not log_path.exists() or step == 0
+    if not new_log:  # drop rows logged after the checkpoint we resume from (they re-run)
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
     log_f = open(log_path, "w" if new_log else "a", newline="")
     log = csv.writer(log_f)
     if new_log:
