@@ -25,6 +25,16 @@ void check_method(const torch::jit::Module& module, const std::string& name) {
   if (args.size() != 2)
     throw Error("method '" + name + "': expected 1 input (images uint8 [B,H,W,3]), got " +
                 std::to_string(args.size() - 1));
+  // Types too: a method that takes or returns something else (a tuple, a list) would only
+  // fail later, inside freezing, with a TorchScript compiler error.
+  if (!args[1].type()->isSubtypeOf(*c10::TensorType::get()))
+    throw Error("method '" + name + "': expected a Tensor input (images uint8 [B,H,W,3]), got " +
+                args[1].type()->annotation_str());
+  const auto& returns = method->function().getSchema().returns();
+  if (returns.size() != 1 || !returns[0].type()->isSubtypeOf(*c10::TensorType::get()))
+    throw Error("method '" + name + "': expected a Tensor result (docs/artifact.md), got " +
+                (returns.size() == 1 ? returns[0].type()->annotation_str()
+                                     : std::to_string(returns.size()) + " results"));
 }
 
 }  // namespace

@@ -115,6 +115,9 @@ class CpuEngine final : public Engine {
     } catch (const c10::Error& e) {
       throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
                   first_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {  // e.g. a torch::jit::ErrorReport from compilation
+      throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
+                  error_summary(e.what()));
     }
     if (options_.runtime != "jit") build_static_runtime();
 

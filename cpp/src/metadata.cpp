@@ -2,6 +2,7 @@
 #include <string>
 
 #include "artifact.h"
+#include "ifa_rt/version.h"
 #include "json.h"
 
 namespace ifa_rt::detail {
@@ -59,9 +60,16 @@ Metadata parse_metadata(const std::string& text) {
   m.json = text;
   const Json& version = required(root, "format_version");
   // Compared as a double: casting a huge number to int first is undefined (found by fuzzing).
-  if (!version.is_integer() || version.number != static_cast<double>(kFormatVersion))
-    bad("format_version", std::to_string(kFormatVersion) + " (the versions this runtime reads)",
-        version.brief());
+  if (!version.is_integer() || version.number != static_cast<double>(kFormatVersion)) {
+    // A newer exporter is the likely cause: say which, so the fix (upgrade) is obvious.
+    std::string got = version.brief();
+    const Json* by = root.find("ifa_rt_version");
+    if (version.is_integer() && version.number > kFormatVersion && by != nullptr &&
+        by->type == Json::Type::string && by->string != ifa_rt::version())
+      got += " (written by ifa_rt " + by->string + "; this runtime is " + ifa_rt::version() +
+             ": upgrade it)";
+    bad("format_version", std::to_string(kFormatVersion) + " (the versions this runtime reads)", got);
+  }
   m.format_version = kFormatVersion;
 
   m.num_classes = integer(required(root, "num_classes"), "num_classes", "a positive integer");
