@@ -1,0 +1,295 @@
+# ruff: noqa: E501  (exact error messages are asserted verbatim)
+"""Bad inputs and bad options: each raises a typed error whose message says what was expected
+and what was given, and the same Segmenter keeps returning reference results afterwards.
+
+Accepted rather than rejected (docs/reliability.md): any numpy view (non-contiguous, negative
+or zero strides, Fortran order, read-only) is served, copied into the plan's input buffer
+where the layout needs it; torch tensors and PIL images likewise. Rejected: anything that is
+not uint8 RGB in the last dimension, empty, smaller than the artifact's min_size or larger than
+16384 per side, an unplanned shape in strict mode, and non-array Python objects.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ifa_rt
+from _reliability import fixture_dir, rand_images, reference
+from ifa_rt import Segmenter, SegmenterPool
+
+SEG = "Segmenter.segment: input 'images': "
+TYPE = "expected a numpy array, PIL image or torch tensor (or a list of them), got "
+IM = rand_images(1, 32, 48, seed=11)[0]
+BATCH = rand_images(5, 32, 48, seed=12)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return fixture_dir() / "tiny.ifa.pt"
+
+
+@pytest.fixture(scope="module")
+def want(tiny):
+    """Reference labels of BATCH, computed before any bad call."""
+    return reference(tiny, BATCH)
+
+
+@pytest.fixture(scope="module")
+def seg(tiny, want):
+    s = Segmenter(tiny, shapes=[(32, 48)], max_batch=2, threads=1)
+    np.testing.assert_array_equal(s(BATCH), want)
+    return s
+
+
+@pytest.fixture(scope="module")
+def strict(tiny):
+    return Segmenter(tiny, shapes=[(32, 48)], max_batch=2, strict=True, threads=1)
+
+
+def _b(x: np.ndarray) -> np.ndarray:
+    return np.broadcast_to(IM[:1, :1], x)  # a zero-stride view: no memory behind the size
+
+
+BAD_INPUTS = [
+    # (id, input, error type, message after "Segmenter.segment: ")
+    ("float32", IM.astype(np.float32), ValueError, "input 'images': expected dtype uint8, got float32"),
+    ("int16", IM.astype(np.int16), ValueError, "input 'images': expected dtype uint8, got int16"),
+    ("bool", IM.astype(bool), ValueError, "input 'images': expected dtype uint8, got bool"),
+    ("uint16-big-endian", IM.astype(">u2"), ValueError, "input 'images': expected dtype uint8, got uint16"),
+    ("object", np.array([IM, 1], dtype=object), ValueError, "input 'images': expected dtype uint8, got object"),
+    ("torch-float", torch.zeros(32, 48, 3), ValueError, "input 'images': expected dtype uint8, got float32"),
+    ("torch-bool", torch.zeros(32, 48, 3, dtype=torch.bool), ValueError, "input 'images': expected dtype uint8, got bool"),
+    ("rank0", np.array(7, np.uint8), ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [] (rank 0)"),
+    ("rank1", np.zeros(0, np.uint8), ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [0] (rank 1)"),
+    ("rank2", IM[..., 0], ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [32,48] (rank 2)"),
+    ("rank5", IM[None, None], ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [1,1,32,48,3] (rank 5)"),
+    ("1-channel", IM[..., :1], ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 1 (shape [32,48,1])"),
+    ("4-channels", np.zeros((32, 48, 4), np.uint8), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])"),
+    ("0-channels", np.zeros((32, 48, 0), np.uint8), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 0 (shape [32,48,0])"),
+    ("channels-first", np.ascontiguousarray(IM.transpose(2, 0, 1)), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 48 (shape [3,32,48])"),
+    ("channels-first-batch", np.zeros((2, 3, 32, 48), np.uint8), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 48 (shape [2,3,32,48])"),
+    ("empty-batch", np.zeros((0, 32, 48, 3), np.uint8), ValueError, "input 'images': expected a non-empty image batch, got shape [0,32,48,3]"),
+    ("zero-height", np.zeros((0, 48, 3), np.uint8), ValueError, "input 'images': expected a non-empty image batch, got shape [0,48,3]"),
+    ("zero-width", np.zeros((2, 32, 0, 3), np.uint8), ValueError, "input 'images': expected a non-empty image batch, got shape [2,32,0,3]"),
+    ("below-min-size", np.zeros((8, 48, 3), np.uint8), ValueError, "input 'images': expected height and width >= 16 (the artifact's min_size), got 8x48"),
+    ("huge-width", _b((16, 100_000, 3)), ValueError, "input 'images': expected height and width <= 16384, got 16x100000"),
+    ("huge-square", _b((2, 16385, 16385, 3)), ValueError, "input 'images': expected height and width <= 16384, got 16385x16385"),
+    ("none", None, TypeError, "input 'images': " + TYPE + "NoneType"),
+    ("str", "image.png", TypeError, "input 'images': " + TYPE + "str"),
+    ("bytes", IM.tobytes(), TypeError, "input 'images': " + TYPE + "bytes"),
+    ("int", 3, TypeError, "input 'images': " + TYPE + "int"),
+    ("float", 0.5, TypeError, "input 'images': " + TYPE + "float"),
+    ("dict", {"image": IM}, TypeError, "input 'images': " + TYPE + "dict"),
+    ("numpy-scalar", np.uint8(3), TypeError, "input 'images': " + TYPE + "uint8"),
+    ("list-none", [IM, None], TypeError, "input 'images[1]': " + TYPE + "NoneType"),
+    ("list-float", [IM, IM.astype(np.float32)], ValueError, "input 'images[1]': expected dtype uint8, got float32"),
+    ("list-2-channels", [IM, IM, IM[..., :2]], ValueError, "input 'images[2]': expected 3 channels (RGB, last dimension), got 2 (shape [32,48,2])"),
+    ("list-of-batches", [IM[None]], ValueError, "input 'images[0]': expected shape [H,W,3], got [1,32,48,3] (rank 4)"),
+    ("list-small", [IM, np.zeros((20, 8, 3), np.uint8)], ValueError, "input 'images[1]': expected height and width >= 16 (the artifact's min_size), got 20x8"),
+    ("list-huge", [_b((16, 16385, 3))], ValueError, "input 'images[0]': expected height and width <= 16384, got 16x16385"),
+    ("list-empty-image", [IM, np.zeros((0, 0, 3), np.uint8)], ValueError, "input 'images[1]': expected a non-empty image batch, got shape [0,0,3]"),
+]
+
+
+@pytest.mark.parametrize(
+    "x, error, message", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
+def test_bad_input_raises_and_segmenter_still_serves(seg, want, x, error, message):
+    calls = seg.stats()["calls"]
+    with pytest.raises(error) as err:
+        seg(x)
+    assert str(err.value) == "Segmenter.segment: " + message
+    assert seg.stats()["calls"] == calls  # rejected before it reached the engine
+    np.testing.assert_array_equal(seg(BATCH), want)
+
+
+def test_logits_bad_inputs(seg, want):
+    with pytest.raises(ValueError) as err:
+        seg.logits(IM.astype(np.float64))
+    assert str(err.value) == "Segmenter.logits: input 'images': expected dtype uint8, got float64"
+    with pytest.raises(TypeError) as err:
+        seg.logits([IM, None])
+    assert str(err.value) == "Segmenter.logits: input 'images[1]': " + TYPE + "NoneType"
+    with pytest.raises(ValueError) as err:
+        seg.logits(np.zeros((1, 32, 48, 4), np.uint8))
+    assert str(err.value) == (
+        "Segmenter.logits: input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [1,32,48,4])"
+    )
+    np.testing.assert_array_equal(seg(BATCH), want)
+
+
+def test_unplanned_shape_in_strict_mode(strict, tiny):
+    odd = rand_images(2, 40, 40, seed=13)
+    cases = [
+        (odd, "Segmenter.segment: input 'images': expected a planned shape (32x48) in strict mode, got 40x40"),
+        ([IM, odd[0]], "Segmenter.segment: input 'images[1]': expected a planned shape (32x48) in strict mode, got 40x40"),
+    ]
+    for x, message in cases:
+        with pytest.raises(ValueError) as err:
+            strict(x)
+        assert str(err.value) == message
+    with pytest.raises(ValueError) as err:
+        strict.logits(odd)
+    assert str(err.value) == "Segmenter.logits: input 'images': expected a planned shape (32x48) in strict mode, got 40x40"
+    np.testing.assert_array_equal(strict(BATCH), reference(tiny, BATCH))
+    assert strict.stats()["fallback_calls"] == 0
+    with pytest.raises(ValueError, match=r"expected a planned shape \(none planned\) in strict mode, got 32x48$"):
+        Segmenter(tiny, strict=True)(IM)
+
+
+def test_accepted_views_give_reference_results(seg, want):
+    batch = BATCH
+    wide = np.repeat(batch, 2, axis=2)
+    bgr = batch[..., ::-1].copy()
+    flipped = batch[:, ::-1].copy()
+    planar = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))  # channels-first memory
+    readonly = batch.copy()
+    readonly.flags.writeable = False
+    views = {
+        "non-contiguous (every other column)": wide[:, :, ::2],
+        "negative row stride": flipped[:, ::-1],
+        "negative channel stride": bgr[..., ::-1],
+        "negative batch stride": batch[::-1].copy()[::-1],
+        "channels-first memory, NHWC view": planar.transpose(0, 2, 3, 1),
+        "Fortran order": np.asfortranarray(batch),
+        "read-only": readonly,
+        "torch permuted": torch.from_numpy(planar).permute(0, 2, 3, 1),
+    }
+    for name, view in views.items():
+        np.testing.assert_array_equal(seg(view), want, err_msg=name)
+    np.testing.assert_array_equal(seg(batch[::2]), want[::2])  # strided batch axis
+    np.testing.assert_array_equal(seg(np.broadcast_to(batch[1], (3, 32, 48, 3))), want[[1, 1, 1]])
+    np.testing.assert_array_equal(seg(Image.fromarray(batch[2])), want[2])
+    np.testing.assert_array_equal(seg(Image.fromarray(batch[3]).convert("RGBA")), want[3])
+
+
+def test_batch_larger_than_max_batch_and_mixed_lists(seg, tiny, want):
+    before = seg.stats()
+    np.testing.assert_array_equal(seg(BATCH), want)  # 5 images, max_batch 2: 2 + 2 + 1
+    after = seg.stats()
+    assert after["bucket_runs"] - before["bucket_runs"] == 3
+    assert after["padded_images"] == before["padded_images"]  # 1 is a planned batch size
+    big = np.concatenate([BATCH] * 5)  # 25 images: 12 runs of 2 and one of 1
+    np.testing.assert_array_equal(seg(big), np.concatenate([want] * 5))
+    odd = [rand_images(1, h, w, seed=h)[0] for h, w in [(17, 23), (40, 40), (33, 64)]]
+    mixed = [BATCH[0], odd[0], BATCH[1], odd[1], odd[2], BATCH[2]]
+    out = seg(mixed)
+    assert [o.shape for o in out] == [m.shape[:2] for m in mixed]
+    for got, image in zip(out, mixed, strict=True):
+        np.testing.assert_array_equal(got, reference(tiny, [image])[0])
+    assert seg([]) == [] and seg(()) == [] and seg.logits([]) == []
+
+
+def test_output_buffer_errors_through_core(seg, want):
+    engine = seg._engine  # the raw binding checks the caller's buffers itself
+    cases = [
+        (np.empty(10, np.uint8), "Segmenter.segment: output 'labels': expected 1536 uint8 elements, got 10"),
+        (np.empty((32, 48), np.float32), "Segmenter.segment: output 'labels': expected a writable C-contiguous uint8 array, got another array"),
+        (np.empty((48, 32), np.uint8).T, "Segmenter.segment: output 'labels': expected a writable C-contiguous uint8 array, got another array"),
+    ]
+    readonly = np.empty((32, 48), np.uint8)
+    readonly.flags.writeable = False
+    cases.append((readonly, cases[-1][1]))
+    for out, message in cases:
+        with pytest.raises(ValueError) as err:
+            engine.segment_into(IM, out)
+        assert str(err.value) == message
+    np.testing.assert_array_equal(seg(BATCH), want)
+
+
+def _huge_plan_gib() -> str:
+    batches = sum(2**k for k in range(11))  # 1, 2, 4, .., 1024
+    return f"{batches * 16384 * 16384 * 3 / 2**30:.1f} GiB"
+
+
+BAD_OPTIONS = [
+    (dict(threads=-1), ValueError, "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1"),
+    (dict(threads=2048), ValueError, "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got 2048"),
+    (dict(threads=True), TypeError, "Segmenter: 'threads': expected an int, got bool"),
+    (dict(threads=1.5), TypeError, "Segmenter: 'threads': expected an int, got float"),
+    (dict(precision="fp64"), ValueError, "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'fp64'"),
+    (dict(precision="int8"), ValueError, "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'int8'"),
+    (dict(precision=""), ValueError, "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got ''"),
+    (dict(precision=16), TypeError, "Segmenter: 'precision': expected a str, got int"),
+    (dict(max_batch=0), ValueError, "Options: 'max_batch': expected an integer in [1, 1024], got 0"),
+    (dict(max_batch=-3), ValueError, "Options: 'max_batch': expected an integer in [1, 1024], got -3"),
+    (dict(max_batch=1025), ValueError, "Options: 'max_batch': expected an integer in [1, 1024], got 1025"),
+    (dict(max_batch=False), TypeError, "Segmenter: 'max_batch': expected an int, got bool"),
+    (dict(warmup=1), ValueError, "Options: 'warmup': expected an integer in [2, 100] (the profiling executor needs 2 calls), got 1"),
+    (dict(device="gpu"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    (dict(device="cuda:-1"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:-1'"),
+    (dict(device="cuda:"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:'"),
+    (dict(device="cuda:1x"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:1x'"),
+    (dict(device="CPU"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'CPU'"),
+    (dict(runtime="fast"), ValueError, "Options: 'runtime': expected 'auto', 'static' or 'jit', got 'fast'"),
+    (dict(strict="maybe"), ValueError, "Options: 'strict': expected a boolean (true/false), got 'maybe'"),
+    (dict(shapes=[(32, 48), (32, 48)]), ValueError, "Options: 'shapes': expected distinct shapes, got a duplicate"),
+    (dict(shapes=[(0, 48)]), ValueError, "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 0x48"),
+    (dict(shapes=[(16385, 48)]), ValueError, "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 16385x48"),
+    (dict(shapes=[(-32, 48)]), ValueError, "Options: 'shapes': expected (height, width) pairs in [1, 16384], got -32x48"),
+    (dict(shapes=[(32, 48, 3)]), TypeError, "Segmenter: 'shapes': expected a list of (height, width) int pairs, got (32, 48, 3)"),
+    (dict(shapes=[(16384, 16384)], max_batch=1024), ValueError,
+     re.compile(r"Options: 'shapes': expected planned input buffers \(max_batch x shapes\) that fit in memory \(\d+\.\d GiB\), got " + re.escape(_huge_plan_gib()))),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", BAD_OPTIONS, ids=[str(c[0])[:40] for c in BAD_OPTIONS])
+def test_bad_options(tiny, kwargs, error, message):
+    with pytest.raises(error) as err:
+        Segmenter(tiny, **kwargs)
+    if isinstance(message, re.Pattern):
+        assert message.fullmatch(str(err.value)), str(err.value)
+    else:
+        assert str(err.value) == message
+
+
+def test_threads_zero_means_torch_default_and_pool_size_errors(tiny, want):
+    # threads=0 is documented as "torch's setting" (ifa_rt::Options), so it is accepted; so is
+    # None for any option (the C++ default).
+    seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=2, threads=0, device=None, warmup=None)
+    assert seg.options.threads == 0 and seg.options.device == "cpu"
+    np.testing.assert_array_equal(seg(BATCH), want)
+    for size, error, message in [
+        (0, ValueError, "SegmenterPool: 'size': expected an integer in [1, 256], got 0"),
+        (-1, ValueError, "SegmenterPool: 'size': expected an integer in [1, 256], got -1"),
+        (257, ValueError, "SegmenterPool: 'size': expected an integer in [1, 256], got 257"),
+        (True, TypeError, "SegmenterPool: 'size': expected an int, got bool"),
+        ("2", TypeError, "SegmenterPool: 'size': expected an int, got str"),
+    ]:
+        with pytest.raises(error) as err:
+            SegmenterPool(tiny, size=size)
+        assert str(err.value) == message
+    with pytest.raises(TypeError, match="unexpected keyword argument 'thread'"):
+        Segmenter(tiny, thread=2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors without a CUDA device")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:7"])
+def test_cuda_requested_without_a_gpu(tiny, want, device):
+    with pytest.raises(RuntimeError) as err:
+        Segmenter(tiny, device=device, shapes=[(32, 48)])
+    message = f"Segmenter: option 'device': expected an available CUDA device, got '{device}': no CUDA device"
+    if not ifa_rt._core.has_cuda_engine():
+        message += " (this ifa_rt was built without the CUDA engine; torch has no CUDA)"
+    assert str(err.value) == message
+    # Nothing half-built is left behind: a CPU engine still loads and serves.
+    np.testing.assert_array_equal(Segmenter(tiny, shapes=[(32, 48)])(BATCH), want)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not ifa_rt._core.has_cuda_engine(),
+    reason="needs a CUDA device and the CUDA engine",
+)
+@pytest.mark.cuda
+def test_cuda_bad_index(tiny):
+    count = torch.cuda.device_count()
+    with pytest.raises(RuntimeError) as err:
+        Segmenter(tiny, device=f"cuda:{count}")
+    assert str(err.value) == (
+        f"Segmenter: option 'device': expected cuda:0..cuda:{count - 1}, got 'cuda:{count}'"
+    )
