@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-from _reliability import fixture_dir, rand_images
 
+from _reliability import fixture_dir, rand_images
 from ifa_rt import Segmenter, SegmenterPool
 
 THREADS = 8
