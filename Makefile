@@ -11,7 +11,7 @@ BUILD_DIR = build/$(shell $(PY) -c 'import sys; print(sys.implementation.cache_t
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export IFA_RT_DATA ?= $(DATA)
 
-.PHONY: setup demo test pytest ctest example lint clean
+.PHONY: setup demo test pytest ctest example cuda-check lint clean
 
 # Debian packages: ccache (fast rebuilds) and stb (image IO for the C++ tools).
 $(VENV)/.system-deps:
@@ -43,10 +43,17 @@ ctest: setup
 example: setup
 	PYTHON=$(PY) bash scripts/build_cpp_example.sh
 
+# The CUDA engine compiled against the CUDA build of torch (a 4.7 GB venv, downloaded once),
+# so it cannot rot on machines without a GPU; IFA_RT_SKIP_CUDA_CHECK=1 skips it.
+cuda-check:
+	@if [ -n "$$IFA_RT_SKIP_CUDA_CHECK" ]; then echo "cuda-check: skipped (IFA_RT_SKIP_CUDA_CHECK)"; \
+	else bash scripts/cuda_compile_check.sh; fi
+
 test: setup
 	$(PY) -m pytest -q
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	PYTHON=$(PY) bash scripts/build_cpp_example.sh
+	$(MAKE) cuda-check
 
 lint:
 	$(PY) -m ruff check python tests scripts

@@ -20,7 +20,7 @@ if [ ! -f "$VENV/.ready" ]; then
     torch==2.13.0 "pybind11>=2.12" numpy
   touch "$VENV/.ready"
 fi
-PY="$VENV/bin/python"
+PY="$(cd "$VENV" && pwd)/bin/python"
 "$PY" -c 'import torch; assert torch.version.cuda, "expected a CUDA build of torch"; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DIFA_RT_CUDA=ON \
   -DIFA_RT_BUILD_TESTS=ON -DPython_EXECUTABLE="$PY" \
@@ -29,10 +29,22 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DIFA_RT_CUDA=ON \
 cmake --build "$BUILD" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 # The extension built against CUDA torch loads and reports the CUDA engine; with no device
 # a CUDA Segmenter must fail with a clear error instead of crashing.
-PYTHONPATH="$BUILD/cpp" "$PY" - <<'PYEOF'
+PYTHONPATH="$BUILD/cpp" "$PY" - "$BUILD/cpp/fixtures/tiny.ifa.pt" <<'PYEOF'
+import sys
 import torch
 import _core
 assert _core.has_cuda_engine(), "the CUDA engine was not compiled in"
 print("CUDA engine compiled in; torch sees", torch.cuda.device_count(), "CUDA devices")
+if torch.cuda.device_count() == 0:
+    options = _core.Options.from_map({"device": "cuda:0"})
+    try:
+        _core.Engine(sys.argv[1], options)
+    except RuntimeError as exc:
+        assert "no CUDA device" in str(exc), exc
+        print("without a GPU the CUDA engine refuses cleanly:", exc)
+    else:
+        raise AssertionError("a CUDA engine was built without a GPU")
 PYEOF
+# The CPU engine and its tests, built against the CUDA torch, must pass as well.
+ctest --test-dir "$BUILD" --output-on-failure
 echo "cuda_compile_check: OK"
