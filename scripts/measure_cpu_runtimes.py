@@ -73,9 +73,14 @@ def main() -> None:
             ("cpp-jit", dict(runtime="jit")),
             ("cpp-jit-optimize", dict(runtime="jit", optimize=True)),
             ("cpp-static-runtime", dict(runtime="static")),
+            ("cpp-static-runtime-optimize", dict(runtime="static", optimize=True)),
         ):
             t = time.perf_counter()
-            seg = ifa_rt.Segmenter(path, shapes=[(h, w)], threads=args.threads, **kw)
+            try:
+                seg = ifa_rt.Segmenter(path, shapes=[(h, w)], threads=args.threads, **kw)
+            except RuntimeError as exc:
+                print(f"{name}: {exc}")
+                continue
             st = seg.stats()
             first[name] = st["first_call_ms"]
             plan[name] = {

@@ -15,6 +15,7 @@ struct CacheState {
   std::unordered_map<size_t, std::vector<void*>> free;
   BlockCache::Counters counters;
   bool alive = true;
+  uint64_t epoch = 0;
 };
 
 namespace {
@@ -22,6 +23,7 @@ namespace {
 struct BlockInfo {
   CacheState* cache;
   size_t size;
+  uint64_t epoch;  // the last epoch it was handed out in
 };
 
 // One lock for the registry and every cache's free lists: critical sections are a few
@@ -58,6 +60,7 @@ class CountingAllocator final : public c10::Allocator {
       if (it != cache->free.end() && !it->second.empty()) {
         ptr = it->second.back();
         it->second.pop_back();
+        registry()[ptr].epoch = cache->epoch;
         cache->counters.hits++;
         cache->counters.outstanding++;
       }
@@ -65,7 +68,7 @@ class CountingAllocator final : public c10::Allocator {
     if (ptr == nullptr) {
       ptr = c10::alloc_cpu(n);
       std::lock_guard<std::mutex> lock(g_mutex);
-      registry()[ptr] = {cache, n};
+      registry()[ptr] = {cache, n, cache->epoch};
       cache->counters.misses++;
       cache->counters.miss_bytes += static_cast<int64_t>(n);
       cache->counters.held_bytes += static_cast<int64_t>(n);
@@ -148,6 +151,37 @@ BlockCache::~BlockCache() {
 BlockCache::Counters BlockCache::counters() const {
   std::lock_guard<std::mutex> lock(g_mutex);
   return state_->counters;
+}
+
+void BlockCache::next_epoch() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  state_->epoch++;
+}
+
+int64_t BlockCache::trim() {
+  std::vector<void*> to_free;
+  int64_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto& reg = registry();
+    for (auto& [size, ptrs] : state_->free) {
+      std::vector<void*> keep;
+      for (void* p : ptrs) {
+        auto it = reg.find(p);
+        if (it->second.epoch == state_->epoch) {
+          keep.push_back(p);
+        } else {
+          reg.erase(it);
+          to_free.push_back(p);
+          bytes += static_cast<int64_t>(size);
+        }
+      }
+      ptrs.swap(keep);
+    }
+    state_->counters.held_bytes -= bytes;
+  }
+  for (void* p : to_free) c10::free_cpu(p);
+  return bytes;
 }
 
 BlockCache::Scope::Scope(BlockCache& cache) : previous_(t_cache) { t_cache = cache.state_; }

@@ -10,6 +10,8 @@
 //    Static Runtime arena and mkldnn's raw allocations go through the same path.
 // 4. So after warm-up has run every planned bucket, a steady-state call allocates nothing
 //    new: each request is a hit. Misses after warm-up are what stats() reports.
+// 5. Warm-up ends with a pass over all buckets in a new epoch and trim(): free blocks that
+//    pass did not use (first-call leftovers) are returned to the system.
 // Allocations made by intra-op worker threads are not attributed to a cache (they go to
 // the wrapped allocator); `unattributed_allocations()` counts them for tests.
 #include <cstdint>
@@ -31,6 +33,12 @@ class BlockCache {
   BlockCache& operator=(const BlockCache&) = delete;
 
   Counters counters() const;
+
+  /// Starts a new epoch: blocks handed out from now on are marked as used in it.
+  void next_epoch();
+  /// Frees the cached free blocks not handed out in the current epoch (e.g. blocks only the
+  /// first, profiling, call needed); returns the bytes freed.
+  int64_t trim();
 
   /// Routes this thread's CPU allocations to `cache` while alive (nestable).
   class Scope {

@@ -9,11 +9,12 @@ using ifa_rt::Segmenter;
 int main(int argc, char** argv) {
   return check::run(argc, argv, [] {
     auto in = check::read_bin<uint8_t>("ref_5x32x48.input.bin");
-    for (const char* runtime : {"static", "jit"}) {
+    for (const char* runtime : {"static", "jit", "jit+optimize"}) {
       Options o;
+      o.optimize = std::string(runtime) == "jit+optimize";
       o.shapes = {{32, 48}};
       o.max_batch = 4;
-      o.runtime = runtime;
+      o.runtime = o.optimize ? "jit" : runtime;
       o.plan_logits = true;
       o.threads = 1;  // every allocation on the calling thread, so all are attributed
       Segmenter s(check::path("tiny.ifa.pt"), o);

@@ -40,14 +40,15 @@ void check_reference(Segmenter& s, const std::string& stem, std::vector<int64_t>
 
 int main(int argc, char** argv) {
   return check::run(argc, argv, [] {
-    for (const char* runtime : {"static", "jit"}) {
+    for (const std::string runtime : {"static", "jit", "jit+optimize"}) {
       Options o;
       o.shapes = {{32, 48}};
       o.max_batch = 4;
-      o.runtime = runtime;
+      o.optimize = runtime == "jit+optimize";
+      o.runtime = o.optimize ? "jit" : runtime;
       o.plan_logits = true;
       Segmenter s(check::path("tiny.ifa.pt"), o);
-      CHECK(s.options().runtime == runtime);
+      CHECK(s.options().runtime == o.runtime);
       check_reference(s, "ref_5x32x48", {5, 32, 48, 3});  // 4 + 1, planned
       check_reference(s, "ref_3x37x53", {3, 37, 53, 3});  // odd size, unplanned
       auto st = s.stats();
