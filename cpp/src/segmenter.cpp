@@ -227,6 +227,12 @@ Segmenter& Segmenter::operator=(Segmenter&&) noexcept = default;
 
 Result Segmenter::segment(const TensorView& images) {
   auto t0 = Clock::now();
+  // Validate before sizing the result from the shape: a huge (e.g. zero-stride) view must be
+  // rejected, not first allocate and zero-fill gigabytes.
+  {
+    std::vector<ImageRef> check;
+    impl_->collect(images, "Segmenter.segment", true, &check);
+  }
   Result r;
   const size_t rank = images.shape.size();
   if (rank >= 3) {
@@ -280,6 +286,11 @@ void Segmenter::segment(const std::vector<TensorView>& images, const std::vector
 
 LogitsResult Segmenter::logits(const TensorView& images) {
   auto t0 = Clock::now();
+  // Validate before sizing the result from the shape (see segment).
+  {
+    std::vector<ImageRef> check;
+    impl_->collect(images, "Segmenter.logits", true, &check);
+  }
   LogitsResult r;
   const size_t rank = images.shape.size();
   if (rank >= 3) {
