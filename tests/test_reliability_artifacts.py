@@ -47,6 +47,7 @@ LOAD_ERRORS = [
     ("../bad_version", META + "'format_version': expected 1 (the versions this runtime reads), got 99", True),
     ("version2", META + "'format_version': expected 1 (the versions this runtime reads), got 2 (written by ifa_rt 9.0.0; this runtime is 0.1.0: upgrade it)", True),
     ("version_string", META + "'format_version': expected 1 (the versions this runtime reads), got '1'", True),
+    ("version_huge", META + "'format_version': expected 1 (the versions this runtime reads), got 4294967297", True),
     ("classes_string", META + "'num_classes': expected a positive integer, got '5'", True),
     ("../missing_key", META + "'palette': expected a value (required key), got nothing", True),
     ("../no_logits", "method 'logits': expected a scripted method (docs/artifact.md), got none", True),
