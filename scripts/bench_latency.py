@@ -46,6 +46,7 @@ import sysconfig
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,14 @@ import numpy as np
 import torch
 
 from ifa_rt.bench import load_images, parse_shape, summarize, time_calls
+from ifa_rt.deploy.export import ImageSegmenter
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 SCHEMA = "ifa_rt.bench/1"
 DEFAULT_VARIANTS = ("reference", "fused", "torchscript", "segmenter", "cpp_bench", "onnxruntime")
-EXTRA_VARIANTS = ("fused_cl", "torchscript_ofi", "segmenter_ofi", "segmenter_jit",
-                  "segmenter_static", "onnxruntime_ref")
+EXTRA_VARIANTS = ("fused_cl", "torchscript_ofi", "torchscript_proposed", "segmenter_ofi",
+                  "segmenter_jit", "segmenter_static", "segmenter_proposed", "onnxruntime_ref")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIB = 2.0**20
 
@@ -82,6 +84,8 @@ class Context:
     state_path: Path | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     onnx: dict[tuple, Path] = field(default_factory=dict)
+    _fused: Any = None
+    _meta: dict[str, Any] = field(default_factory=dict)
 
     def build_model(self) -> torch.nn.Module:
         """The reference model in eval mode: the checkpoint's weights or seeded random ones."""
@@ -101,18 +105,46 @@ class Context:
             self.model.eval()
         return self.model
 
+    def fused(self) -> torch.nn.Module:
+        """The exact fused form (IFA_SPEC §4) of the model, fp32 on the CPU, built once."""
+        if self._fused is None:
+            from ifa_rt.deploy.fuse import fuse_model
+
+            self._fused = fuse_model(self.build_model())
+        return self._fused
+
+    def meta_models(self) -> dict[str, torch.nn.Module]:
+        """Reference (BN folded) and fused models on the meta device, for counting MACs."""
+        if not self._meta:
+            from ifa_rt.deploy.fuse import fold_batchnorms
+
+            reference = copy.deepcopy(self.build_model())
+            # Folding changes no conv/matmul work, and BatchNorm on meta tensors runs slow
+            # Python decompositions.
+            fold_batchnorms(reference, torch.zeros(1, 3, 64, 64))
+            self._meta = {"reference": reference.to("meta"),
+                          "fused": copy.deepcopy(self.fused()).to("meta")}
+        return self._meta
+
     def save_state(self) -> None:
         """Write the weights once, so probe subprocesses build the very same model."""
         self.state_path = self.workdir / "state.pt"
         torch.save(self.build_model().state_dict(), self.state_path)
 
     def artifact(self, form: str = "fused") -> Path:
-        """The `.ifa.pt` artifact (fp32; runtimes cast it to their precision)."""
-        if form not in self.artifacts:
-            from ifa_rt.deploy.export import export
+        """The `.ifa.pt` artifact (fp32; runtimes cast it to their precision).
 
+        form "proposed": the fused artifact with the changes this benchmark proposes for
+        export.py (channels-last weights, labels by max(1).indices); see export_proposed.
+        """
+        if form not in self.artifacts:
             path = self.workdir / f"{self.preset}-{form}.ifa.pt"
-            export(self.build_model(), path, preset=self.preset, form=form)
+            if form == "proposed":
+                export_proposed(self.build_model(), path, preset=self.preset)
+            else:
+                from ifa_rt.deploy.export import export
+
+                export(self.build_model(), path, preset=self.preset, form=form)
             self.artifacts[form] = path
         return self.artifacts[form]
 
@@ -127,6 +159,36 @@ class Context:
                         precision=precision, form=form)
             self.onnx[key] = path
         return self.onnx[key]
+
+
+class MaxIndicesSegmenter(ImageSegmenter):
+    """The artifact's module with labels from max(1).indices: argmax(1)'s first maximum, faster."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Label map uint8 [B,H,W] for uint8 [B,H,W,3] RGB images."""
+        return self._logits(images).max(1)[1].to(torch.uint8)
+
+
+def export_proposed(model: torch.nn.Module, path: Path, preset: str) -> None:
+    """`export` with two measured changes: channels-last conv weights and max(1).indices.
+
+    Both keep the labels bit-identical. The weights stay channels-last through torch.jit.save,
+    load and freeze, so every convolution runs NHWC (the input already is) without per-call
+    weight reorders.
+    """
+    from ifa_rt.deploy import export as exporter
+
+    inference_net = exporter._inference_net
+
+    def channels_last_net(net: torch.nn.Module, form: str) -> torch.nn.Module:
+        return inference_net(net, form).to(memory_format=torch.channels_last)
+
+    saved = exporter.ImageSegmenter, exporter._inference_net
+    exporter.ImageSegmenter, exporter._inference_net = MaxIndicesSegmenter, channels_last_net
+    try:
+        exporter.export(model, path, preset=preset)
+    finally:
+        exporter.ImageSegmenter, exporter._inference_net = saved
 
 
 def find_bench_tool() -> Path | None:
@@ -202,30 +264,35 @@ class OrtRunner(Runner):
 def make_runner(name: str, ctx: Context, precision: str, shape, max_batch: int) -> Runner:
     """Build one in-process variant for a precision and shape (any batch up to max_batch)."""
     from ifa_rt.deploy.export import ImageSegmenter
-    from ifa_rt.deploy.fuse import fuse_model
     from ifa_rt.deploy.metadata import DEFAULT_MEAN, DEFAULT_STD
 
     dtype = DTYPES[precision]
     if name in ("reference", "fused", "fused_cl"):
-        model = ctx.build_model()
-        net = copy.deepcopy(model) if name == "reference" else fuse_model(model)
+        net = copy.deepcopy(ctx.build_model() if name == "reference" else ctx.fused())
         module = ImageSegmenter(net, DEFAULT_MEAN, DEFAULT_STD).eval().to(ctx.device, dtype)
         if name == "fused_cl":
             module = module.to(memory_format=torch.channels_last)
-        return TorchRunner(module, ctx.device, {"form": "reference" if name == "reference" else "fused"})
-    if name in ("torchscript", "torchscript_ofi"):
-        module = torch.jit.load(str(ctx.artifact()), map_location=ctx.device)
-        if precision != "fp32":
-            module.to(dtype)
-        module = torch.jit.freeze(module.eval())
-        if name == "torchscript_ofi":
-            module = torch.jit.optimize_for_inference(module)
-        return TorchRunner(module, ctx.device, {"freeze": True, "optimize": name.endswith("ofi")})
+        form = "reference" if name == "reference" else "fused"
+        return TorchRunner(module, ctx.device, {"form": form})
+    if name.startswith("torchscript"):
+        form = "proposed" if name.endswith("proposed") else "fused"
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in torch 2.13 but is this project's artifact format.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(ctx.artifact(form)), map_location=ctx.device)
+            if precision != "fp32":
+                module.to(dtype)
+            module = torch.jit.freeze(module.eval())
+            if name == "torchscript_ofi":
+                module = torch.jit.optimize_for_inference(module)
+        return TorchRunner(module, ctx.device, {"artifact": form, "freeze": True,
+                                                "optimize": name.endswith("ofi")})
     if name.startswith("segmenter"):
         options = {"segmenter_ofi": {"optimize": True, "runtime": "jit"},  # static+optimize crashes
                    "segmenter_jit": {"runtime": "jit"},
                    "segmenter_static": {"runtime": "static"}}.get(name, {})
-        return SegmenterRunner(ctx.artifact(), ctx, precision, shape, max_batch, **options)
+        form = "proposed" if name.endswith("proposed") else "fused"
+        return SegmenterRunner(ctx.artifact(form), ctx, precision, shape, max_batch, **options)
     if name in ("onnxruntime", "onnxruntime_ref"):
         if precision == "bf16":
             raise SkipVariant("ONNX Runtime has no bf16 convolution kernels")
@@ -300,12 +367,8 @@ def count_macs(ctx: Context, shape) -> dict[str, float]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ifa_rt.deploy.fuse import fuse_model
-
-    model = ctx.build_model()
     out = {}
-    for form, net in (("reference", copy.deepcopy(model)), ("fused", fuse_model(model))):
-        net = net.to("meta")
+    for form, net in ctx.meta_models().items():
         x = torch.empty(1, 3, *shape, device="meta")
         with torch.no_grad():
             net(x)
@@ -326,7 +389,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = Context(spec["preset"], spec["device"], spec["threads"], Path(spec["workdir"]),
                   checkpoint=spec.get("checkpoint"), ort_spinning=spec.get("ort_spinning", False),
                   state_path=Path(spec["state"]) if spec.get("state") else None)
-    ctx.artifacts = {"fused": Path(spec["artifact"])}
+    ctx.artifacts = {form: Path(path) for form, path in spec["artifacts"].items()}
     shape, batch, precision = tuple(spec["shape"]), spec["batch"], spec["precision"]
     if spec.get("onnx"):
         ctx.onnx = {(shape, precision, spec.get("onnx_form", "fused")): Path(spec["onnx"])}
@@ -367,7 +430,8 @@ def run_probe(spec: dict[str, Any], tool: Path | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     if spec["variant"] == "cpp_bench":
         out_json = Path(spec["workdir"]) / "probe-tool.json"
-        cmd = ToolBursts(tool, _probe_ctx(spec), spec["precision"], spec["shape"], spec["batch"]).cmd
+        bursts = ToolBursts(tool, _probe_ctx(spec), spec["precision"], spec["shape"], spec["batch"])
+        cmd = bursts.cmd
         cmd = [sys.executable, "-S", "-c", _LAUNCHER, *cmd, "--iters", "2", "--json", str(out_json)]
     else:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
@@ -386,8 +450,77 @@ def run_probe(spec: dict[str, Any], tool: Path | None) -> dict[str, Any]:
 
 def _probe_ctx(spec: dict[str, Any]) -> Context:
     ctx = Context(spec["preset"], spec["device"], spec["threads"], Path(spec["workdir"]))
-    ctx.artifacts = {"fused": Path(spec["artifact"])}
+    ctx.artifacts = {form: Path(path) for form, path in spec["artifacts"].items()}
     return ctx
+# Op-name fragments -> the group a profile reports them under (first match wins).
+OP_GROUPS = (("convolution", ("conv", "mkldnn_convolution", "MKLDNNConv")),
+             ("matmul", ("addmm", "matmul", "linear", "::mm", "bmm")),
+             ("upsample", ("upsample",)),
+             ("argmax/max", ("argmax", "::max")),
+             ("gather", ("index_select", "gather", "index")),
+             ("copy/layout", ("copy_", "::to", "contiguous", "clone", "to_dense", "to_mkldnn",
+                              "reorder", "permute", "empty")),
+             ("elementwise", ("add", "mul", "sub", "relu", "clamp", "hardtanh", "div")))
+
+
+def profile_ops(runner: Runner, images: np.ndarray, top: int = 15) -> dict[str, Any]:
+    """Self CPU time per op over one call (torch.profiler): the `top` biggest and per group."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runner(images)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        runner(images)
+        wall = (time.perf_counter() - t0) * 1e3
+    events = [(e.key, e.self_cpu_time_total / 1e3, e.count) for e in prof.key_averages()]
+    events = sorted((e for e in events if e[1] > 0), key=lambda e: -e[1])
+    total = sum(e[1] for e in events) or 1.0
+    groups: dict[str, float] = {}
+    for key, ms, _ in events:
+        name = next((g for g, frags in OP_GROUPS if any(f in key for f in frags)), "other")
+        groups[name] = groups.get(name, 0.0) + ms
+    return {"wall_ms": wall, "self_total_ms": total,
+            "groups_pct": {g: 100 * ms / total for g, ms in sorted(groups.items(),
+                                                                  key=lambda kv: -kv[1])},
+            "ops": [{"op": k, "self_ms": ms, "pct": 100 * ms / total, "calls": n}
+                    for k, ms, n in events[:top]]}
+
+
+def tail_costs(ctx: Context, shape, batch: int, precision: str, reps: int = 5) -> dict[str, Any]:
+    """Cost of the final full-resolution bilinear upsample + argmax, and exact cheaper forms.
+
+    `max(1).indices` returns the first maximal index, like `argmax(1)`: the same labels, bit
+    for bit, from a faster reduction kernel. The channels-last upsample is not bit-identical.
+    """
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        low = torch.empty(batch, 3, *shape, device="meta")
+        net = ctx.meta_models()["fused"]
+        feats = net._neck(net.encoder(low))
+    num_classes = net.mlp[-1].out_channels
+    logits = torch.randn(batch, num_classes, *feats[0].shape[2:]).to(ctx.device, DTYPES[precision])
+    size = list(shape)
+
+    def up(x):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+    forms = {"upsample + argmax(1) (the graph)": lambda x: up(x).argmax(1).to(torch.uint8),
+             "upsample + max(1).indices": lambda x: up(x).max(1).indices.to(torch.uint8),
+             "upsample only": up,
+             "argmax(1) only, at low resolution": lambda x: x.argmax(1)}
+    sync = sync_fn(ctx.device)
+    out = {"logits_shape": list(logits.shape)}
+    with torch.inference_mode():
+        same = torch.equal(forms["upsample + argmax(1) (the graph)"](logits),
+                           forms["upsample + max(1).indices"](logits))
+        for name, fn in forms.items():
+            ms = time_calls(fn, logits, reps, sync=sync, warmup=1)
+            out[name] = sorted(ms)[len(ms) // 2]
+    out["max_indices_identical"] = same
+    return out
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -401,7 +534,8 @@ def host_info() -> dict[str, Any]:
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile")
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16",
+              "amx_tile")
     info = {"cpu": model, "cores": os.cpu_count(), "isa": [f for f in wanted if f in flags],
             "python": platform.python_version(), "torch": torch.__version__,
             "platform": sysconfig.get_platform()}
@@ -479,8 +613,8 @@ def measure_cell(runners: dict[str, Runner], tool: ToolBursts | None, images: np
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The whole benchmark; returns the JSON-ready result."""
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The whole benchmark (artifacts and ONNX files go to `workdir`); the JSON-ready result."""
     from tqdm import tqdm
 
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
@@ -493,12 +627,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"bench_latency: bad --variants {unknown}, --precision {precisions} "
                          f"or --burst {args.burst} (1..3)")
     torch.set_num_threads(args.threads)
-    workdir = Path(tempfile.mkdtemp(prefix="ifa-rt-bench-"))
     ctx = Context(args.preset, args.device, args.threads, workdir, checkpoint=args.checkpoint,
                   ort_spinning=args.ort_spinning)
     result: dict[str, Any] = {
         "schema": SCHEMA,
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join(shlex.quote(a) for a in ["scripts/bench_latency.py", *args.argv]),
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": host_info(),
         "loadavg_start": loadavg(),
@@ -530,7 +663,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reference_p50: dict[tuple, float] = {}
     sync = sync_fn(args.device)
     for precision in precisions:
-        for shape, n_reps in zip(shapes, reps):
+        for shape, n_reps in zip(shapes, reps, strict=True):
             bar.set_postfix_str(f"{precision} {shape[0]}x{shape[1]}: building")
             runners, failed = {}, {}
             for name in variants:
@@ -569,9 +702,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     probes.append(probe_record(ctx, args, name, precision, shape, batches[0], tool))
     bar.close()
     merge_probes(records, probes)
+    if args.profile:
+        result["profiles"] = run_profiles(ctx, args, shapes[-1], precisions)
     result.update(results=records, probes=probes, loadavg_end=loadavg(),
                   training_running_end=training_running())
     return result
+
+
+def run_profiles(ctx: Context, args, shape, precisions) -> dict[str, Any]:
+    """Op profiles of the --profile variants and the upsample + argmax tail, at batch 1."""
+    images, _ = load_images(shape, 1)
+    out: dict[str, Any] = {"shape": list(shape), "variants": {}, "tail": {}}
+    for precision in precisions:
+        out["tail"][precision] = tail_costs(ctx, shape, 1, precision)
+        for name in args.profile.split(","):
+            try:
+                runner = make_runner(name, ctx, precision, shape, 1)
+                time_calls(runner, images, 0, warmup=2)
+                out["variants"][f"{name} {precision}"] = profile_ops(runner, images)
+            except Exception as exc:  # recorded: a profile is an extra, not the measurement
+                out["variants"][f"{name} {precision}"] = {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                runner = None
+    return out
 
 
 def cell_records(cell, failed, precision, shape, batch, source, macs, peak, ref_labels, ref_p50,
@@ -608,7 +761,9 @@ def probe_record(ctx, args, name, precision, shape, batch, tool) -> dict[str, An
     spec = {"variant": name, "precision": precision, "shape": list(shape), "batch": batch,
             "preset": ctx.preset, "device": ctx.device, "threads": ctx.threads,
             "workdir": str(ctx.workdir), "state": str(ctx.state_path),
-            "artifact": str(ctx.artifact()), "checkpoint": ctx.checkpoint,
+            "artifacts": {form: str(ctx.artifact(form)) for form in
+                          ("fused", "proposed") if form == "fused" or name.endswith("proposed")},
+            "checkpoint": ctx.checkpoint,
             "ort_spinning": ctx.ort_spinning}
     if name.startswith("onnxruntime"):
         form = "reference" if name == "onnxruntime_ref" else "fused"
@@ -667,8 +822,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="360x480 + 512x1024, batch 1, 5 rounds (a few minutes on 2 cores)")
     p.add_argument("--out", help="output prefix (default docs/bench/<preset>-<device>[-quick])")
     p.add_argument("--no-plot", dest="plot", action="store_false")
+    p.add_argument("--profile", nargs="?", const="torchscript,segmenter", default=None,
+                   help="after timing, profile these variants' ops (torch.profiler) at the "
+                        "last shape, batch 1, and time the upsample + argmax tail")
     p.add_argument("--probe", dest="probe_spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         for key, value in QUICK.items():
             if getattr(args, key) == p.get_default(key):
@@ -685,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(SCRIPTS))
     import plot_bench
 
-    result = run(args)
+    with tempfile.TemporaryDirectory(prefix="ifa-rt-bench-") as tmp:
+        result = run(args, Path(tmp))
     suffix = "-quick" if args.quick else ""
     prefix = Path(args.out or REPO / "docs" / "bench" / f"{args.preset}-{args.device}{suffix}")
     prefix.parent.mkdir(parents=True, exist_ok=True)

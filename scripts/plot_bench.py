@@ -92,7 +92,7 @@ def plot(result: dict[str, Any], prefix: Path) -> list[Path]:
     paths = []
 
     fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
-    for ax, (h, w) in zip(axes[0], shapes):
+    for ax, (h, w) in zip(axes[0], shapes, strict=True):
         for v in variants:
             for p in precisions:
                 rows = sorted((r for r in ok if r["variant"] == v and r["precision"] == p

@@ -80,7 +80,9 @@ def _image_files(root: Path) -> list[Path]:
     return files
 
 
-def load_images(shape: tuple[int, int], batch: int, root: Path | None = None) -> tuple[np.ndarray, str]:
+def load_images(
+    shape: tuple[int, int], batch: int, root: Path | None = None
+) -> tuple[np.ndarray, str]:
     """`batch` real images resized to `shape` as uint8 [B,H,W,3], and where they came from.
 
     Cityscapes' Frankfurt demo frame first, then CamVid val images; random pixels (seeded) when
@@ -147,7 +149,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls after construction")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: torch's)")
     parser.add_argument("--runtime", default=None, help="CPU runtime: auto, static or jit")
     parser.add_argument("--optimize", action="store_true", help="CPU: optimize_for_inference")
     parser.add_argument(
@@ -165,7 +168,8 @@ def run_cli(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"bench: '--full' needs a source checkout; {script} not found")
         return subprocess.call([sys.executable, str(script), *args.full])
     if not args.model:
-        raise ValueError("bench: 'model': expected an artifact path, bundled name or preset, got none")
+        raise ValueError(
+            "bench: 'model': expected an artifact path, bundled name or preset, got none")
     if args.batch < 1 or args.reps < 1:
         raise ValueError(f"bench: '--batch'/'--reps': expected >= 1, got {args.batch}/{args.reps}")
     from .segmenter import Segmenter
@@ -183,7 +187,8 @@ def run_cli(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         time_calls(seg, images, 0, warmup=args.warmup)
-        ms = [time_calls(seg, images, 1)[0] for _ in tqdm(range(args.reps), desc="bench", leave=False)]
+        ms = [time_calls(seg, images, 1)[0]
+              for _ in tqdm(range(args.reps), desc="bench", leave=False)]
     s = summarize(ms, args.batch)
     print(f"{seg!r}\n{args.model} ({origin}), {args.batch}x{shape[0]}x{shape[1]} {source} images, "
           f"{args.reps} calls")

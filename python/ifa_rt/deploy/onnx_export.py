@@ -72,7 +72,8 @@ def export_onnx(
         raise ValueError(f"export_onnx: 'opset': expected >= {MIN_OPSET}, got {opset}")
     dtypes = {"fp32": torch.float32, "fp16": torch.float16}
     if precision not in dtypes:
-        raise ValueError(f"export_onnx: 'precision': expected one of {list(dtypes)}, got {precision!r}")
+        raise ValueError(
+            f"export_onnx: 'precision': expected one of {list(dtypes)}, got {precision!r}")
     wrapper = ImageSegmenter(_inference_net(model, form), mean, std).eval().to(dtypes[precision])
     module: nn.Module = wrapper if output == "labels" else _Logits(wrapper)
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
@@ -135,7 +136,7 @@ def check_onnx(
     mean: tuple[float, ...] = DEFAULT_MEAN,
     std: tuple[float, ...] = DEFAULT_STD,
 ) -> float:
-    """Max |Δlogit| / max |logit| of a logits session against the eager model on uint8 NHWC images."""
+    """Max |Δlogit| / max |logit| of a logits session vs the eager model on uint8 NHWC images."""
     reference = ImageSegmenter(model.eval(), mean, std).eval()
     with torch.no_grad():
         want = reference.logits(torch.from_numpy(np.ascontiguousarray(images)))
