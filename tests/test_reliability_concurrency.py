@@ -147,3 +147,20 @@ def test_engines_built_and_used_concurrently(tiny):
         t.join(timeout=DEADLINE_S)
     assert not any(t.is_alive() for t in threads)
     assert results == [True] * 4
+
+
+def test_soak_script_smoke(tiny, tmp_path):
+    # scripts/soak.py runs for real only by hand (docs/reliability.md); this keeps it working.
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
+    spec = importlib.util.spec_from_file_location("soak", script)
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    out = tmp_path / "soak.json"
+    assert soak.main(["--calls", "60", "--artifact", str(tiny), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["calls"] == 60 and result["errors"] == 0 and result["result_mismatches"] == 0
+    assert result["stats"]["allocations_after_warmup"] == 0 and result["unplanned_calls"] > 0
