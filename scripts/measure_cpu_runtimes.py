@@ -73,7 +73,6 @@ def main() -> None:
             ("cpp-jit", dict(runtime="jit")),
             ("cpp-jit-optimize", dict(runtime="jit", optimize=True)),
             ("cpp-static-runtime", dict(runtime="static")),
-            ("cpp-static-runtime-optimize", dict(runtime="static", optimize=True)),
         ):
             t = time.perf_counter()
             try:

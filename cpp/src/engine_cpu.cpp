@@ -120,7 +120,9 @@ class CpuEngine final : public Engine {
       throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
                   error_summary(e.what()));
     }
-    if (options_.runtime != "jit") build_static_runtime();
+    // "auto" with optimize: the JIT (Static Runtime cannot run the MKLDNN graph; see options.cpp).
+    if (options_.runtime == "static" || (options_.runtime == "auto" && !options_.optimize))
+      build_static_runtime();
 
     buckets_ = make_buckets(options_.shapes, options_.max_batch);
     for (const Bucket& b : buckets_)

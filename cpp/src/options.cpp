@@ -96,6 +96,11 @@ void Options::validate() const {
   if (threads < 0 || threads > 1024) bad("threads", "an integer in [0, 1024] (0 = torch's default)", std::to_string(threads));
   if (runtime != "auto" && runtime != "static" && runtime != "jit")
     bad("runtime", "'auto', 'static' or 'jit'", "'" + runtime + "'");
+  // torch 2.13: Static Runtime segfaults on optimize_for_inference's MKLDNN graph (also from
+  // Python: torch._C._jit_to_static_module), so the two are never combined.
+  if (optimize && runtime == "static")
+    bad("optimize", "false with runtime 'static' (Static Runtime cannot run the MKLDNN graph "
+        "optimize_for_inference makes; use runtime 'jit')", "true");
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }

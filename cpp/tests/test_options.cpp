@@ -35,6 +35,12 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, o.validate(),
                  "Options: 'warmup': expected an integer in [2, 100] (the profiling executor needs 2 calls), got 1");
     o = Options();
+    o.runtime = "static";
+    o.optimize = true;
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'optimize': expected false with runtime 'static' (Static Runtime cannot run the "
+                 "MKLDNN graph optimize_for_inference makes; use runtime 'jit'), got true");
+    o = Options();
     o.threads = -1;
     CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1");
 
