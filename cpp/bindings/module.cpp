@@ -7,6 +7,7 @@
 
 #include <map>
 
+#include "ifa_rt/batcher.h"
 #include "ifa_rt/segmenter.h"
 #include "ifa_rt/version.h"
 
@@ -123,6 +124,85 @@ void logits_into(E& e, const py::array& images, py::array& out) {
   e.logits(v, dst, size);
 }
 
+// A Batcher whose completions call back into Python. Closing and destroying it release the
+// GIL: its workers need the GIL to complete their last requests.
+struct PyBatcher {
+  std::unique_ptr<ifa_rt::Batcher> batcher;
+  void close(bool drain) {
+    py::gil_scoped_release release;
+    batcher->close(drain);
+  }
+  ~PyBatcher() {
+    py::gil_scoped_release release;
+    batcher.reset();
+  }
+};
+
+// What one Python request holds until it completes: its arrays (the C++ side borrows their
+// memory) and the completion function. Touched only with the GIL held.
+struct PyRequest {
+  py::object image, out, done;
+};
+
+// Calls done(kind, message) under the GIL: kind 0 ok, 1 ValueError, 2 RuntimeError,
+// 3 cancelled. Python exceptions are reported as unraisable: a worker thread has no caller.
+void complete_in_python(PyRequest& req, std::exception_ptr error) {
+  int kind = 0;
+  std::string message;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const ifa_rt::Cancelled& e) {
+      kind = 3;
+      message = e.what();
+    } catch (const std::invalid_argument& e) {
+      kind = 1;
+      message = e.what();
+    } catch (const std::exception& e) {
+      kind = 2;
+      message = e.what();
+    } catch (...) {
+      kind = 2;
+      message = "Batcher: unknown error";
+    }
+  }
+  py::gil_scoped_acquire gil;
+  try {
+    req.done(kind, message);
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("ifa_rt Batcher completion");
+  }
+  // Dropped here, under the GIL; the C++ side frees the empty holder later without it.
+  req.image = py::object();
+  req.out = py::object();
+  req.done = py::object();
+}
+
+void batcher_submit(PyBatcher& b, const py::array& image, py::array& out, const py::function& done) {
+  const std::string where = "Batcher.submit";
+  TensorView v = to_view(image, where, "image");
+  int64_t size = 0;
+  uint8_t* dst = output_ptr<uint8_t>(out, where, "labels", &size);
+  auto req = std::make_shared<PyRequest>(PyRequest{image, out, done});
+  b.batcher->submit(v, dst, size, [req](std::exception_ptr e) { complete_in_python(*req, std::move(e)); });
+}
+
+py::dict batcher_stats(const ifa_rt::BatcherStats& s) {
+  return py::dict(py::arg("requests") = s.requests, py::arg("completed") = s.completed,
+                  py::arg("failed") = s.failed, py::arg("cancelled") = s.cancelled, py::arg("batches") = s.batches,
+                  py::arg("batched_requests") = s.batched_requests, py::arg("retried_batches") = s.retried_batches,
+                  py::arg("mean_batch_size") = s.mean_batch_size(), py::arg("batch_sizes") = s.batch_sizes,
+                  py::arg("mean_queue_us") = s.mean_queue_us, py::arg("max_queue_us") = s.max_queue_us);
+}
+
+template <class E>
+PyBatcher* make_batcher(E& engine, int64_t max_batch, int64_t max_delay_us) {
+  ifa_rt::BatcherOptions o;
+  o.max_batch = max_batch;
+  o.max_delay_us = max_delay_us;
+  return new PyBatcher{std::make_unique<ifa_rt::Batcher>(engine, o)};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -188,4 +268,21 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("size", &ifa_rt::SegmenterPool::size, "Number of engines.")
       .def("engine", &ifa_rt::SegmenterPool::engine, py::arg("index"), py::return_value_policy::reference_internal,
            "The index-th engine.");
+
+  const ifa_rt::BatcherOptions bd;  // the defaults, declared once in C++
+  py::class_<PyBatcher>(m, "Batcher", "Dynamic micro-batching over an Engine or EnginePool (ifa_rt::Batcher).")
+      .def(py::init(&make_batcher<ifa_rt::Segmenter>), py::arg("engine"), py::arg("max_batch") = bd.max_batch,
+           py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker over an Engine.")
+      .def(py::init(&make_batcher<ifa_rt::SegmenterPool>), py::arg("engine"), py::arg("max_batch") = bd.max_batch,
+           py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker per engine of a pool.")
+      .def("submit", &batcher_submit, py::arg("image"), py::arg("out"), py::arg("done"),
+           "Queue one uint8 [H,W,3] image; labels go to `out`, then done(kind, message) runs on a worker.")
+      .def("close", &PyBatcher::close, py::arg("drain") = true,
+           "Stop accepting; drain (run queued requests) or cancel them; join the workers (GIL released).")
+      .def_property_readonly("closed", [](const PyBatcher& b) { return b.batcher->closed(); }, "True once closing.")
+      .def("stats", [](const PyBatcher& b) { return batcher_stats(b.batcher->stats()); }, "Batching counters.")
+      .def_property_readonly("max_batch", [](const PyBatcher& b) { return b.batcher->options().max_batch; },
+                             "Most requests per batch (resolved).")
+      .def_property_readonly("max_delay_us", [](const PyBatcher& b) { return b.batcher->options().max_delay_us; },
+                             "Longest wait of the oldest request for company, in microseconds.");
 }

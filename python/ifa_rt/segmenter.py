@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,20 @@ class _Runner:
         self._engine.logits_into(array, out)
         return out
 
+    def submit(self, image: Any) -> Future:
+        """Queue one H×W×3 image for dynamic micro-batching; a Future of its H×W labels.
+
+        Concurrent submits of the same size run as one batched call (`ifa_rt.batcher`).
+        """
+        return self.batcher.submit(image)
+
+    @property
+    def batcher(self) -> Any:
+        """The `ifa_rt.batcher.Batcher` behind `submit` (made on first use): stats, close."""
+        from .batcher import runner_batcher
+
+        return runner_batcher(self)
+
 
 class Segmenter(_Runner):
     """A planned, warmed-up C++ engine for one artifact.
@@ -168,6 +182,8 @@ class Segmenter(_Runner):
         strict: raise ValueError for an unplanned input size.
         threads: intra-op threads used inside each call (None: torch's setting).
         plan_logits, runtime, optimize, channels_last, warmup: see `ifa_rt::Options`.
+        max_delay_us: how long `submit` lets the oldest request wait for others of its size
+            (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
     """
 
     def __init__(
@@ -185,8 +201,12 @@ class Segmenter(_Runner):
         optimize: bool | None = None,
         channels_last: bool | None = None,
         warmup: int | None = None,
+        max_delay_us: int | None = None,
     ) -> None:
         where = "Segmenter"
+        from .batcher import check_max_delay_us
+
+        self._max_delay_us = check_max_delay_us(max_delay_us, where)
         self._name = model if isinstance(model, str) and os.sep not in model else None
         path = resolve(model, where)
         options = _options(
@@ -258,6 +278,9 @@ class SegmenterPool(_Runner):
 
     def __init__(self, model: str | os.PathLike, size: int = 2, **kwargs: Any) -> None:
         where = "SegmenterPool"
+        from .batcher import check_max_delay_us
+
+        self._max_delay_us = check_max_delay_us(kwargs.pop("max_delay_us", None), where)
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
             raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
         path = resolve(model, where)

@@ -1,0 +1,315 @@
+// Batcher: dynamic micro-batching over a Segmenter or SegmenterPool (algorithm in batcher.h).
+#include "ifa_rt/batcher.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "options.h"
+
+namespace ifa_rt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kMaxBatch = 1024;              // as Options::max_batch
+constexpr int64_t kMaxDelayUs = 60'000'000;      // one minute: anything longer is a unit mix-up
+
+struct Request {
+  TensorView image;
+  uint8_t* labels = nullptr;
+  int64_t size = 0;
+  Batcher::Callback done;
+  Clock::time_point submitted;
+};
+
+// Requests batch together when the engine would treat them as one bucket: same dtype and
+// shape (strides may differ; each image is staged on its own).
+bool same_kind(const Request& a, const Request& b) {
+  return a.image.dtype == b.image.dtype && a.image.shape == b.image.shape;
+}
+
+// Calls a completion; a throwing callback must not take the worker (and the rest of the
+// batch) down with it.
+void complete(Request& r, std::exception_ptr error) noexcept {
+  try {
+    r.done(std::move(error));
+  } catch (...) {
+  }
+  r.done = nullptr;  // release what the callback holds now, on this thread
+}
+
+}  // namespace
+
+void BatcherOptions::validate() const {
+  auto bad = [](const std::string& key, const std::string& what, int64_t got) {
+    throw InvalidArgument("BatcherOptions: '" + key + "': expected " + what + ", got " + std::to_string(got));
+  };
+  if (max_batch < 0 || max_batch > kMaxBatch)
+    bad("max_batch", "an integer in [0, " + std::to_string(kMaxBatch) + "] (0: the engine's)", max_batch);
+  if (max_delay_us < 0 || max_delay_us > kMaxDelayUs)
+    bad("max_delay_us", "microseconds in [0, " + std::to_string(kMaxDelayUs) + "]", max_delay_us);
+}
+
+double BatcherStats::mean_batch_size() const {
+  return batches == 0 ? 0.0 : static_cast<double>(batched_requests) / static_cast<double>(batches);
+}
+
+struct Batcher::Impl {
+  // The engine, behind two calls: a list of same-shaped images (one batched call) and one image.
+  std::function<void(const std::vector<TensorView>&, const std::vector<uint8_t*>&)> run_list;
+  std::function<void(const TensorView&, uint8_t*, int64_t)> run_one;
+  BatcherOptions options;
+
+  mutable std::mutex mutex;  // guards everything below
+  std::condition_variable cv;
+  std::deque<Request> queue;
+  bool closing = false, cancel = false, gathering = false;
+  BatcherStats stats;
+  double queue_us_sum = 0;
+
+  std::mutex join_mutex;  // serialises joining in close()
+  std::vector<std::thread> workers;
+
+  void start(int count) {
+    stats.batch_sizes.assign(static_cast<size_t>(options.max_batch) + 1, 0);
+    for (int i = 0; i < count; ++i) workers.emplace_back([this] { work(); });
+  }
+
+  // Steps 1-3 of the algorithm (lock held); returns false when the worker should exit.
+  bool gather(std::unique_lock<std::mutex>& lock, std::vector<Request>* batch) {
+    cv.wait(lock, [&] { return (!gathering && !queue.empty()) || (closing && queue.empty()); });
+    if (queue.empty()) return false;
+    gathering = true;
+    batch->push_back(std::move(queue.front()));
+    queue.pop_front();
+    const Clock::time_point deadline = batch->front().submitted + std::chrono::microseconds(options.max_delay_us);
+    const auto max_batch = static_cast<size_t>(options.max_batch);
+    for (;;) {
+      for (auto it = queue.begin(); it != queue.end() && batch->size() < max_batch;) {
+        if (same_kind(*it, batch->front())) {
+          batch->push_back(std::move(*it));
+          it = queue.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      // A closing batcher stops waiting for company: drain runs what is there, now.
+      if (batch->size() >= max_batch || closing || Clock::now() >= deadline) break;
+      cv.wait_until(lock, deadline);
+    }
+    gathering = false;
+    return true;
+  }
+
+  void work() {
+    std::vector<Request> batch;
+    for (;;) {
+      bool cancelled = false;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (!gather(lock, &batch)) return;
+        cancelled = cancel;  // close(false) arrived while this batch was gathering
+      }
+      cv.notify_all();  // another worker may gather the next batch now
+      if (cancelled) cancel_all(batch);
+      else run(batch);
+      batch.clear();
+    }
+  }
+
+  // Steps 4-5: one batched call, or each request alone if it throws.
+  void run(std::vector<Request>& batch) {
+    const Clock::time_point start = Clock::now();
+    std::vector<std::exception_ptr> errors(batch.size());
+    bool retried = false;
+    if (batch.size() == 1) {
+      errors[0] = run_alone(batch[0]);
+    } else {
+      std::vector<TensorView> views;
+      std::vector<uint8_t*> outs;
+      for (const Request& r : batch) {
+        views.push_back(r.image);
+        outs.push_back(r.labels);
+      }
+      try {
+        run_list(views, outs);
+      } catch (...) {
+        // The list call validates every image before running any, so one bad request fails
+        // the whole call; rerunning each alone gives the others their labels and the bad one
+        // its own error (the engine is left usable by a failed call).
+        retried = true;
+        for (size_t i = 0; i < batch.size(); ++i) errors[i] = run_alone(batch[i]);
+      }
+    }
+    {
+      // Counted before completing, so a caller that saw its future ready sees its batch here.
+      std::lock_guard<std::mutex> lock(mutex);
+      ++stats.batches;
+      stats.batched_requests += static_cast<int64_t>(batch.size());
+      ++stats.batch_sizes[std::min(batch.size(), stats.batch_sizes.size() - 1)];
+      if (retried) ++stats.retried_batches;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const double waited = std::chrono::duration<double, std::micro>(start - batch[i].submitted).count();
+        queue_us_sum += waited;
+        stats.max_queue_us = std::max(stats.max_queue_us, waited);
+        ++(errors[i] ? stats.failed : stats.completed);
+      }
+      stats.mean_queue_us = queue_us_sum / static_cast<double>(stats.batched_requests);
+    }
+    for (size_t i = 0; i < batch.size(); ++i) complete(batch[i], std::move(errors[i]));
+  }
+
+  std::exception_ptr run_alone(const Request& r) {
+    try {
+      run_one(r.image, r.labels, r.size);
+      return nullptr;
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+
+  void cancel_all(std::vector<Request>& requests) {
+    if (requests.empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stats.cancelled += static_cast<int64_t>(requests.size());
+    }
+    for (Request& r : requests)
+      complete(r, std::make_exception_ptr(Cancelled("Batcher: request cancelled: the batcher was closed without draining")));
+  }
+
+  // Rejects a request before it is queued: completes it on the submitting thread.
+  void reject(Request& r, std::exception_ptr error) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      ++stats.requests;
+      ++stats.failed;
+    }
+    complete(r, std::move(error));
+  }
+};
+
+Batcher::Batcher(Segmenter& segmenter, const BatcherOptions& options) : impl_(std::make_unique<Impl>()) {
+  options.validate();
+  impl_->options = options;
+  if (impl_->options.max_batch == 0) impl_->options.max_batch = segmenter.options().max_batch;
+  Segmenter* s = &segmenter;
+  impl_->run_list = [s](const std::vector<TensorView>& v, const std::vector<uint8_t*>& o) { s->segment(v, o); };
+  impl_->run_one = [s](const TensorView& v, uint8_t* o, int64_t n) { s->segment(v, o, n); };
+  impl_->start(1);
+}
+
+Batcher::Batcher(SegmenterPool& pool, const BatcherOptions& options) : impl_(std::make_unique<Impl>()) {
+  options.validate();
+  impl_->options = options;
+  if (impl_->options.max_batch == 0) impl_->options.max_batch = pool.engine(0).options().max_batch;
+  SegmenterPool* p = &pool;
+  impl_->run_list = [p](const std::vector<TensorView>& v, const std::vector<uint8_t*>& o) { p->segment(v, o); };
+  impl_->run_one = [p](const TensorView& v, uint8_t* o, int64_t n) { p->segment(v, o, n); };
+  impl_->start(pool.size());
+}
+
+Batcher::~Batcher() { close(true); }
+
+std::future<Result> Batcher::submit(const TensorView& image) {
+  // The labels live in the Result that the future hands over; shared so the callback can
+  // fill it after this function returns.
+  struct State {
+    std::promise<Result> promise;
+    Result result;
+    Clock::time_point t0 = Clock::now();
+  };
+  auto state = std::make_shared<State>();
+  std::future<Result> future = state->promise.get_future();
+  const auto& shape = image.shape;
+  const bool sized = shape.size() == 3 && shape[0] >= 1 && shape[1] >= 1 && shape[0] <= detail::kMaxSide &&
+                     shape[1] <= detail::kMaxSide;
+  if (sized) {
+    state->result.shape = {shape[0], shape[1]};
+    state->result.labels.resize(static_cast<size_t>(shape[0] * shape[1]));
+  }
+  submit(image, state->result.labels.data(), static_cast<int64_t>(state->result.labels.size()),
+         [state](std::exception_ptr error) {
+           if (error) {
+             state->promise.set_exception(std::move(error));
+             return;
+           }
+           state->result.milliseconds =
+               std::chrono::duration<double, std::milli>(Clock::now() - state->t0).count();
+           state->promise.set_value(std::move(state->result));
+         });
+  return future;
+}
+
+void Batcher::submit(const TensorView& image, uint8_t* labels, int64_t labels_size, Callback done) {
+  const std::string where = "Batcher.submit";
+  if (!done) throw InvalidArgument(where + ": 'done': expected a callback, got an empty function");
+  Request r{image, labels, labels_size, std::move(done), Clock::now()};
+  const auto& shape = image.shape;
+  // Only what batching itself needs is checked here (a single image, its output size); the
+  // engine checks the rest (dtype, channels, strides, sizes) and its error reaches this
+  // request alone (step 5).
+  if (shape.size() != 3)
+    return impl_->reject(r, std::make_exception_ptr(InvalidArgument(
+                                where + ": input 'image': expected shape [H,W,3], got " + detail::shape_string(shape) +
+                                " (rank " + std::to_string(shape.size()) + ")")));
+  // Sized before the engine sees it (the result buffer is H*W): bound it as the engine does.
+  if (shape[0] < 1 || shape[1] < 1 || shape[0] > detail::kMaxSide || shape[1] > detail::kMaxSide)
+    return impl_->reject(r, std::make_exception_ptr(InvalidArgument(
+                                where + ": input 'image': expected height and width in [1, " +
+                                std::to_string(detail::kMaxSide) + "], got shape " + detail::shape_string(shape))));
+  const int64_t need = shape[0] * shape[1];
+  if (labels == nullptr || labels_size != need)
+    return impl_->reject(r, std::make_exception_ptr(InvalidArgument(
+                                where + ": output 'labels': expected " + std::to_string(need) +
+                                " uint8 elements, got " +
+                                (labels == nullptr ? std::string("a null pointer") : std::to_string(labels_size)))));
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (!impl_->closing) {
+      ++impl_->stats.requests;
+      impl_->queue.push_back(std::move(r));
+      r.done = nullptr;
+    }
+  }
+  if (r.done)  // not queued: closed
+    return impl_->reject(r, std::make_exception_ptr(Error(where + ": the batcher is closed")));
+  // All: the gathering worker waits for more of its shape, an idle one for any request.
+  impl_->cv.notify_all();
+}
+
+void Batcher::close(bool drain) {
+  std::vector<Request> dropped;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->closing = true;
+    if (!drain) {
+      impl_->cancel = true;
+      for (Request& r : impl_->queue) dropped.push_back(std::move(r));
+      impl_->queue.clear();
+    }
+  }
+  impl_->cv.notify_all();
+  impl_->cancel_all(dropped);
+  std::lock_guard<std::mutex> join(impl_->join_mutex);
+  for (std::thread& t : impl_->workers)
+    if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
+}
+
+bool Batcher::closed() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->closing;
+}
+
+BatcherStats Batcher::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->stats;
+}
+
+const BatcherOptions& Batcher::options() const { return impl_->options; }
+
+}  // namespace ifa_rt
