@@ -15,6 +15,7 @@ waits on a worker that needs the GIL.
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 import weakref
 from concurrent.futures import Future, InvalidStateError
@@ -105,7 +106,7 @@ class Batcher:
             array = _as_array(image, "Batcher.submit", "image")
             # The labels are written here by the worker, so the result needs no copy.
             out = np.empty(array.shape[:2] if array.ndim == 3 else (0,), np.uint8)
-            self._core.submit(array, out, lambda kind, message: _complete(future, out, kind, message))
+            self._core.submit(array, out, functools.partial(_complete, future, out))
         except (TypeError, ValueError, RuntimeError) as exc:
             future.set_exception(exc)
         return future
