@@ -50,8 +50,9 @@ class Engine {
 };
 
 /// Builds the CPU engine (engine_cpu.cpp): load, freeze, optimise, plan, warm up.
+/// `resolved` receives the options after resolution (runtime "auto" -> what it chose).
 std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options,
-                                        Metadata* metadata, std::string* chosen_runtime);
+                                        Metadata* metadata, Options* resolved);
 
 /// Builds the CUDA engine (engine_cuda.cpp); throws Error when the CUDA engine is not
 /// compiled in or there is no CUDA device.

@@ -5,8 +5,8 @@
 //   1. load + validate the artifact; cast to the precision (the graph follows `mean`); freeze
 //      `forward` and `logits` each into its own fully inlined module (weights shared);
 //      optionally optimize_for_inference;
-//   2. build Static Runtime modules for them (`logits` only when planned); with runtime "auto"
-//      keep them only if they match the JIT on a probe input;
+//   2. runtime "static": build Static Runtime modules for them (`logits` only when planned);
+//      "auto" = "jit" + optimize_for_inference (measured fastest, smallest plan);
 //   3. allocate one uint8 [B,H,W,3] input buffer per bucket;
 //   4. warm up: every bucket `warmup` times inside the engine's BlockCache scope, then whole
 //      passes over all buckets until a pass takes no new block (at most 4 passes); free the
@@ -96,9 +96,14 @@ void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_
 
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(const std::string& path, const Options& options, Metadata* metadata,
-            std::string* chosen_runtime)
+  CpuEngine(const std::string& path, const Options& options, Metadata* metadata)
       : options_(options) {
+    // "auto" is the configuration measured fastest (cpp/README.md): the frozen JIT module on
+    // an optimize_for_inference graph. Static Runtime was no faster and planned 2x the memory.
+    if (options_.runtime == "auto") {
+      options_.runtime = "jit";
+      options_.optimize = true;
+    }
     torch::jit::Module module = load_artifact(path, metadata);
     check_plan(options_, *metadata);
     num_classes_ = metadata->num_classes;
@@ -120,17 +125,13 @@ class CpuEngine final : public Engine {
       throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
                   error_summary(e.what()));
     }
-    // "auto" with optimize: the JIT (Static Runtime cannot run the MKLDNN graph; see options.cpp).
-    if (options_.runtime == "static" || (options_.runtime == "auto" && !options_.optimize))
-      build_static_runtime();
+    if (options_.runtime == "static") build_static_runtime();
 
     buckets_ = make_buckets(options_.shapes, options_.max_batch);
     for (const Bucket& b : buckets_)
       inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
-    if (use_static_ && options_.runtime == "auto" && !buckets_.empty()) probe_static_runtime();
     runtime_ = use_static_ ? "static-runtime" : "jit";
     if (options_.optimize) runtime_ += "+optimize_for_inference";
-    *chosen_runtime = use_static_ ? "static" : "jit";
     warm_up();
   }
 
@@ -199,6 +200,8 @@ class CpuEngine final : public Engine {
 
   double first_call_ms() const override { return first_call_ms_; }
 
+  const Options& options() const { return options_; }
+
  private:
   // Runs the graph; the unplanned path always uses the JIT (Static Runtime would grow its
   // arena to the new shape and make the next planned call allocate).
@@ -234,34 +237,8 @@ class CpuEngine final : public Engine {
         sr_logits_ = std::make_unique<torch::jit::StaticModule>(logits_.clone(), /*is_frozen=*/true, sr_options);
       use_static_ = true;
     } catch (const std::exception& e) {
-      if (options_.runtime == "static")
-        throw Error("Segmenter: option 'runtime': expected a graph Static Runtime can run, got: " +
-                    first_line(e.what()));
-      use_static_ = false;  // "auto": the JIT serves it
-    }
-  }
-
-  // "auto": keep Static Runtime only if it reproduces the JIT labels on a probe input.
-  void probe_static_runtime() {
-    const Bucket& b = buckets_.front();
-    at::Tensor probe = at::randint(0, 256, {b.batch, b.height, b.width, 3},
-                                   at::TensorOptions(at::kByte));
-    try {
-      at::Tensor a = execute(probe, Output::labels, /*planned=*/true);
-      at::Tensor j = execute(probe, Output::labels, /*planned=*/false);
-      bool same = a.equal(j);
-      if (same && sr_logits_) {
-        at::Tensor la = execute(probe, Output::logits, true);
-        at::Tensor lj = execute(probe, Output::logits, false);
-        same = at::allclose(la, lj, 1e-4, 1e-4);
-      }
-      if (!same) use_static_ = false;
-    } catch (const Error&) {
-      use_static_ = false;
-    }
-    if (!use_static_) {
-      sr_forward_.reset();
-      sr_logits_.reset();
+      throw Error("Segmenter: option 'runtime': expected a graph Static Runtime can run, got: " +
+                  first_line(e.what()));
     }
   }
 
@@ -337,8 +314,10 @@ class CpuEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options,
-                                        Metadata* metadata, std::string* chosen_runtime) {
-  return std::make_unique<CpuEngine>(path, options, metadata, chosen_runtime);
+                                        Metadata* metadata, Options* resolved) {
+  auto engine = std::make_unique<CpuEngine>(path, options, metadata);
+  *resolved = engine->options();
+  return engine;
 }
 
 }  // namespace ifa_rt::detail

@@ -211,9 +211,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options)
   if (device.cuda) {
     impl_->engine = detail::make_cuda_engine(artifact_path, options, &impl_->metadata);
   } else {
-    std::string chosen;
-    impl_->engine = detail::make_cpu_engine(artifact_path, options, &impl_->metadata, &chosen);
-    impl_->options.runtime = chosen;
+    impl_->engine = detail::make_cpu_engine(artifact_path, options, &impl_->metadata, &impl_->options);
   }
   impl_->buckets = detail::make_buckets(options.shapes, options.max_batch);
   impl_->batches = detail::bucket_batches(options.max_batch);

@@ -72,7 +72,9 @@ struct Options {
   bool strict = false;                    ///< unplanned shape: error (true) or fallback path
   bool plan_logits = false;               ///< also preallocate/capture `logits` per bucket
   bool channels_last = false;             ///< CUDA: NHWC weights/activations
-  std::string runtime = "auto";           ///< CPU: "auto", "static" (Static Runtime), "jit"
+  /// CPU: "jit" (frozen module), "static" (Static Runtime), or "auto" = "jit" with
+  /// optimize = true (measured fastest, smallest plan; see cpp/README.md).
+  std::string runtime = "auto";
   bool optimize = false;                  ///< CPU JIT: torch::jit::optimize_for_inference
   int warmup = 2;                         ///< warm-up calls per bucket (>= 2: profiling executor)
 
