@@ -1,10 +1,12 @@
 // Loading an `.ifa.pt` artifact: the TorchScript archive plus its `ifa_rt.json`.
 #include "artifact.h"
 
+#include <torch/csrc/jit/frontend/error_report.h>
 #include <torch/script.h>
 
 #include <fstream>
 
+#include "ifa_rt/version.h"
 #include "torch_scope.h"
 
 namespace ifa_rt::detail {
@@ -52,6 +54,12 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
     module = torch::jit::load(path, torch::kCPU, extra);
   } catch (const c10::Error& e) {
     throw Error(where + "not a readable TorchScript archive: " + first_line(e.what_without_backtrace()));
+  } catch (const torch::jit::ErrorReport&) {
+    // Its code does not compile. ErrorReport::what() is not called: it renders the source
+    // context from the archive's debug info, and on a corrupt archive that throws inside a
+    // noexcept function, which aborts the process (found by fuzz/run_fuzz.sh).
+    throw Error(where + "not a readable TorchScript archive: its TorchScript code does not compile with torch " +
+                ifa_rt::torch_version() + " (a corrupt file, or code from a newer torch)");
   } catch (const std::exception& e) {
     throw Error(where + "not a readable TorchScript archive: " + first_line(e.what()));
   }
