@@ -11,7 +11,7 @@
 # fuzz/make_corpus.py. Crashing inputs land in build/fuzz/findings/; turn each into a file in
 # fuzz/regressions/ and a test (cpp/tests/test_bad_artifacts.cpp) once fixed.
 #
-# Usage: fuzz/run_fuzz.sh [metadata_seconds=300] [artifact_seconds=120]
+# Usage: fuzz/run_fuzz.sh [metadata_seconds=300] [artifact_seconds=120]   (0: replay only)
 # Needs: clang-14 and libclang-rt-14-dev (Debian), the project venv with torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,8 +54,9 @@ if ((${#regressions[@]})); then "$OUT/fuzz_metadata" "${regressions[@]}" >"$OUT/
 if ((${#artifact_regressions[@]})); then "$OUT/fuzz_artifact" "${artifact_regressions[@]}" >>"$OUT/replay.log" 2>&1; fi
 echo "replayed $((${#regressions[@]} + ${#artifact_regressions[@]})) regression inputs: no crash"
 
-run() {  # name seconds corpus seeds max_len
+run() {  # name seconds corpus seeds max_len; 0 seconds skips (libFuzzer would run forever)
   local name=$1 secs=$2 corpus=$3 seeds=$4 max_len=$5 log="$OUT/$1.log" rc=0
+  if [ "$secs" -le 0 ]; then echo "== $name: skipped (0 s)"; return 0; fi
   echo "== fuzzing $name for ${secs} s"
   "$OUT/$name" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -max_len="$max_len" \
     -dict="$OUT/seeds/json.dict" -artifact_prefix="$OUT/findings/$name-" -print_final_stats=1 \

@@ -5,6 +5,7 @@
 // tests/fixtures/make_bad_artifacts.py (FIXTURE_DIR/bad).
 #include "artifact.h"
 #include "check.h"
+#include "ifa_rt/version.h"
 
 using ifa_rt::Error;
 using ifa_rt::Options;
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
     fails("random.ifa.pt", archive + "failed finding central directory", false);
     fails("bad/newer_torch.ifa.pt",
           "not a readable TorchScript archive: [enforce fail at inline_container.cc:", false);
+    const std::string compile = "not a readable TorchScript archive: its TorchScript code does not compile with torch " +
+                                ifa_rt::torch_version() + " (a corrupt file, or code from a newer torch)";
+    fails("bad/unknown_op.ifa.pt", compile);
+    fails("bad/fuzz-error-report-abort.ifa.pt", compile);  // aborted the process (fuzz find)
     fails("bad/plain.ifa.pt", meta + "expected a JSON extra file (an ifa_rt artifact), got none");
     fails("bad/version2.ifa.pt", version + "2 (written by ifa_rt 9.0.0; this runtime is 0.1.0: upgrade it)");
     fails("bad/version_string.ifa.pt", version + "'1'");
