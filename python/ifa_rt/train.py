@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -129,6 +130,46 @@ def _validate(model, val_set, num_classes: int, device: str, limit: int | None) 
     return cm.summary(val_set.info.classes)
 
 
+def _make_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9) or AdamW over the encoder / decoder parameter groups."""
+    groups = param_groups(model, args.lr, args.head_lr_mult)
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=args.lr, momentum=0.9,
+                               weight_decay=args.weight_decay)
+    return torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def _open_log(path: Path, step: int):
+    """Per-step CSV log: new at step 0, else trimmed to rows ≤ step (they re-run) and appended."""
+    if step == 0 or not path.exists():
+        f = open(path, "w", newline="")
+        csv.writer(f).writerow(["step", "epoch", "loss", "lr", "sec_per_step"])
+        return f
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
+    return open(path, "a", newline="")
+
+
+def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler, x: torch.Tensor,
+                y: torch.Tensor, weight: torch.Tensor | None, args: argparse.Namespace) -> float:
+    """One step: OHEM CE (+ aux_weight × aux OHEM CE), AMP on CUDA; returns the loss."""
+    with torch.autocast("cuda", enabled=x.is_cuda):
+        out = model(x)
+    logits, aux = out if isinstance(out, (tuple, list)) else (out, None)
+    loss = ohem_cross_entropy(logits.float(), y, args.ohem_thresh, args.min_kept, weight)
+    if aux is not None and args.aux_weight > 0:
+        aux = F.interpolate(aux.float(), size=y.shape[-2:], mode="bilinear", align_corners=True)
+        loss = loss + args.aux_weight * ohem_cross_entropy(
+            aux, y, args.ohem_thresh, args.min_kept, weight)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.item()
+
+
 def train(args: argparse.Namespace) -> dict:
     """Train per `args` (see configure_parser); returns the final metrics dict."""
     from tqdm import tqdm
@@ -152,11 +193,7 @@ def train(args: argparse.Namespace) -> dict:
         overrides["pretrained_backbone"] = args.pretrained
     model = _build(args.preset, info.num_classes, overrides).to(device)
     model.train()
-    groups = param_groups(model, args.lr, args.head_lr_mult)
-    if args.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    else:
-        opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    opt = _make_optimizer(model, args)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     weight = torch.tensor(args.class_weights, device=device) if args.class_weights else None
     steps_per_epoch = len(train_set) // args.batch
@@ -186,17 +223,8 @@ def train(args: argparse.Namespace) -> dict:
                     "best": best, "rng": _rng_state(), "args": _args_dict(args)}, tmp)
         tmp.replace(path)  # atomic: a kill mid-save never corrupts the last checkpoint
 
-    log_path = out / "train_log.csv"
-    new_log = not log_path.exists() or step == 0
-    if not new_log:  # drop rows logged after the checkpoint we resume from (they re-run)
-        with open(log_path, newline="") as f:
-            rows = list(csv.reader(f))
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
-    log_f = open(log_path, "w" if new_log else "a", newline="")
+    log_f = _open_log(out / "train_log.csv", step)
     log = csv.writer(log_f)
-    if new_log:
-        log.writerow(["step", "epoch", "loss", "lr", "sec_per_step"])
     bar = tqdm(total=total, initial=step, desc="train", unit="it", dynamic_ncols=True,
                disable=args.no_progress)
     t_last = time.time()
@@ -207,25 +235,12 @@ def train(args: argparse.Namespace) -> dict:
             lr = poly_lr(args.lr, step, total, 0.9, args.warmup)
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_mult"]
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast("cuda", enabled=use_amp):
-                outp = model(x)
-            logits, aux = (outp if isinstance(outp, (tuple, list)) else (outp, None))
-            loss = ohem_cross_entropy(logits.float(), y, args.ohem_thresh, args.min_kept, weight)
-            if aux is not None and args.aux_weight > 0:
-                aux = F.interpolate(aux.float(), size=y.shape[-2:], mode="bilinear",
-                                    align_corners=True)
-                loss = loss + args.aux_weight * ohem_cross_entropy(
-                    aux, y, args.ohem_thresh, args.min_kept, weight)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"train: loss became {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = _train_step(model, opt, scaler, x.to(device), y.to(device), weight, args)
+            if not math.isfinite(loss):
+                raise RuntimeError(f"train: loss became {loss} at step {step}")
             step += 1
             now = time.time()
-            losses.append(loss.item())
+            losses.append(loss)
             log.writerow([step, epoch, f"{losses[-1]:.5f}", f"{lr:.6g}", f"{now - t_last:.3f}"])
             log_f.flush()
             t_last = now
