@@ -104,6 +104,7 @@ def sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int = 769,
     wh, ww = min(window, h), min(window, w)
 
     def origins(size: int, win: int) -> list[int]:
+        """Window starts along one axis; the last is pinned to the far edge."""
         n = max(1, math.ceil((size - win) / stride) + 1)
         return sorted({min(i * stride, size - win) for i in range(n)})
 
@@ -128,6 +129,7 @@ def model_predictor(model: torch.nn.Module, device: str = "cpu", mode: str = "wh
     model = model.to(device).eval()
 
     def predict(image: np.ndarray) -> np.ndarray:
+        """RGB uint8 HxWx3 -> labels uint8 HxW."""
         x = normalize(image)[None].to(device)
         out = predict_logits(model, x) if mode == "whole" else sliding_logits(
             model, x, window, stride)

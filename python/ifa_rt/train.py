@@ -217,6 +217,7 @@ def train(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(f"train: '--resume': checkpoint '{resume}' does not exist")
 
     def checkpoint(path: Path) -> None:
+        """Resumable state: model, optimiser, scaler, step, history, RNG."""
         tmp = path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scaler": scaler.state_dict(), "step": step, "history": history,
