@@ -60,6 +60,10 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
     // noexcept function, which aborts the process (found by fuzz/run_fuzz.sh).
     throw Error(where + "not a readable TorchScript archive: its TorchScript code does not compile with torch " +
                 ifa_rt::torch_version() + " (a corrupt file, or code from a newer torch)");
+  } catch (const std::bad_alloc&) {
+    // A corrupt length field (fuzz/regressions/artifact-huge-record.pt asks for 30 GB).
+    throw Error(where + "not a readable TorchScript archive: a record needs more memory than is "
+                "available (std::bad_alloc; a corrupt file?)");
   } catch (const std::exception& e) {
     throw Error(where + "not a readable TorchScript archive: " + first_line(e.what()));
   }
