@@ -42,7 +42,10 @@ $CXX "${COMMON[@]}" $SAN -isystem "$TORCH_DIR/include" \
 "$PY" fuzz/make_corpus.py "$OUT/seeds"
 
 # LibTorch keeps process-lifetime allocations (registries, caches): leaks are not findings.
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:protect_shadow_gap=0"
+# A corrupt length field makes the unpickler ask for tens of GB: in a normal process that is
+# a std::bad_alloc (turned into ifa_rt::Error), so let ASan fail such allocations the same way
+# (return null -> bad_alloc) instead of aborting, and keep libFuzzer's malloc limit above it.
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:protect_shadow_gap=0:allocator_may_return_null=1:max_allocation_size_mb=8192"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 echo "== replaying fuzz/regressions"
@@ -58,7 +61,7 @@ run() {  # name seconds corpus seeds max_len; 0 seconds skips (libFuzzer would r
   local name=$1 secs=$2 corpus=$3 seeds=$4 max_len=$5 log="$OUT/$1.log" rc=0
   if [ "$secs" -le 0 ]; then echo "== $name: skipped (0 s)"; return 0; fi
   echo "== fuzzing $name for ${secs} s"
-  "$OUT/$name" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -max_len="$max_len" \
+  "$OUT/$name" -max_total_time="$secs" -timeout=20 -rss_limit_mb=8192 -malloc_limit_mb=16384 -max_len="$max_len" \
     -dict="$OUT/seeds/json.dict" -artifact_prefix="$OUT/findings/$name-" -print_final_stats=1 \
     "$corpus" "$seeds" >"$log" 2>&1 || rc=$?
   local runs execs_s cov findings
