@@ -437,8 +437,11 @@ def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path
     stems = sorted(p.stem for p in images.iterdir())
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{s}_{kind}.png" for s in stems for kind in ("labels", "overlay"))
-    labels = np.asarray(Image.open(out / f"{stems[0]}_labels.png"))
-    assert labels.shape == (72, 96) and labels.max() < 5
+    with Image.open(out / f"{stems[0]}_labels.png") as label_png:
+        labels = np.asarray(label_png)
+        assert label_png.mode == "P" and labels.shape == (72, 96) and labels.max() < 5
+    with Image.open(out / f"{stems[0]}_overlay.png") as overlay:
+        assert overlay.width == 2 * 96 and overlay.height > 72  # image | overlay, legend below
     text = capsys.readouterr().out
     assert "2 images: p50 " in text and "fallback runs 0" in text and "classes found: " in text
     assert main(["segment", str(tmp_path / "nope"), "-o", str(out), "--model", str(tiny)]) == 2

@@ -2,10 +2,10 @@
 
     ifa-rt segment IMAGES_OR_DIRS... -o OUT [--model camvid|PATH] [--device cpu] [--threads N]
 
-For each image, OUT/<stem>_labels.png (8-bit class indices) and OUT/<stem>_overlay.png (the
-artifact's palette blended over the image). The distinct image sizes (up to --plan-sizes of
-the most common) are planned, so each image runs on a preallocated bucket. Prints per-image
-latency and a p50/p90 and images/s summary.
+For each image, OUT/<stem>_labels.png (palettised: pixel values are the class ids) and
+OUT/<stem>_overlay.png (image | labels blended over it, with a legend of the classes found).
+The distinct image sizes (up to --plan-sizes of the most common) are planned, so each image
+runs on a preallocated bucket. Prints per-image latency and a p50/p90 and images/s summary.
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ def collect_images(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def _overlay(image: np.ndarray, labels: np.ndarray, palette: list[list[int]]) -> np.ndarray:
-    from .viz import overlay
-
-    return overlay(image, labels, palette)
+def _label_png(labels: np.ndarray, palette: list[list[int]]) -> Image.Image:
+    """Class indices as a palettised PNG: pixel values stay the class ids, viewers show colours."""
+    png = Image.fromarray(labels, mode="P")
+    png.putpalette([v for rgb in palette for v in rgb])
+    return png
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -75,6 +76,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .segmenter import Segmenter
+    from .viz import side_by_side
 
     paths = collect_images(args.inputs)
     sizes = Counter()
@@ -101,11 +103,10 @@ def run_cli(args: argparse.Namespace) -> int:
         labels = seg(image)
         latencies.append((time.perf_counter() - t) * 1000.0)
         found.update(np.unique(labels).tolist())
-        Image.fromarray(labels).save(args.output / f"{path.stem}_labels.png")
+        _label_png(labels, seg.palette).save(args.output / f"{path.stem}_labels.png")
         if not args.no_overlay:
-            Image.fromarray(_overlay(image, labels, seg.palette)).save(
-                args.output / f"{path.stem}_overlay.png"
-            )
+            side_by_side(image, labels, seg.palette, seg.classes,
+                         path=args.output / f"{path.stem}_overlay.png")
         tqdm.write(f"{path.name}: {image.shape[1]}x{image.shape[0]} {latencies[-1]:.1f} ms")
     wall = time.perf_counter() - start
     ms = np.asarray(latencies)
