@@ -178,8 +178,9 @@ struct Batcher::Impl {
       std::lock_guard<std::mutex> lock(mutex);
       stats.cancelled += static_cast<int64_t>(requests.size());
     }
-    for (Request& r : requests)
-      complete(r, std::make_exception_ptr(Cancelled("Batcher: request cancelled: the batcher was closed without draining")));
+    for (Request& r : requests)  // one exception each: completions may rethrow on other threads
+      complete(r, std::make_exception_ptr(
+                      Cancelled("Batcher: request cancelled: the batcher was closed without draining")));
   }
 
   // Rejects a request before it is queued: completes it on the submitting thread.

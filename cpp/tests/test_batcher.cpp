@@ -46,7 +46,8 @@ TensorView image(const std::vector<uint8_t>& batch, int64_t k, int64_t h = 32, i
 }
 
 bool equal_ref(const Result& r, const std::vector<uint8_t>& ref, int64_t k, int64_t px = kPx) {
-  return r.labels.size() == static_cast<size_t>(px) && std::equal(r.labels.begin(), r.labels.end(), ref.begin() + k * px);
+  return r.labels.size() == static_cast<size_t>(px) &&
+         std::equal(r.labels.begin(), r.labels.end(), ref.begin() + k * px);
 }
 
 // Waits for a future with a bound, so a bug shows as a failed check, not a hung test.
@@ -179,10 +180,14 @@ int main(int argc, char** argv) {
       CHECK(ready(g0) && ready(g1) && ready(bad) && ready(fl) && ready(rank4) && ready(empty));
       CHECK(equal_ref(g0.get(), a_ref, 0));
       CHECK(equal_ref(g1.get(), a_ref, 1));
-      CHECK_STR(error_of<InvalidArgument>(bad), std::string("Segmenter.segment: input 'images': expected data, got a null pointer"));
-      CHECK_STR(error_of<InvalidArgument>(fl), std::string("Segmenter.segment: input 'images': expected dtype uint8, got float32"));
-      CHECK_STR(error_of<InvalidArgument>(rank4), std::string("Batcher.submit: input 'image': expected shape [H,W,3], got [2,32,48,3] (rank 4)"));
-      CHECK_STR(error_of<InvalidArgument>(empty), std::string("Batcher.submit: input 'image': expected height and width in [1, 16384], got shape [0,48,3]"));
+      CHECK_STR(error_of<InvalidArgument>(bad),
+                "Segmenter.segment: input 'images': expected data, got a null pointer");
+      CHECK_STR(error_of<InvalidArgument>(fl),
+                "Segmenter.segment: input 'images': expected dtype uint8, got float32");
+      CHECK_STR(error_of<InvalidArgument>(rank4),
+                "Batcher.submit: input 'image': expected shape [H,W,3], got [2,32,48,3] (rank 4)");
+      CHECK_STR(error_of<InvalidArgument>(empty),
+                "Batcher.submit: input 'image': expected height and width in [1, 16384], got shape [0,48,3]");
       std::vector<uint8_t> small(10);
       std::atomic<int> calls{0};
       std::string message;
@@ -275,12 +280,15 @@ int main(int argc, char** argv) {
       b.close(false);
       CHECK(ms_since(t0) < 5000.0);
       CHECK(ready(f0) && ready(f1));
-      CHECK_STR(error_of<Cancelled>(f0), std::string("Batcher: request cancelled: the batcher was closed without draining"));
-      CHECK_STR(error_of<Cancelled>(f1), std::string("Batcher: request cancelled: the batcher was closed without draining"));
+      CHECK_STR(error_of<Cancelled>(f0),
+                "Batcher: request cancelled: the batcher was closed without draining");
+      CHECK_STR(error_of<Cancelled>(f1),
+                "Batcher: request cancelled: the batcher was closed without draining");
       CHECK(b.closed());
       auto late = b.submit(image(a_in, 0));
       CHECK(ready(late));
-      CHECK_STR(error_of<ifa_rt::Error>(late), std::string("Batcher.submit: the batcher is closed"));
+      CHECK_STR(error_of<ifa_rt::Error>(late),
+                "Batcher.submit: the batcher is closed");
       b.close(true);
       auto st = b.stats();
       CHECK_EQ(st.cancelled, int64_t{2});
