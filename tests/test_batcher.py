@@ -75,7 +75,7 @@ def test_real_model_on_camvid_images(tmp_path, real_image):
         warnings.simplefilter("ignore", DeprecationWarning)
         ifa_rt.export(model, path)
     # max_batch 2 keeps the plan's warm-up short on 2 cores.
-    seg = Segmenter(path, max_batch=2, shapes=[(64, 96)], max_delay_us=200_000)
+    seg = Segmenter(path, max_batch=2, shapes=[(64, 96)], max_delay_us=1_000_000)
     ims = [real_image(i, (64, 96)) for i in range(3)]
     futures = [seg.submit(im) for im in ims]  # 2 fill a batch at once, 1 waits for the delay
     for im, f in zip(ims, futures, strict=True):
@@ -103,7 +103,7 @@ def test_full_batch_runs_at_once_and_a_lone_request_waits_max_delay(seg, images)
 
 def test_sizes_batch_apart_in_order(seg, images):
     odd = rand_images(2, 37, 53, seed=4)
-    with Batcher(seg, max_delay_us=300_000) as b:
+    with Batcher(seg, max_delay_us=1_000_000) as b:
         inputs = [images[0], odd[0], images[1], odd[1], images[2]]
         out = b.map(inputs, timeout=TIMEOUT)
         for im, labels in zip(inputs, out, strict=True):

@@ -144,9 +144,10 @@ int main(int argc, char** argv) {
       CHECK_EQ(st.batch_sizes[4], int64_t{1});
     }
 
-    // Shapes batch apart, each in order: A B A B A -> one batch of 3 A and one of 2 B.
+    // Shapes batch apart, each in order: A B A B A -> one batch of 3 A and one of 2 B. (The
+    // 1 s windows here only need to outlast a scheduling stall between two submits.)
     {
-      Batcher b(seg, BatcherOptions{0, 300'000});
+      Batcher b(seg, BatcherOptions{0, 1'000'000});
       std::vector<std::future<Result>> fs;
       for (int k = 0; k < 5; ++k) fs.push_back(k % 2 ? b.submit(image(b_in, k / 2, 37, 53)) : b.submit(image(a_in, k)));
       for (int k = 0; k < 5; ++k) {
@@ -166,7 +167,7 @@ int main(int argc, char** argv) {
     // (the batched call fails, each is rerun alone), a float image (another shape key), and
     // requests rejected before queueing.
     {
-      Batcher b(seg, BatcherOptions{0, 300'000});
+      Batcher b(seg, BatcherOptions{0, 1'000'000});
       std::vector<float> floats(kPx * 3);
       TensorView null_view = image(a_in, 0);
       null_view.data = nullptr;
