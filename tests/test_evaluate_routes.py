@@ -1,0 +1,40 @@
+"""Evaluation via PyTorch and via the C++ runtime agree; the bundled model scores well."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+import ifa_rt
+from _model_util import randomize_batchnorm
+from ifa_rt.cli import main as cli_main
+from ifa_rt.data import camvid
+from ifa_rt.evaluate import evaluate, model_predictor
+from ifa_rt.model import build_model
+
+
+def test_pytorch_and_cpp_routes_give_the_same_confusion(tmp_path, camvid_root):
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_model("camvid-r18")).eval()
+    ifa_rt.export(model, tmp_path / "r18.ifa.pt")
+    dataset = camvid("val", camvid_root.parent)
+    python_route = evaluate(model_predictor(model), dataset, 11, limit=3)
+    cpp_route = evaluate(ifa_rt.Segmenter(tmp_path / "r18.ifa.pt", threads=1), dataset, 11, limit=3)
+    # Same labels except where float summation order flips a near-tie.
+    differing = np.abs(python_route.matrix - cpp_route.matrix).sum() / 2
+    assert differing <= 1e-4 * python_route.matrix.sum()
+    assert abs(python_route.miou() - cpp_route.miou()) < 1e-3
+
+
+def test_bundled_model_segments_camvid_val_well(tmp_path, camvid_root, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", "--artifact", "camvid", "--limit", "6", "--out", str(out),
+            "--data-root", str(camvid_root.parent)]
+    assert cli_main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 6
+    # The model card reports 0.656 on all 101 val frames; 6 frames must be in that range.
+    assert metrics["miou"] > 0.5 and metrics["pixel_accuracy"] > 0.85
+    assert "mIoU" in capsys.readouterr().out
