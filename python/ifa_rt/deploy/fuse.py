@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..model.config import POS_DIM
-from ..model.head import source_geometry, spatial_encoding
+from ..model.head import ensemble_weights, source_geometry, spatial_encoding
 
 __all__ = ["FusedIFA", "fold_batchnorms", "fuse_model"]
 
@@ -199,22 +199,13 @@ class FusedIFA(nn.Module):
         return z
 
     def _ensemble_weights(self, feats: list[Tensor], h: int, w: int, dtype: torch.dtype) -> Tensor:
-        """LIIF area weights [4, 1, h, w], cached (same rule as IFAHead.ensemble_weights)."""
+        """LIIF area weights [4, 1, h, w] of the reference head, cached per shape."""
         key = f"ens:{h}x{w}:{dtype}:{feats[0].device}"
         for f in feats:
             key += f":{f.shape[2]}x{f.shape[3]}"
         if key not in self.cache:
-            logs: list[Tensor] = []
-            for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
-                acc = torch.zeros(h, w, dtype=torch.float32, device=feats[0].device)
-                for f in feats:
-                    hh, ww = f.shape[2], f.shape[3]
-                    ry = source_geometry(h, hh, vy / hh + 1e-6, f.device)[1]
-                    rx = source_geometry(w, ww, vx / ww + 1e-6, f.device)[1]
-                    acc = acc + torch.log((ry[:, None] * rx[None, :]).abs() + 1e-9)
-                logs.append(acc)
-            opposite = torch.stack([logs[3], logs[2], logs[1], logs[0]], dim=0)
-            self.cache[key] = torch.softmax(opposite, dim=0).unsqueeze(1).to(dtype)
+            weights = ensemble_weights(feats, h, w).view(4, 1, h, w)
+            self.cache[key] = weights.to(dtype)
         return self.cache[key]
 
     def forward(self, x: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ from .config import POS_DIM, mlp_in_channels
 
 __all__ = [
     "IFAHead",
+    "ensemble_weights",
     "SpatialEncoding",
     "make_coord",
     "nearest_source_index",
@@ -78,6 +79,27 @@ def spatial_encoding(rel: Tensor, emb: Tensor) -> Tensor:
     """[rel, sin(rel @ emb.T), cos(rel @ emb.T)] along the last dim — no π (IFA_SPEC §1)."""
     y = torch.matmul(rel, emb.t())
     return torch.cat([rel, torch.sin(y), torch.cos(y)], dim=-1)
+
+
+def ensemble_weights(feats: list[Tensor], h: int, w: int) -> Tensor:
+    """LIIF ensemble weights [4, h·w] for shifts (−,−), (−,+), (+,−), (+,+); they sum to 1.
+
+    Each shift's weight is the area of the *opposite* diagonal rectangle (LIIF's bilinear
+    rule); across the 4 levels the per-level weights multiply, which keeps the prediction
+    continuous wherever any level's nearest pixel switches. Done in log space, then softmax.
+    """
+    logs: list[Tensor] = []
+    for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
+        acc = torch.zeros(h, w, dtype=torch.float32, device=feats[0].device)
+        for f in feats:
+            hh, ww = f.shape[2], f.shape[3]
+            ry = source_geometry(h, hh, vy / hh + 1e-6, f.device)[1]
+            rx = source_geometry(w, ww, vx / ww + 1e-6, f.device)[1]
+            acc = acc + torch.log((ry[:, None] * rx[None, :]).abs() + 1e-9)
+        logs.append(acc.reshape(-1))
+    # The weight of shift s is the area of shift 3 − s (the opposite corner).
+    opposite = torch.stack([logs[3], logs[2], logs[1], logs[0]], dim=0)
+    return torch.softmax(opposite, dim=0)
 
 
 class SpatialEncoding(nn.Module):
@@ -172,24 +194,8 @@ class IFAHead(nn.Module):
         return torch.cat(parts, dim=1)
 
     def ensemble_weights(self, feats: list[Tensor], h: int, w: int) -> Tensor:
-        """LIIF ensemble weights [4, h·w] for shifts (−,−), (−,+), (+,−), (+,+); they sum to 1.
-
-        Each shift's weight is the area of the *opposite* diagonal rectangle (LIIF's bilinear
-        rule); across the 4 levels the per-level weights multiply, which keeps the prediction
-        continuous wherever any level's nearest pixel switches. Done in log space, then softmax.
-        """
-        logs: list[Tensor] = []
-        for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
-            acc = torch.zeros(h, w, dtype=torch.float32, device=feats[0].device)
-            for f in feats:
-                hh, ww = f.shape[2], f.shape[3]
-                ry = source_geometry(h, hh, vy / hh + 1e-6, f.device)[1]
-                rx = source_geometry(w, ww, vx / ww + 1e-6, f.device)[1]
-                acc = acc + torch.log((ry[:, None] * rx[None, :]).abs() + 1e-9)
-            logs.append(acc.reshape(-1))
-        # The weight of shift s is the area of shift 3 − s (the opposite corner).
-        opposite = torch.stack([logs[3], logs[2], logs[1], logs[0]], dim=0)
-        return torch.softmax(opposite, dim=0)
+        """LIIF ensemble weights [4, h·w] (see ``ensemble_weights``)."""
+        return ensemble_weights(feats, h, w)
 
     def query(self, feats: list[Tensor], h: int, w: int) -> Tensor:
         """Logits [B, num_classes, h, w] at the pixel centres of an h×w query grid (IFA_SPEC §1)."""
