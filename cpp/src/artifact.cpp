@@ -12,10 +12,15 @@
 namespace ifa_rt::detail {
 namespace {
 
-// The first line of a c10 error (the rest is a C++/TorchScript backtrace).
+// The first line of a c10 error (the rest is a C++/TorchScript backtrace). LibTorch quotes
+// bytes of a corrupt archive in it; those become '?' so the message stays valid UTF-8 (a
+// Python str) and printable.
 std::string first_line(const std::string& what) {
   auto end = what.find('\n');
-  return end == std::string::npos ? what : what.substr(0, end);
+  std::string line = end == std::string::npos ? what : what.substr(0, end);
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  return line;
 }
 
 void check_method(const torch::jit::Module& module, const std::string& name) {
@@ -51,7 +56,11 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path, torch::kCPU, extra);
+    // Without the .debug_pkl records: they only map code back to the exporter's Python
+    // source for tracebacks (error_summary keeps the last line anyway), and LibTorch
+    // dereferences them unchecked while reporting a parse error, so one flipped bit there
+    // segfaulted the process (found by fuzz/run_fuzz.sh).
+    module = torch::jit::load(path, torch::kCPU, extra, /*load_debug_files=*/false);
   } catch (const c10::Error& e) {
     throw Error(where + "not a readable TorchScript archive: " + first_line(e.what_without_backtrace()));
   } catch (const torch::jit::ErrorReport&) {
