@@ -51,11 +51,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+# Every variant keeps its oneDNN primitives cached side by side (read when oneDNN first runs).
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192")
 
-from ifa_rt.bench import load_images, parse_shape, summarize, time_calls
-from ifa_rt.deploy.export import ImageSegmenter
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ifa_rt.bench import load_images, parse_shape, summarize, time_calls  # noqa: E402
+from ifa_rt.deploy.export import ImageSegmenter  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
@@ -204,6 +207,24 @@ def find_bench_tool() -> Path | None:
     return next((p for p in candidates if p.is_file() and os.access(p, os.X_OK)), None)
 
 
+def snapshot_tool(tool: Path, workdir: Path) -> Path:
+    """Copy the tool and its libifa_rt next to each other in `workdir`, for the whole run.
+
+    The build tree is shared: a rebuild during a long run would otherwise swap the library
+    under later bursts (or leave it half written). The copy's libraries win through
+    LD_LIBRARY_PATH (searched before the tool's RUNPATH); see ToolBursts.env.
+    """
+    import shutil
+
+    out = workdir / "tool"
+    out.mkdir(exist_ok=True)
+    for folder in (tool.parent, tool.parent.parent / "lib"):
+        for lib in folder.glob("libifa_rt.so*"):
+            shutil.copy2(lib.resolve(), out / lib.name)
+    shutil.copy2(tool, out / tool.name)
+    return out / tool.name
+
+
 # ----------------------------------------------------------------------------- variants
 
 
@@ -316,6 +337,8 @@ class ToolBursts:
                     "--max-batch", str(batch), "--batches", str(batch), "--device", ctx.device,
                     "--precision", precision, "--threads", str(ctx.threads)]
         self.json = ctx.workdir / "tool.json"
+        self.env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
+            [str(tool.parent), os.environ.get("LD_LIBRARY_PATH", "")])}
         self.samples: list[float] = []
         self.bursts: list[dict[str, Any]] = []
 
@@ -324,7 +347,7 @@ class ToolBursts:
         if not 1 <= iters <= 3:
             raise ValueError(f"ToolBursts.run: 'iters': expected 1..3, got {iters}")
         proc = subprocess.run(self.cmd + ["--iters", str(iters), "--json", str(self.json)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=self.env)
         if proc.returncode != 0:
             raise RuntimeError(f"ifa-rt-bench failed ({proc.returncode}): {proc.stderr.strip()}")
         report = json.loads(self.json.read_text())
@@ -428,14 +451,16 @@ _LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:
 def run_probe(spec: dict[str, Any], tool: Path | None) -> dict[str, Any]:
     """Run one probe in a fresh process; return its timings and peak RSS."""
     t0 = time.perf_counter()
+    env = None
     if spec["variant"] == "cpp_bench":
         out_json = Path(spec["workdir"]) / "probe-tool.json"
         bursts = ToolBursts(tool, _probe_ctx(spec), spec["precision"], spec["shape"], spec["batch"])
-        cmd = bursts.cmd
-        cmd = [sys.executable, "-S", "-c", _LAUNCHER, *cmd, "--iters", "2", "--json", str(out_json)]
+        env = bursts.env
+        cmd = [sys.executable, "-S", "-c", _LAUNCHER, *bursts.cmd, "--iters", "2", "--json",
+               str(out_json)]
     else:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(f"probe {spec['variant']} failed: {proc.stderr.strip()[-800:]}")
     last = proc.stdout.strip().splitlines()[-1]
@@ -452,6 +477,8 @@ def _probe_ctx(spec: dict[str, Any]) -> Context:
     ctx = Context(spec["preset"], spec["device"], spec["threads"], Path(spec["workdir"]))
     ctx.artifacts = {form: Path(path) for form, path in spec["artifacts"].items()}
     return ctx
+
+
 # Op-name fragments -> the group a profile reports them under (first match wins).
 OP_GROUPS = (("convolution", ("conv", "mkldnn_convolution", "MKLDNNConv")),
              ("matmul", ("addmm", "matmul", "linear", "::mm", "bmm")),
@@ -604,10 +631,15 @@ def measure_cell(runners: dict[str, Runner], tool: ToolBursts | None, images: np
         due = min(burst, reps - done_tool)
         if tool is not None and due and ((r + 1) % burst == 0 or r == reps - 1):
             before = len(tool.samples)
-            tool.run(due)
+            try:
+                tool.run(due)
+            except RuntimeError as exc:  # recorded; the in-process variants go on
+                failed["cpp_bench"] = ("error", str(exc).splitlines()[0])
+                tool = None
+                continue
             done_tool += due
             bar.update(len(tool.samples) - before)
-    if tool is not None:
+    if tool is not None and tool.samples:
         out["cpp_bench"] = {"ms": tool.samples, "first_call_in_run_ms": None, "labels": None,
                             "bursts": tool.bursts}
     return out
@@ -640,7 +672,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                    "precisions": precisions, "shapes": [list(s) for s in shapes],
                    "batches": batches, "reps": reps, "warmup": args.warmup,
                    "threads": args.threads, "variants": variants, "burst": args.burst,
-                   "ort_spinning": args.ort_spinning},
+                   "ort_spinning": args.ort_spinning,
+                   "onednn_primitive_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")},
     }
     t_setup = time.perf_counter()
     ctx.build_model()
@@ -650,6 +683,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if "cpp_bench" in variants and tool is None:
         raise FileNotFoundError("bench_latency: 'cpp_bench': ifa-rt-bench not found (build it)")
     result["tool"] = str(tool) if tool else None
+    tool = snapshot_tool(tool, workdir) if tool else None
     result["matmul_peak_gflops"] = {p: matmul_peak(args.device, p) for p in precisions}
     macs = {f"{h}x{w}": count_macs(ctx, (h, w)) for h, w in shapes}
     result["gmacs_per_image"] = macs
@@ -681,20 +715,23 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 images, source = load_images(shape, batch)
                 key = (shape, batch)
                 bursts = ToolBursts(tool, ctx, precision, shape, batch) if tool else None
+                cell_failed = dict(failed)
                 cell = measure_cell(runners, bursts, images, n_reps, args.warmup, args.burst,
-                                    sync, bar, failed)
+                                    sync, bar, cell_failed)
+                # A runner that failed stays failed for the shape; the tool retries per batch.
+                failed.update({k: v for k, v in cell_failed.items() if k != "cpp_bench"})
                 if precision == "fp32" and key not in reference_labels:
                     ref = cell.get("reference") or next(iter(cell.values()), None)
                     if ref is not None and ref["labels"] is not None:
                         reference_labels[key] = ref["labels"]
                     if cell.get("reference"):
                         reference_p50[key] = summarize(cell["reference"]["ms"], batch)["p50_ms"]
-                records += cell_records(cell, failed, precision, shape, batch, source,
+                records += cell_records(cell, cell_failed, precision, shape, batch, source,
                                         macs[f"{shape[0]}x{shape[1]}"],
                                         result["matmul_peak_gflops"][precision],
                                         reference_labels.get(key), reference_p50.get(key), runners)
             del runners
-            if args.probe:
+            if args.probe and (not args.quick or shape == shapes[-1]):  # quick: largest only
                 for name in variants:
                     if name in failed:
                         continue
@@ -819,7 +856,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ort-spinning", action="store_true",
                    help="let ONNX Runtime threads busy-wait between runs (off: fair interleaving)")
     p.add_argument("--quick", action="store_true",
-                   help="360x480 + 512x1024, batch 1, 5 rounds (a few minutes on 2 cores)")
+                   help="360x480 + 512x1024, batch 1, 5 rounds, probes at 512x1024 only "
+                        "(under 5 minutes on 2 cores)")
     p.add_argument("--out", help="output prefix (default docs/bench/<preset>-<device>[-quick])")
     p.add_argument("--no-plot", dest="plot", action="store_false")
     p.add_argument("--profile", nargs="?", const="torchscript,segmenter", default=None,
