@@ -73,9 +73,10 @@ run() {  # name seconds corpus seeds max_len [extra flags]; 0 seconds skips (0 =
   execs_s=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   # Fork mode prints no stat:: lines: its progress lines read "#<runs>: cov: <n> ... exec/s: <n>".
   [ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9]*\): .*/\1/p' "$log" | tail -1)
-  [ -n "$execs_s" ] || execs_s=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  [ -n "$execs_s" ] || execs_s=$(grep -o 'exec/s:\? [0-9]*' "$log" | tail -1 | awk '{print $2}')
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  findings=$(find "$OUT/findings" -name "$name-*" ! -name "$name-oom-*" | wc -l)
+  # Crashes, leaks and timeouts; slow-unit-* files are only the slowest inputs seen.
+  findings=$(find "$OUT/findings" -name "$name-*" ! -name "$name-oom-*" ! -name "$name-slow-unit-*" | wc -l)
   echo "$name: out-of-memory inputs (LibTorch's unpickler; docs/reliability.md): $(find "$OUT/findings" -name "$name-oom-*" | wc -l)"
   echo "$name: ${runs:-?} executions (${execs_s:-?}/s), coverage ${cov:-?} edges, corpus $(ls "$corpus" | wc -l) files, findings ${findings} (exit $rc)"
   printf '{"target": "%s", "seconds": %s, "executions": %s, "execs_per_second": %s, "coverage_edges": %s, "corpus_files": %s, "findings": %s, "out_of_memory": %s, "exit": %s}\n' \
