@@ -77,6 +77,7 @@ def metadata_seeds(meta: dict) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    """Write the seed corpora and the dictionary into argv[0]; 0 on success."""
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2

@@ -77,14 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     """Run the soak and print/write its summary; exit 1 if a check failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000)
-    parser.add_argument("--warmup-fraction", type=float, default=0.1,
-                        help="RSS baseline is taken after this fraction of the calls")
+    parser.add_argument(
+        "--warmup-fraction",
+        type=float,
+        default=0.1,
+        help="RSS baseline is taken after this fraction of the calls",
+    )
     parser.add_argument("--artifact", help="an .ifa.pt file (default: export --preset)")
     parser.add_argument("--preset", default="camvid-r18")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-batch", type=int, default=4)
-    parser.add_argument("--check-every", type=int, default=50,
-                        help="compare a fixed input's labels to the first result every N calls")
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=50,
+        help="compare a fixed input's labels to the first result every N calls",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="out/soak.json")
     args = parser.parse_args(argv)
@@ -181,13 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k not in ("planned_shapes",
-                                                                   "unplanned_shapes")}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("planned_shapes", "unplanned_shapes")},
+            indent=2,
+        )
+    )
     ok = errors == 0 and mismatches == 0 and stats["allocations_after_warmup"] == 0
-    print(f"soak: {args.calls} calls, {images} images in {elapsed:.0f} s; RSS drift after warm-up "
-          f"{100 * drift:+.2f}% ({base_rss / 2**20:.1f} -> {final_rss / 2**20:.1f} MiB); "
-          f"allocations after warm-up {stats['allocations_after_warmup']}; "
-          f"{'OK' if ok else 'FAILED'} -> {out}")
+    print(
+        f"soak: {args.calls} calls, {images} images in {elapsed:.0f} s; RSS drift after warm-up "
+        f"{100 * drift:+.2f}% ({base_rss / 2**20:.1f} -> {final_rss / 2**20:.1f} MiB); "
+        f"allocations after warm-up {stats['allocations_after_warmup']}; "
+        f"{'OK' if ok else 'FAILED'} -> {out}"
+    )
     return 0 if ok else 1
 
 

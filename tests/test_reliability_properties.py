@@ -57,9 +57,7 @@ def seg(tiny):
     return Segmenter(tiny, shapes=[PLANNED], max_batch=MAX_BATCH, threads=1)
 
 
-sizes = st.one_of(
-    st.just(PLANNED), st.tuples(st.integers(MIN_SIZE, 48), st.integers(MIN_SIZE, 48))
-)
+sizes = st.one_of(st.just(PLANNED), st.tuples(st.integers(MIN_SIZE, 48), st.integers(MIN_SIZE, 48)))
 layouts = st.sampled_from(
     ["contiguous", "flip-rows", "flip-cols", "bgr-view", "every-other-col", "fortran", "planar"]
 )
