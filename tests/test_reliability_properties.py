@@ -41,6 +41,12 @@ settings.register_profile(
 )
 PROFILE = os.environ.get("IFA_RT_HYPOTHESIS", "ci")
 
+
+def _examples(n: int) -> int:
+    """n examples in the "ci" profile, the profile's own count otherwise."""
+    return n if PROFILE == "ci" else settings.get_profile(PROFILE).max_examples
+
+
 PLANNED = (32, 48)
 MAX_BATCH = 4
 MIN_SIZE = 16  # tiny.ifa.pt's input.min_size
@@ -134,7 +140,7 @@ IMAGE_SHAPE = st.tuples(
 ).map(lambda t: [*t[0], *t[1:]])
 
 
-@settings(settings.get_profile(PROFILE), max_examples=80)
+@settings(settings.get_profile(PROFILE), max_examples=_examples(80))
 @given(
     dtype=st.one_of(st.just("uint8"), st.sampled_from(DTYPES)),
     shape=st.integers(0, 3).flatmap(lambda k: ANY_SHAPE if k == 3 else IMAGE_SHAPE),
@@ -156,7 +162,7 @@ def test_any_array_is_served_or_rejected_as_predicted(seg, tiny, dtype, shape):
     assert str(err.value) == f"Segmenter.segment: input 'images': {message}"
 
 
-@settings(settings.get_profile(PROFILE), max_examples=25)
+@settings(settings.get_profile(PROFILE), max_examples=_examples(25))
 @given(sizes=st.lists(sizes, min_size=1, max_size=6), seed=st.integers(0, 2**16))
 def test_mixed_size_lists_match_single_calls(seg, sizes, seed):
     rng = np.random.default_rng(seed)
@@ -167,7 +173,7 @@ def test_mixed_size_lists_match_single_calls(seg, sizes, seed):
         np.testing.assert_array_equal(got, seg(image))
 
 
-@settings(settings.get_profile(PROFILE), max_examples=25)
+@settings(settings.get_profile(PROFILE), max_examples=_examples(25))
 @given(n=st.integers(1, 4 * MAX_BATCH + 3))
 def test_batches_split_and_pad_by_the_plan(seg, n):
     images = np.zeros((n, *PLANNED, 3), np.uint8)
