@@ -11,7 +11,7 @@ BUILD_DIR = build/$(shell $(PY) -c 'import sys; print(sys.implementation.cache_t
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export IFA_RT_DATA ?= $(DATA)
 
-.PHONY: setup demo test pytest ctest example cuda-check lint clean
+.PHONY: setup demo test pytest ctest example cuda-check sanitize fuzz fuzz-replay soak lint clean
 
 # Debian packages: ccache (fast rebuilds) and stb (image IO for the C++ tools).
 $(VENV)/.system-deps:
@@ -55,6 +55,19 @@ test: setup
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	PYTHON=$(PY) bash scripts/build_cpp_example.sh
 	$(MAKE) cuda-check
+
+# Long reliability runs (docs/reliability.md): not part of `make test`.
+sanitize: setup
+	bash scripts/sanitizers.sh
+
+fuzz: setup  # needs clang-14 and libclang-rt-14-dev
+	bash fuzz/run_fuzz.sh 300 300
+
+fuzz-replay: setup
+	bash fuzz/run_fuzz.sh 0 0
+
+soak: setup
+	$(PY) scripts/soak.py --calls 10000 --json out/soak.json
 
 lint:
 	$(PY) -m ruff check python tests scripts
