@@ -5,7 +5,8 @@ Variants (all take the same uint8 [B,H,W,3] images and return uint8 labels [B,H,
   reference    the reference model, eager PyTorch (normalisation + argmax around it)
   fused        the exact fused form (IFA_SPEC §4), eager
   torchscript  the `.ifa.pt` artifact from Python: torch.jit.load + torch.jit.freeze
-  segmenter    the C++ runtime through `ifa_rt.Segmenter`
+  segmenter    the C++ runtime through `ifa_rt.Segmenter`, in the benchmark's process
+  segmenter_proc  the same, alone in a fresh Python process per burst (isolated like the tool)
   cpp_bench    the C++ runtime through the `ifa-rt-bench` tool (a subprocess, run in bursts)
   onnxruntime  ONNX Runtime on the fused model exported to ONNX (deploy/onnx_export.py)
 and, for exploration (--variants): fused_cl (channels_last weights), torchscript_ofi (+
@@ -19,9 +20,10 @@ Algorithm:
      precision: the machine's measured peak, to which achieved GFLOP/s are compared.
   3. Per (precision, shape, batch): warm every in-process variant up (its first call is also
      checked against the fp32 reference labels), then run `reps` rounds. A round calls each
-     in-process variant once, in an order rotated every round; after every `burst` rounds the
-     tool runs `burst` timed iterations. With <= 3 iterations its JSON (p50, p90 = max, mean)
-     determines every sample, so all variants get the same per-call statistics.
+     in-process variant once, in an order rotated every round; after every `burst` rounds each
+     burst variant runs `burst` timed calls in a fresh process. With <= 3 iterations the tool's
+     JSON (p50, p90 = max, mean) determines every sample, so all variants get the same
+     per-call statistics.
   4. Per (variant, precision, shape) a probe subprocess measures construction time, first-call
      latency and peak RSS (VmHWM of that process; CUDA: max allocated).
   5. Write JSON, a markdown table and plots (scripts/plot_bench.py).
@@ -63,7 +65,9 @@ from ifa_rt.deploy.export import ImageSegmenter  # noqa: E402
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 SCHEMA = "ifa_rt.bench/1"
-DEFAULT_VARIANTS = ("reference", "fused", "torchscript", "segmenter", "cpp_bench", "onnxruntime")
+DEFAULT_VARIANTS = ("reference", "fused", "torchscript", "segmenter", "segmenter_proc",
+                    "cpp_bench", "onnxruntime")
+BURST_VARIANTS = ("cpp_bench", "segmenter_proc")  # timed in fresh subprocesses, in bursts
 EXTRA_VARIANTS = ("fused_cl", "torchscript_ofi", "torchscript_proposed", "segmenter_ofi",
                   "segmenter_jit", "segmenter_static", "segmenter_proposed", "onnxruntime_ref")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -329,21 +333,36 @@ class SkipVariant(Exception):
     """A variant that cannot run in this configuration (recorded with its reason)."""
 
 
-class ToolBursts:
-    """`ifa-rt-bench` run in short bursts; each burst's JSON gives back every sample."""
+class Bursts:
+    """A variant timed in short bursts of fresh subprocesses, between in-process rounds."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.bursts: list[dict[str, Any]] = []
+
+    def run(self, iters: int) -> None:
+        """One subprocess with `iters` timed calls; appends its samples."""
+        raise NotImplementedError
+
+
+class ToolBursts(Bursts):
+    """`ifa-rt-bench` in bursts of <= 3 calls: its JSON then gives back every sample."""
+
+    name = "cpp_bench"
 
     def __init__(self, tool: Path, ctx: Context, precision: str, shape, batch: int) -> None:
+        super().__init__()
         self.cmd = [str(tool), str(ctx.artifact()), "--shapes", f"{shape[0]}x{shape[1]}",
                     "--max-batch", str(batch), "--batches", str(batch), "--device", ctx.device,
                     "--precision", precision, "--threads", str(ctx.threads)]
         self.json = ctx.workdir / "tool.json"
         self.env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
             [str(tool.parent), os.environ.get("LD_LIBRARY_PATH", "")])}
-        self.samples: list[float] = []
-        self.bursts: list[dict[str, Any]] = []
 
-    def run(self, iters: int) -> dict[str, Any]:
-        """One subprocess with `iters` (1..3) timed calls; returns its JSON."""
+    def run(self, iters: int) -> None:
+        """One `ifa-rt-bench` process with `iters` (1..3) timed calls."""
         if not 1 <= iters <= 3:
             raise ValueError(f"ToolBursts.run: 'iters': expected 1..3, got {iters}")
         proc = subprocess.run(self.cmd + ["--iters", str(iters), "--json", str(self.json)],
@@ -355,7 +374,45 @@ class ToolBursts:
         self.samples += burst_samples(rec["iters"], rec["p50_ms"], rec["p90_ms"], rec["mean_ms"])
         self.bursts.append({k: report[k] for k in ("runtime", "construction_ms", "first_call_ms",
                                                    "allocations_after_warmup", "fallback_calls")})
-        return report
+
+
+class SegmenterBursts(Bursts):
+    """`Segmenter` alone in a fresh Python process per burst: isolated like the tool, so the
+    two differ only by the binding (the in-process variant also shares its process)."""
+
+    name = "segmenter_proc"
+
+    def __init__(self, ctx: Context, precision: str, shape, batch: int) -> None:
+        super().__init__()
+        self.spec = {"artifact": str(ctx.artifact()), "device": ctx.device,
+                     "precision": precision, "shape": list(shape), "batch": batch,
+                     "threads": ctx.threads}
+
+    def run(self, iters: int) -> None:
+        """One Python process: construct the Segmenter, time `iters` calls on real images."""
+        spec = json.dumps({**self.spec, "iters": iters})
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--segmenter-burst",
+                               spec], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"segmenter burst failed ({proc.returncode}): "
+                               f"{proc.stderr.strip()[-800:]}")
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        self.samples += report.pop("ms")
+        self.bursts.append(report)
+
+
+def segmenter_burst(spec: dict[str, Any]) -> dict[str, Any]:
+    """Inside a fresh process (--segmenter-burst): a Segmenter's timed calls, as JSON."""
+    from ifa_rt import Segmenter
+
+    shape, batch = tuple(spec["shape"]), spec["batch"]
+    images, _ = load_images(shape, batch)
+    seg = Segmenter(spec["artifact"], device=spec["device"], precision=spec["precision"],
+                    max_batch=batch, shapes=[shape], threads=spec["threads"])
+    ms = time_calls(seg, images, spec["iters"])
+    stats = seg.stats()
+    return {"ms": ms, "runtime": seg.plan["runtime"], "construction_ms": stats["construction_ms"],
+            "first_call_ms": stats["first_call_ms"]}
 
 
 def burst_samples(iters: int, p50: float, p90: float, mean: float) -> list[float]:
@@ -598,12 +655,12 @@ def _per_shape(text: str, n: int, what: str) -> list[int]:
     return values
 
 
-def measure_cell(runners: dict[str, Runner], tool: ToolBursts | None, images: np.ndarray,
+def measure_cell(runners: dict[str, Runner], bursts: list[Bursts], images: np.ndarray,
                  reps: int, warmup: int, burst: int, sync, bar,
                  failed: dict[str, tuple[str, str]]) -> dict[str, dict[str, Any]]:
     """Interleaved timings of every variant on one input batch (step 3 of the module doc).
 
-    A variant whose first call raises is moved from `runners` to `failed`.
+    A variant whose first call (or burst) raises is moved to `failed`.
     """
     out: dict[str, dict[str, Any]] = {}
     for name, runner in list(runners.items()):
@@ -622,26 +679,29 @@ def measure_cell(runners: dict[str, Runner], tool: ToolBursts | None, images: np
         extra = max(warmup, 2) if name.startswith("torchscript") else warmup
         time_calls(runner, images, 0, sync=sync, warmup=max(extra - 1, 0))
     names = list(runners)
-    done_tool = 0
+    bursts = list(bursts)
+    done = 0
     for r in range(reps):
         k = r % max(len(names), 1)
         for name in names[k:] + names[:k]:
             out[name]["ms"] += time_calls(runners[name], images, 1, sync=sync)
             bar.update(1)
-        due = min(burst, reps - done_tool)
-        if tool is not None and due and ((r + 1) % burst == 0 or r == reps - 1):
-            before = len(tool.samples)
+        due = min(burst, reps - done)
+        if not (bursts and due and ((r + 1) % burst == 0 or r == reps - 1)):
+            continue
+        order = bursts if (r // burst) % 2 == 0 else bursts[::-1]
+        for b in order:
             try:
-                tool.run(due)
-            except RuntimeError as exc:  # recorded; the in-process variants go on
-                failed["cpp_bench"] = ("error", str(exc).splitlines()[0])
-                tool = None
+                b.run(due)
+            except RuntimeError as exc:  # recorded; the others go on
+                failed[b.name] = ("error", str(exc).splitlines()[0])
+                bursts.remove(b)
                 continue
-            done_tool += due
-            bar.update(len(tool.samples) - before)
-    if tool is not None and tool.samples:
-        out["cpp_bench"] = {"ms": tool.samples, "first_call_in_run_ms": None, "labels": None,
-                            "bursts": tool.bursts}
+            bar.update(due)
+        done += due
+    for b in bursts:
+        out[b.name] = {"ms": b.samples, "first_call_in_run_ms": None, "labels": None,
+                       "bursts": b.bursts}
     return out
 
 
@@ -701,7 +761,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             bar.set_postfix_str(f"{precision} {shape[0]}x{shape[1]}: building")
             runners, failed = {}, {}
             for name in variants:
-                if name == "cpp_bench":
+                if name in BURST_VARIANTS:
                     continue
                 try:
                     runners[name] = make_runner(name, ctx, precision, shape, max(batches))
@@ -714,12 +774,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 bar.set_postfix_str(f"{precision} {batch}x{shape[0]}x{shape[1]}")
                 images, source = load_images(shape, batch)
                 key = (shape, batch)
-                bursts = ToolBursts(tool, ctx, precision, shape, batch) if tool else None
+                bursts: list[Bursts] = []
+                if "cpp_bench" in variants and tool is not None:
+                    bursts.append(ToolBursts(tool, ctx, precision, shape, batch))
+                if "segmenter_proc" in variants:
+                    bursts.append(SegmenterBursts(ctx, precision, shape, batch))
                 cell_failed = dict(failed)
                 cell = measure_cell(runners, bursts, images, n_reps, args.warmup, args.burst,
                                     sync, bar, cell_failed)
                 # A runner that failed stays failed for the shape; the tool retries per batch.
-                failed.update({k: v for k, v in cell_failed.items() if k != "cpp_bench"})
+                failed.update({k: v for k, v in cell_failed.items() if k not in BURST_VARIANTS})
                 if precision == "fp32" and key not in reference_labels:
                     ref = cell.get("reference") or next(iter(cell.values()), None)
                     if ref is not None and ref["labels"] is not None:
@@ -733,7 +797,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             del runners
             if args.probe and (not args.quick or shape == shapes[-1]):  # quick: largest only
                 for name in variants:
-                    if name in failed:
+                    if name in failed or name == "segmenter_proc":  # its probe is segmenter's
                         continue
                     bar.set_postfix_str(f"{precision} {shape[0]}x{shape[1]}: probe {name}")
                     probes.append(probe_record(ctx, args, name, precision, shape, batches[0], tool))
@@ -784,9 +848,10 @@ def cell_records(cell, failed, precision, shape, batch, source, macs, peak, ref_
             rec["label_agreement_vs_fp32_reference"] = float((data["labels"] == ref_labels).mean())
         if name in runners:
             rec["info"] = runners[name].info
+        if name in BURST_VARIANTS:
+            rec["info"] = {"bursts": data["bursts"]}
         if name == "cpp_bench":
             rec["inputs"] = "random (the tool makes its own)"
-            rec["info"] = {"bursts": data["bursts"]}
         records.append(rec)
     for name, (status, why) in failed.items():
         records.append({"variant": name, **base, "status": status, "reason": why})
@@ -864,6 +929,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="after timing, profile these variants' ops (torch.profiler) at the "
                         "last shape, batch 1, and time the upsample + argmax tail")
     p.add_argument("--probe", dest="probe_spec", help=argparse.SUPPRESS)
+    p.add_argument("--segmenter-burst", dest="segmenter_burst", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
@@ -878,6 +944,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.probe_spec:
         print(json.dumps(probe(json.loads(args.probe_spec))))
+        return 0
+    if args.segmenter_burst:
+        print(json.dumps(segmenter_burst(json.loads(args.segmenter_burst))))
         return 0
     sys.path.insert(0, str(SCRIPTS))
     import plot_bench

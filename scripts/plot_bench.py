@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-ORDER = ("reference", "fused", "fused_cl", "torchscript", "torchscript_ofi", "segmenter",
-         "segmenter_ofi", "segmenter_jit", "segmenter_static", "cpp_bench", "onnxruntime",
-         "onnxruntime_ref")
+ORDER = ("reference", "fused", "fused_cl", "torchscript", "torchscript_ofi",
+         "torchscript_proposed", "segmenter", "segmenter_proc", "segmenter_ofi", "segmenter_jit",
+         "segmenter_static", "segmenter_proposed", "cpp_bench", "onnxruntime", "onnxruntime_ref")
 
 
 def _key(r: dict[str, Any]) -> tuple:

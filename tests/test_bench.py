@@ -66,7 +66,7 @@ def test_every_variant_produced_numbers(bench, result):
             assert len(rec["ms"]) == rec["reps"] == 2 and min(rec["ms"]) > 0
             assert rec["p50_ms"] <= rec["p90_ms"] <= rec["p99_ms"]
             assert rec["gflops_per_s"] > 0 and rec["speedup_vs_reference"] > 0
-            if variant != "cpp_bench":  # the tool times its own random images
+            if variant not in bench.BURST_VARIANTS:  # timed in other processes
                 assert rec["label_agreement_vs_fp32_reference"] >= 0.99
 
 
