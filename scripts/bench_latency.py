@@ -61,6 +61,7 @@ import torch  # noqa: E402
 
 from ifa_rt.bench import load_images, parse_shape, summarize, time_calls  # noqa: E402
 from ifa_rt.deploy.export import ImageSegmenter  # noqa: E402
+from ifa_rt.deploy.fuse import FusedIFA  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
@@ -68,8 +69,9 @@ SCHEMA = "ifa_rt.bench/1"
 DEFAULT_VARIANTS = ("reference", "fused", "torchscript", "segmenter", "segmenter_proc",
                     "cpp_bench", "onnxruntime")
 BURST_VARIANTS = ("cpp_bench", "segmenter_proc")  # timed in fresh subprocesses, in bursts
-EXTRA_VARIANTS = ("fused_cl", "torchscript_ofi", "torchscript_proposed", "segmenter_ofi",
-                  "segmenter_jit", "segmenter_static", "segmenter_proposed", "onnxruntime_ref")
+EXTRA_VARIANTS = ("fused_cl", "fused_proposed", "torchscript_ofi", "torchscript_proposed",
+                  "segmenter_ofi", "segmenter_jit", "segmenter_static", "segmenter_proposed",
+                  "segmenter_proposed_jit", "segmenter_proposed_static", "onnxruntime_ref")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIB = 2.0**20
 
@@ -176,22 +178,67 @@ class MaxIndicesSegmenter(ImageSegmenter):
         return self._logits(images).max(1)[1].to(torch.uint8)
 
 
-def export_proposed(model: torch.nn.Module, path: Path, preset: str) -> None:
-    """`export` with two measured changes: channels-last conv weights and max(1).indices.
+class RowGatherFusedIFA(FusedIFA):
+    """FusedIFA with the first MLP layer summed in NHWC, one dim-0 row gather per level.
 
-    Both keep the labels bit-identical. The weights stay channels-last through torch.jit.save,
-    load and freeze, so every convolution runs NHWC (the input already is) without per-call
-    weight reorders.
+    `index_select` on dims 2 and 3 of an NCHW map copies single floats (27% of the frozen
+    fp32 graph at 512×1024); on the rows of the [B·hh·ww, C] view of a channels-last map it
+    copies whole C-vectors. Same indices, so the same values are summed; the logits go back
+    to NCHW before the final upsample, whose channels-last kernel rounds differently.
+    """
+
+    def _first_layer(self, projected: list[torch.Tensor], h: int, w: int, vy: float,
+                     vx: float) -> torch.Tensor:
+        geo = self._geometry(projected, h, w, vy, vx, projected[0].dtype)
+        key = f"nhwc:{h}x{w}:{vy},{vx}:{projected[0].dtype}:{projected[0].device}"
+        for f in projected:
+            key += f":{f.shape[2]}x{f.shape[3]}"
+        if key not in self.cache:
+            self.cache[key] = geo[0].permute(1, 2, 0).contiguous()  # [h, w, hidden]
+            for i in range(4):
+                iy, ix = geo[1 + 2 * i], geo[2 + 2 * i]
+                rows = iy[:, None] * projected[i].shape[3] + ix[None, :]
+                self.cache[key + f":rows{i}"] = rows.reshape(-1)
+        b = projected[0].shape[0]
+        z = self.cache[key].unsqueeze(0)
+        for i in range(4):
+            p = projected[i].permute(0, 2, 3, 1)  # [B, hh, ww, C]: a view when channels-last
+            hh, ww, c = p.shape[1], p.shape[2], p.shape[3]
+            if not (hh == h and ww == w and vy == 0.0 and vx == 0.0):
+                rows = self.cache[key + f":rows{i}"]
+                if b > 1:
+                    offsets = torch.arange(b, device=rows.device)[:, None] * (hh * ww)
+                    rows = (rows[None, :] + offsets).reshape(-1)
+                p = p.reshape(b * hh * ww, c).index_select(0, rows).view(b, h, w, c)
+            z = z + p
+        return z.permute(0, 3, 1, 2)
+
+    def _mlp_rest(self, z: torch.Tensor) -> torch.Tensor:
+        for conv in self.mlp:
+            z = conv(torch.relu(z))
+        return z.contiguous()
+
+
+def proposed_net(model: torch.nn.Module) -> torch.nn.Module:
+    """The fused net with the proposed changes: NHWC row gathers, channels-last weights."""
+    if model.training:
+        raise ValueError("proposed_net: 'model': expected eval mode, got training mode")
+    return RowGatherFusedIFA(model).to(memory_format=torch.channels_last)
+
+
+def export_proposed(model: torch.nn.Module, path: Path, preset: str) -> None:
+    """`export` with the three changes measured here (labels stay those of the fused form).
+
+    1. channels-last conv weights: they stay so through torch.jit.save, load and freeze, and
+       the input already is NHWC, so no convolution reorders its weights per call;
+    2. labels by max(1).indices instead of argmax(1) (bit-identical, a faster kernel);
+    3. the first MLP layer as RowGatherFusedIFA (NHWC, dim-0 row gathers).
     """
     from ifa_rt.deploy import export as exporter
 
-    inference_net = exporter._inference_net
-
-    def channels_last_net(net: torch.nn.Module, form: str) -> torch.nn.Module:
-        return inference_net(net, form).to(memory_format=torch.channels_last)
-
     saved = exporter.ImageSegmenter, exporter._inference_net
-    exporter.ImageSegmenter, exporter._inference_net = MaxIndicesSegmenter, channels_last_net
+    exporter.ImageSegmenter = MaxIndicesSegmenter
+    exporter._inference_net = lambda net, form: proposed_net(net)
     try:
         exporter.export(model, path, preset=preset)
     finally:
@@ -292,6 +339,10 @@ def make_runner(name: str, ctx: Context, precision: str, shape, max_batch: int) 
     from ifa_rt.deploy.metadata import DEFAULT_MEAN, DEFAULT_STD
 
     dtype = DTYPES[precision]
+    if name == "fused_proposed":
+        net = proposed_net(ctx.build_model())
+        module = MaxIndicesSegmenter(net, DEFAULT_MEAN, DEFAULT_STD).eval().to(ctx.device, dtype)
+        return TorchRunner(module, ctx.device, {"form": "proposed"})
     if name in ("reference", "fused", "fused_cl"):
         net = copy.deepcopy(ctx.build_model() if name == "reference" else ctx.fused())
         module = ImageSegmenter(net, DEFAULT_MEAN, DEFAULT_STD).eval().to(ctx.device, dtype)
@@ -313,10 +364,11 @@ def make_runner(name: str, ctx: Context, precision: str, shape, max_batch: int) 
         return TorchRunner(module, ctx.device, {"artifact": form, "freeze": True,
                                                 "optimize": name.endswith("ofi")})
     if name.startswith("segmenter"):
-        options = {"segmenter_ofi": {"optimize": True, "runtime": "jit"},  # static+optimize crashes
-                   "segmenter_jit": {"runtime": "jit"},
-                   "segmenter_static": {"runtime": "static"}}.get(name, {})
-        form = "proposed" if name.endswith("proposed") else "fused"
+        # Suffixes pin the C++ CPU runtime; none keeps its default. (static + optimize crashed.)
+        options = {"ofi": {"optimize": True, "runtime": "jit"},
+                   "jit": {"optimize": False, "runtime": "jit"},
+                   "static": {"optimize": False, "runtime": "static"}}.get(name.split("_")[-1], {})
+        form = "proposed" if "proposed" in name else "fused"
         return SegmenterRunner(ctx.artifact(form), ctx, precision, shape, max_batch, **options)
     if name in ("onnxruntime", "onnxruntime_ref"):
         if precision == "bf16":

@@ -15,7 +15,8 @@ from typing import Any
 
 ORDER = ("reference", "fused", "fused_cl", "torchscript", "torchscript_ofi",
          "torchscript_proposed", "segmenter", "segmenter_proc", "segmenter_ofi", "segmenter_jit",
-         "segmenter_static", "segmenter_proposed", "cpp_bench", "onnxruntime", "onnxruntime_ref")
+         "segmenter_static", "segmenter_proposed", "segmenter_proposed_jit",
+         "segmenter_proposed_static", "cpp_bench", "onnxruntime", "onnxruntime_ref")
 
 
 def _key(r: dict[str, Any]) -> tuple:

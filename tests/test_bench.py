@@ -15,7 +15,8 @@ import torch
 from ifa_rt.bench import load_images, parse_shape, percentile, script_path, summarize
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-TINY = ["--preset", "camvid-lite0", "--shapes", "64x96", "--batches", "1,2", "--reps", "2",
+# One cell keeps this under ~10 s: every burst variant starts a fresh process per burst.
+TINY = ["--preset", "camvid-lite0", "--shapes", "64x96", "--batches", "1", "--reps", "2",
         "--threads", "1"]
 RECORD_KEYS = {"variant", "precision", "batch", "height", "width", "status", "reps", "p50_ms",
                "p90_ms", "p99_ms", "mean_ms", "images_per_s", "speedup_vs_reference",
@@ -59,15 +60,14 @@ def test_every_variant_produced_numbers(bench, result):
     macs = res["gmacs_per_image"]["64x96"]
     assert 0 < macs["fused"] < macs["reference"]  # the decomposed head does less work
     for variant in bench.DEFAULT_VARIANTS:
-        for batch in (1, 2):
-            [rec] = [r for r in res["results"] if (r["variant"], r["batch"]) == (variant, batch)]
-            assert rec["status"] == "ok", rec.get("reason")
-            assert RECORD_KEYS <= set(rec), RECORD_KEYS - set(rec)
-            assert len(rec["ms"]) == rec["reps"] == 2 and min(rec["ms"]) > 0
-            assert rec["p50_ms"] <= rec["p90_ms"] <= rec["p99_ms"]
-            assert rec["gflops_per_s"] > 0 and rec["speedup_vs_reference"] > 0
-            if variant not in bench.BURST_VARIANTS:  # timed in other processes
-                assert rec["label_agreement_vs_fp32_reference"] >= 0.99
+        [rec] = [r for r in res["results"] if r["variant"] == variant]
+        assert rec["status"] == "ok", rec.get("reason")
+        assert RECORD_KEYS <= set(rec), RECORD_KEYS - set(rec)
+        assert len(rec["ms"]) == rec["reps"] == 2 and min(rec["ms"]) > 0
+        assert rec["p50_ms"] <= rec["p90_ms"] <= rec["p99_ms"]
+        assert rec["gflops_per_s"] > 0 and rec["speedup_vs_reference"] > 0
+        if variant not in bench.BURST_VARIANTS:  # timed in other processes
+            assert rec["label_agreement_vs_fp32_reference"] >= 0.99
 
 
 def test_outputs_written(result):
@@ -75,7 +75,7 @@ def test_outputs_written(result):
     for suffix in (".md", "-latency.png", "-speedup.png"):
         assert prefix.with_name("tiny" + suffix).stat().st_size > 0
     table = prefix.with_name("tiny.md").read_text()
-    assert table.count("| segmenter | fp32 |") == 2 and res["command"] in table
+    assert table.count("| segmenter | fp32 |") == 1 and res["command"] in table
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,8 @@ def test_cli_quick_number(ctx, capsys):
     artifact = ctx.artifact()
     threads = torch.get_num_threads()
     try:
-        code = main(["bench", str(artifact), "--shape", "64x96", "--reps", "2", "--threads", "1"])
+        code = main(["bench", str(artifact), "--shape", "64x96", "--batch", "2", "--reps", "2",
+                     "--threads", "1"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
