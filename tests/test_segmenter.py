@@ -225,7 +225,7 @@ def test_option_errors(tiny):
         (
             dict(runtime="fast"),
             ValueError,
-            "Options: 'runtime': expected 'auto', 'static' or 'jit', got 'fast'",
+            "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'",
         ),
         (
             dict(shapes=[(8, 48)]),

@@ -1,6 +1,6 @@
 #pragma once
-// The engine interface the Segmenter drives: one per device kind (engine_cpu.cpp,
-// engine_cuda.cpp). An engine owns the frozen module, the per-bucket buffers and the warm-up;
+// The engine interface the Segmenter drives: one per device kind and artifact form
+// (engine_cpu.cpp, engine_cuda.cpp, engine_aoti.cpp). An engine owns the frozen module, the per-bucket buffers and the warm-up;
 // the Segmenter owns validation, batching, locking and stats. No torch here.
 #include <cstdint>
 #include <memory>
@@ -53,6 +53,11 @@ class Engine {
 /// `resolved` receives the options after resolution (runtime "auto" -> what it chose).
 std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options,
                                         Metadata* metadata, Options* resolved);
+
+/// Builds the AOTInductor engine (engine_aoti.cpp) for a `.pt2` package: checks the package
+/// against this machine and the options, loads one compiled model per bucket, warms up.
+std::unique_ptr<Engine> make_aoti_engine(const std::string& path, const Options& options,
+                                         Metadata* metadata, Options* resolved);
 
 /// Builds the CUDA engine (engine_cuda.cpp); throws Error when the CUDA engine is not
 /// compiled in or there is no CUDA device.

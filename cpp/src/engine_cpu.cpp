@@ -15,12 +15,12 @@
 #include <torch/csrc/jit/runtime/static/impl.h>
 #include <torch/script.h>
 
-#include <chrono>
 #include <cstring>
 
 #include "alloc_counter.h"
 #include "artifact.h"
 #include "engine.h"
+#include "engine_common.h"
 #include "options.h"
 #include "plan.h"
 #include "torch_scope.h"
@@ -28,78 +28,16 @@
 namespace ifa_rt::detail {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-std::string first_line(const std::string& what) {
-  auto end = what.find('\n');
-  return end == std::string::npos ? what : what.substr(0, end);
-}
-
-// The line of an error that says what went wrong: the TorchScript interpreter puts a
-// traceback first and the original error ("RuntimeError: ...") last.
-std::string error_summary(const std::string& what) {
-  if (what.rfind("The following operation failed in the TorchScript interpreter", 0) != 0)
-    return first_line(what);
-  const size_t end = what.find_last_not_of("\n ");
-  if (end == std::string::npos) return first_line(what);
-  const size_t nl = what.rfind('\n', end);
-  const size_t begin = nl == std::string::npos ? 0 : nl + 1;
-  return what.substr(begin, end + 1 - begin);
-}
-
-at::ScalarType scalar_type(Precision p) {
-  switch (p) {
-    case Precision::fp16: return at::kHalf;
-    case Precision::bf16: return at::kBFloat16;
-    default: return at::kFloat;
-  }
-}
-
-// n images are consecutive C-contiguous [H,W,3] blocks of one array.
-bool consecutive(const ImageRef* images, int64_t n) {
-  const int64_t step = images[0].height * images[0].width * 3;
-  for (int64_t i = 0; i < n; ++i)
-    if (!images[i].contiguous() || images[i].data != images[0].data + i * step) return false;
-  return true;
-}
-
-at::Tensor image_tensor(const ImageRef& im) {
-  return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3},
-                       {im.stride_h, im.stride_w, im.stride_c}, at::TensorOptions(at::kByte));
-}
-
-// Copies image i of a [B,...] result into outs[i] (contiguous uint8 labels or float32
-// logits), converting dtype and layout on the way (results may be channels-last): no
-// intermediate tensor is allocated.
-void copy_out(const at::Tensor& result, int64_t n, Output what, void* const* outs) {
-  const auto dtype = what == Output::labels ? at::kByte : at::kFloat;
-  for (int64_t i = 0; i < n; ++i) {
-    at::Tensor src = result.select(0, i);
-    at::from_blob(outs[i], src.sizes(), at::TensorOptions(dtype)).copy_(src);
-  }
-}
-
-// Checks a result against the contract (docs/artifact.md) for a batch x height x width input.
-void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_t w, int64_t c) {
-  const bool labels = what == Output::labels;
-  std::vector<int64_t> want = labels ? std::vector<int64_t>{b, h, w} : std::vector<int64_t>{b, c, h, w};
-  if (t.sizes().vec() != want || (labels && t.scalar_type() != at::kByte) ||
-      (!labels && !at::isFloatingType(t.scalar_type())))
-    throw Error(std::string(labels ? "forward" : "logits") + ": expected " +
-                (labels ? "uint8 " : "float32 ") + shape_string(want) + ", got " +
-                std::string(c10::getDtypeNames(t.scalar_type()).first) + " " + shape_string(t.sizes().vec()));
-}
-
 class CpuEngine final : public Engine {
  public:
   CpuEngine(const std::string& path, const Options& options, Metadata* metadata)
       : options_(options) {
     // "auto" is the configuration measured fastest (cpp/README.md): the frozen JIT module on
     // an optimize_for_inference graph. Static Runtime was no faster and planned 2x the memory.
+    if (options_.runtime == "aoti")
+      throw InvalidArgument("Options: 'runtime': 'aoti' expects an AOTInductor package (.pt2), got the "
+                            "TorchScript artifact '" + path + "' (compile one: ifa_rt.export(..., format='aoti'), "
+                            "or ifa_rt.Segmenter(artifact, runtime='aoti') compiles and caches it)");
     if (options_.runtime == "auto") {
       options_.runtime = "jit";
       options_.optimize = true;
@@ -160,15 +98,7 @@ class CpuEngine final : public Engine {
     BlockCache::Scope cache_scope(cache_);
     TorchScope scope(options_.threads);
     const Bucket& b = buckets_[bucket];
-    at::Tensor input;
-    if (n == b.batch && consecutive(images, n)) {
-      // Zero copy: the caller's contiguous batch is the graph input.
-      input = at::from_blob(const_cast<uint8_t*>(images[0].data), {b.batch, b.height, b.width, 3},
-                            at::TensorOptions(at::kByte));
-    } else {
-      input = inputs_[bucket];
-      for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(image_tensor(images[i]));
-    }
+    at::Tensor input = batch_input(images, n, inputs_[bucket]);
     at::Tensor out = execute(input, what, /*planned=*/true);
     // Checked on every run, not only at warm-up: copy_out writes the result's extent into
     // caller buffers sized from the metadata, so a graph whose output shape depends on the
@@ -181,13 +111,8 @@ class CpuEngine final : public Engine {
   void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
     TorchScope scope(options_.threads);
     const int64_t h = images[0].height, w = images[0].width;
-    at::Tensor input;
-    if (consecutive(images, n)) {
-      input = at::from_blob(const_cast<uint8_t*>(images[0].data), {n, h, w, 3}, at::TensorOptions(at::kByte));
-    } else {
-      input = at::empty({n, h, w, 3}, at::kByte);
-      for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(image_tensor(images[i]));
-    }
+    // Unplanned: a buffer of the call's own size (the view is used when the images allow).
+    at::Tensor input = batch_input(images, n, at::empty({n, h, w, 3}, at::kByte));
     at::Tensor out = execute(input, what, /*planned=*/false);
     check_result(out, what, n, h, w, num_classes_);
     copy_out(out, n, what, outs);

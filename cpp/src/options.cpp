@@ -94,8 +94,8 @@ void Options::validate() const {
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
     bad("shapes", "distinct shapes", "a duplicate");
   if (threads < 0 || threads > 1024) bad("threads", "an integer in [0, 1024] (0 = torch's default)", std::to_string(threads));
-  if (runtime != "auto" && runtime != "static" && runtime != "jit")
-    bad("runtime", "'auto', 'static' or 'jit'", "'" + runtime + "'");
+  if (runtime != "auto" && runtime != "static" && runtime != "jit" && runtime != "aoti")
+    bad("runtime", "'auto', 'static', 'jit' or 'aoti'", "'" + runtime + "'");
   // torch 2.13: Static Runtime segfaults on optimize_for_inference's MKLDNN graph (also from
   // Python: torch._C._jit_to_static_module), so the two are never combined.
   if (optimize && runtime == "static")

@@ -10,6 +10,7 @@
 #include "artifact.h"
 #include "engine.h"
 #include "options.h"
+#include "package.h"
 #include "plan.h"
 
 namespace ifa_rt {
@@ -208,13 +209,16 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options)
   impl_->path = artifact_path;
   impl_->options = options;
   const detail::DeviceSpec device = detail::parse_device(options.device);
-  if (device.cuda) {
+  if (detail::is_package_path(artifact_path)) {
+    impl_->engine = detail::make_aoti_engine(artifact_path, options, &impl_->metadata, &impl_->options);
+  } else if (device.cuda) {
     impl_->engine = detail::make_cuda_engine(artifact_path, options, &impl_->metadata);
   } else {
     impl_->engine = detail::make_cpu_engine(artifact_path, options, &impl_->metadata, &impl_->options);
   }
-  impl_->buckets = detail::make_buckets(options.shapes, options.max_batch);
-  impl_->batches = detail::bucket_batches(options.max_batch);
+  // The engine may resolve the plan (an AOTInductor package without shapes plans its own).
+  impl_->buckets = detail::make_buckets(impl_->options.shapes, impl_->options.max_batch);
+  impl_->batches = detail::bucket_batches(impl_->options.max_batch);
   impl_->latency.resize(impl_->buckets.size());
   impl_->construction_ms = ms_since(t0);
 }

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shapes': expected distinct shapes, got a duplicate");
     o = Options();
     o.runtime = "fast";
-    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'runtime': expected 'auto', 'static' or 'jit', got 'fast'");
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'");
     o = Options();
     o.warmup = 1;
     CHECK_THROWS(InvalidArgument, o.validate(),

@@ -73,7 +73,8 @@ struct Options {
   bool plan_logits = false;               ///< also preallocate/capture `logits` per bucket
   bool channels_last = false;             ///< CUDA: NHWC weights/activations
   /// CPU: "jit" (frozen module), "static" (Static Runtime), or "auto" = "jit" with
-  /// optimize = true (measured fastest, smallest plan; see cpp/README.md).
+  /// optimize = true (measured fastest TorchScript setting; see cpp/README.md). For an
+  /// AOTInductor package (a `.pt2` path) "auto" = "aoti", its only runtime.
   std::string runtime = "auto";
   bool optimize = false;                  ///< CPU JIT: torch::jit::optimize_for_inference
   int warmup = 2;                         ///< warm-up calls per bucket (>= 2: profiling executor)

@@ -1,0 +1,274 @@
+// The AOTInductor engine: one compiled model per planned bucket from a `.pt2` package, run
+// through LibTorch's AOTIModelPackageLoader, with the CPU engine's memory plan.
+//
+// Construction:
+//   1. read `extra/ifa_rt.json` from the archive; validate it like an artifact's metadata,
+//      then the `aoti` block: device, machine, torch minor version and CPU ISA must match
+//      this machine (a package is compiled for one), precision must be the package's;
+//   2. resolve the plan: every (batch, shape) bucket of the options must be compiled in the
+//      package; no shapes given = the package's shapes and largest batch;
+//   3. build the fallback: the package's TorchScript artifact, extracted to a temporary file
+//      and loaded as a CPU engine with no buckets; it serves unplanned shapes and logits, so
+//      the Segmenter API is the same as for a `.ifa.pt`;
+//   4. load one model per bucket, allocate its uint8 input buffer, and warm up inside the
+//      engine's BlockCache like the CPU engine (whole passes until none takes a new block,
+//      then trim), so a steady-state call reuses cached blocks: stats() counts misses.
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "alloc_counter.h"
+#include "artifact.h"
+#include "engine.h"
+#include "engine_common.h"
+#include "ifa_rt/version.h"
+#include "options.h"
+#include "package.h"
+#include "plan.h"
+#include "torch_scope.h"
+
+namespace ifa_rt::detail {
+namespace {
+
+std::string read_record(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
+  auto [data, size] = reader.getRecord(name);
+  return std::string(static_cast<const char*>(data.get()), size);
+}
+
+// A temporary file removed when this goes out of scope.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents) {
+    char name[] = "/tmp/ifa_rt_fallback_XXXXXX.ifa.pt";
+    const int fd = mkstemps(name, 7);
+    if (fd < 0) throw Error("Segmenter: cannot create a temporary file for the package's fallback artifact");
+    close(fd);
+    path_ = name;
+    std::ofstream out(path_, std::ios::binary);
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+    if (!out) throw Error("Segmenter: cannot write the package's fallback artifact to " + path_);
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class AotiEngine final : public Engine {
+ public:
+  AotiEngine(const std::string& path, const Options& options, Metadata* metadata) : options_(options) {
+    const std::string where = "failed to load package '" + path + "': ";
+    if (options_.runtime != "auto" && options_.runtime != "aoti")
+      throw InvalidArgument("Options: 'runtime': expected 'auto' or 'aoti' for an AOTInductor package (.pt2), got '" +
+                            options_.runtime + "'");
+    std::string json, fallback_bytes;
+    {
+      std::ifstream f(path, std::ios::binary);
+      if (!f) throw Error(where + "no such file or not readable");
+    }
+    try {
+      caffe2::serialize::PyTorchStreamReader reader(path);
+      const std::string meta_record = std::string("extra/") + kMetadataFile;
+      if (!reader.hasRecord(meta_record))
+        throw Error(where + "metadata '" + kMetadataFile + "': expected an extra file (an ifa_rt package), got none");
+      json = read_record(reader, meta_record);
+      *metadata = parse_metadata(json);
+      package_ = parse_package_info(json);
+      if (!reader.hasRecord(package_.fallback))
+        throw Error(where + "expected the fallback artifact '" + package_.fallback + "' inside, got none");
+      fallback_bytes = read_record(reader, package_.fallback);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      throw Error(what.rfind(where, 0) == 0 ? what : where + what);
+    } catch (const c10::Error& e) {
+      throw Error(where + "not a readable PT2 archive: " + first_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      throw Error(where + "not a readable PT2 archive: " + first_line(e.what()));
+    }
+    const std::string mismatch =
+        package_mismatch(package_, host_cpu_flags(), host_machine(), ifa_rt::torch_version());
+    if (!mismatch.empty())
+      throw Error("Segmenter: package '" + path + "' cannot run on this machine: " + mismatch +
+                  "; compile it here (ifa_rt.Segmenter(artifact, runtime='aoti') or "
+                  "`ifa-rt export --format aoti`)");
+    if (to_string(options_.precision) != package_.precision)
+      throw InvalidArgument("Options: 'precision': expected '" + package_.precision +
+                            "' (the precision this package was compiled for), got '" +
+                            to_string(options_.precision) + "'");
+    if (parse_device(options_.device).cuda)
+      throw InvalidArgument("Options: 'device': expected 'cpu' (this package was compiled for the CPU), got '" +
+                            options_.device + "'");
+    resolve_plan(path);
+    check_plan(options_, *metadata);
+    num_classes_ = metadata->num_classes;
+
+    Options fallback_options = options_;
+    fallback_options.shapes.clear();
+    fallback_options.runtime = "auto";
+    fallback_options.plan_logits = false;
+    {
+      TempFile file(fallback_bytes);
+      Metadata fallback_meta;
+      Options resolved;
+      fallback_ = make_cpu_engine(file.path(), fallback_options, &fallback_meta, &resolved);
+    }
+    options_.runtime = "aoti";
+
+    TorchScope scope(options_.threads);
+    for (const Bucket& b : buckets_) {
+      try {
+        models_.push_back(std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, package_model_name(b)));
+      } catch (const std::exception& e) {
+        throw Error(where + "model '" + package_model_name(b) + "': " + first_line(e.what()));
+      }
+      inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
+    }
+    warm_up();
+  }
+
+  Plan plan() const override {
+    Plan p;
+    p.device = "cpu";
+    p.precision = options_.precision;
+    p.runtime = "aoti";
+    p.buckets = buckets_;
+    for (size_t i = 0; i < buckets_.size(); ++i)
+      p.buffers.push_back({"input " + buckets_[i].name() + "x3", "cpu", "uint8", inputs_[i].sizes().vec(),
+                           static_cast<int64_t>(inputs_[i].nbytes())});
+    p.buffers.push_back({"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {},
+                         cache_.counters().held_bytes});
+    return p;
+  }
+
+  bool run(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs) override {
+    if (what == Output::logits) {  // the package compiles labels only: logits run on the fallback
+      fallback_->run_unplanned(images, n, what, outs);
+      return false;
+    }
+    BlockCache::Scope cache_scope(cache_);
+    TorchScope scope(options_.threads);
+    const Bucket& b = buckets_[bucket];
+    at::Tensor out = execute(bucket, batch_input(images, n, inputs_[bucket]));
+    check_result(out, what, b.batch, b.height, b.width, num_classes_);
+    copy_out(out, n, what, outs);
+    return true;
+  }
+
+  void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
+    fallback_->run_unplanned(images, n, what, outs);
+  }
+
+  AllocCounters counters() const override {
+    auto c = cache_.counters();
+    return {c.misses - warm_.misses, c.miss_bytes - warm_.miss_bytes, c.hits - warm_.hits, c.held_bytes};
+  }
+
+  double first_call_ms() const override { return first_call_ms_; }
+
+  const Options& options() const { return options_; }
+
+ private:
+  // The plan's buckets, each checked against the package's.
+  void resolve_plan(const std::string& path) {
+    auto compiled = [&](const Bucket& b) {
+      for (const Bucket& p : package_.buckets)
+        if (p.batch == b.batch && p.height == b.height && p.width == b.width) return true;
+      return false;
+    };
+    if (options_.shapes.empty()) {
+      int64_t max_batch = 1;
+      for (const Bucket& p : package_.buckets) {
+        max_batch = std::max(max_batch, p.batch);
+        const Shape s{p.height, p.width};
+        if (std::find(options_.shapes.begin(), options_.shapes.end(), s) == options_.shapes.end())
+          options_.shapes.push_back(s);
+      }
+      options_.max_batch = max_batch;
+    }
+    std::string have;
+    for (const Bucket& p : package_.buckets) have += (have.empty() ? "" : ", ") + p.name();
+    for (const Bucket& b : make_buckets(options_.shapes, options_.max_batch))
+      if (!compiled(b))
+        throw InvalidArgument("Options: 'shapes'/'max_batch': expected buckets compiled into package '" + path +
+                              "' (" + have + "), got " + b.name() + " (recompile with these shapes and max_batch)");
+    buckets_ = make_buckets(options_.shapes, options_.max_batch);
+  }
+
+  at::Tensor execute(size_t bucket, const at::Tensor& input) {
+    try {
+      std::vector<at::Tensor> outs = models_[bucket]->run({input});
+      if (outs.size() != 1)
+        throw Error("forward: expected 1 output, got " + std::to_string(outs.size()));
+      return outs[0];
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error("Segmenter: forward failed on input " + shape_string(input.sizes().vec()) + ": " +
+                  first_line(e.what()));
+    }
+  }
+
+  void warm_up() {
+    BlockCache::Scope cache_scope(cache_);
+    TorchScope scope(options_.threads);
+    std::vector<uint8_t> scratch;
+    auto run_once = [&](size_t i) {
+      const Bucket& b = buckets_[i];
+      at::Tensor out = execute(i, inputs_[i]);
+      check_result(out, Output::labels, b.batch, b.height, b.width, num_classes_);
+      scratch.resize(static_cast<size_t>(b.batch * b.height * b.width));
+      std::vector<void*> outs;
+      for (int64_t k = 0; k < b.batch; ++k) outs.push_back(scratch.data() + k * b.height * b.width);
+      copy_out(out, b.batch, Output::labels, outs.data());
+    };
+    for (size_t i = 0; i < buckets_.size(); ++i) {
+      inputs_[i].copy_(at::randint(0, 256, inputs_[i].sizes(), at::TensorOptions(at::kByte)));
+      for (int k = 0; k < options_.warmup; ++k) {
+        auto t0 = Clock::now();
+        try {
+          run_once(i);
+        } catch (const Error& e) {
+          throw Error("Segmenter: warm-up of bucket " + buckets_[i].name() + " failed: " + e.what());
+        }
+        if (i == 0 && k == 0) first_call_ms_ = ms_since(t0);
+      }
+    }
+    for (int pass = 0; pass < 4; ++pass) {
+      cache_.next_epoch();
+      const int64_t before = cache_.counters().misses;
+      for (size_t i = 0; i < buckets_.size(); ++i) run_once(i);
+      if (cache_.counters().misses == before) break;
+    }
+    cache_.trim();
+    warm_ = cache_.counters();
+  }
+
+  Options options_;
+  PackageInfo package_;
+  int64_t num_classes_ = 0;
+  std::vector<Bucket> buckets_;
+  std::vector<std::unique_ptr<torch::inductor::AOTIModelPackageLoader>> models_;
+  std::vector<at::Tensor> inputs_;
+  std::unique_ptr<Engine> fallback_;
+  BlockCache cache_;
+  BlockCache::Counters warm_;
+  double first_call_ms_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_aoti_engine(const std::string& path, const Options& options, Metadata* metadata,
+                                         Options* resolved) {
+  auto engine = std::make_unique<AotiEngine>(path, options, metadata);
+  *resolved = engine->options();
+  return engine;
+}
+
+}  // namespace ifa_rt::detail

@@ -1,0 +1,47 @@
+#pragma once
+// Helpers shared by the engines that include torch (engine_cpu.cpp, engine_aoti.cpp):
+// error text, dtype mapping, caller images as tensors, result checks and copies.
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <string>
+
+#include "engine.h"
+
+namespace ifa_rt::detail {
+
+using Clock = std::chrono::steady_clock;
+
+/// Milliseconds since t0.
+double ms_since(Clock::time_point t0);
+
+/// The first line of an error text (the rest is a backtrace).
+std::string first_line(const std::string& what);
+
+/// The line of an error that says what went wrong: the TorchScript interpreter puts a
+/// traceback first and the original error ("RuntimeError: ...") last.
+std::string error_summary(const std::string& what);
+
+/// The ATen dtype of a precision.
+at::ScalarType scalar_type(Precision p);
+
+/// True when n images are consecutive C-contiguous [H,W,3] blocks of one array.
+bool consecutive(const ImageRef* images, int64_t n);
+
+/// A uint8 [H,W,3] view of one caller image (no copy).
+at::Tensor image_tensor(const ImageRef& im);
+
+/// The graph input for n images and a uint8 [B,H,W,3] `buffer` (B >= n): the caller's
+/// memory itself when n == B and the images are consecutive (zero copy), else `buffer` with
+/// the images copied into its first n slots (the rest is padding).
+at::Tensor batch_input(const ImageRef* images, int64_t n, const at::Tensor& buffer);
+
+/// Copies image i of a [B,...] result into outs[i] (contiguous uint8 labels or float32
+/// logits), converting dtype and layout on the way: no intermediate tensor is allocated.
+void copy_out(const at::Tensor& result, int64_t n, Output what, void* const* outs);
+
+/// Checks a result against the contract (docs/artifact.md) for a b x h x w input with c
+/// classes; throws Error naming `forward`/`logits`, what was expected and what came.
+void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_t w, int64_t c);
+
+}  // namespace ifa_rt::detail
