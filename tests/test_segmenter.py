@@ -87,7 +87,7 @@ def assert_logits_close(got: np.ndarray, want: np.ndarray) -> None:
 @pytest.mark.parametrize("runtime", ["static", "jit"])
 def test_tiny_matches_torchscript_across_buckets_splits_and_odd_sizes(tiny, runtime):
     seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=4, runtime=runtime, plan_logits=True)
-    batch = rand_images(7, 32, 48, seed=1)  # 4 + 3 padded to 4
+    batch = rand_images(7, 32, 48, seed=1)  # 4 + 2 + 1 (CPU splits, never pads)
     odd = rand_images(3, 37, 53, seed=2)  # unplanned: fallback path
     want, want_logits = reference(tiny, list(batch) + list(odd))
     np.testing.assert_array_equal(seg(batch), np.stack(want[:7]))
@@ -95,7 +95,8 @@ def test_tiny_matches_torchscript_across_buckets_splits_and_odd_sizes(tiny, runt
     assert_logits_close(seg.logits(batch), np.stack(want_logits[:7]))
     assert_logits_close(seg.logits(odd), np.stack(want_logits[7:]))
     stats = seg.stats()
-    assert stats["fallback_calls"] == 2 and stats["padded_images"] == 2
+    assert stats["fallback_calls"] == 2 and stats["padded_images"] == 0
+    assert stats["bucket_runs"] == 6  # (4 + 2 + 1) for labels, and again for logits
     assert seg.options.runtime == runtime
 
 

@@ -16,13 +16,24 @@ std::vector<Bucket> make_buckets(const std::vector<Shape>& shapes, int64_t max_b
   return out;
 }
 
-std::vector<Run> schedule(int64_t n, const std::vector<int64_t>& batches) {
+std::vector<Run> schedule(int64_t n, const std::vector<int64_t>& batches, bool pad) {
   std::vector<Run> runs;
   const int64_t max_batch = batches.back();
   int64_t first = 0;
   while (n - first >= max_batch) {
     runs.push_back({first, max_batch, max_batch});
     first += max_batch;
+  }
+  if (!pad) {
+    // Largest planned batch that fits, repeatedly (batch 1 is always planned).
+    while (first < n) {
+      int64_t b = 1;
+      for (int64_t c : batches)
+        if (c <= n - first) b = c;
+      runs.push_back({first, b, b});
+      first += b;
+    }
+    return runs;
   }
   if (int64_t r = n - first; r > 0) {
     int64_t b = max_batch;

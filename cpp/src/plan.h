@@ -5,8 +5,10 @@
 // max_batch, plus max_batch itself) and the planned input shapes. A group of n same-shaped
 // images is served as:
 //   1. while n >= max_batch: one run of bucket (max_batch, shape);
-//   2. a remainder r > 0: one run of the smallest bucket batch >= r, padded (pad slots are
-//      computed and discarded).
+//   2. a remainder r > 0: on CUDA (pad = true) one run of the smallest bucket batch >= r,
+//      padded (pad slots are computed and discarded: a captured graph costs about the same
+//      for any batch); on CPU (pad = false) runs of the largest bucket batches that fit
+//      (5 = 4 + 1), since CPU time grows with the batch and a pad slot is wasted work.
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +30,6 @@ struct Run {
 };
 
 /// Splits n images into runs over the bucket batch sizes (see the file comment).
-std::vector<Run> schedule(int64_t n, const std::vector<int64_t>& batches);
+std::vector<Run> schedule(int64_t n, const std::vector<int64_t>& batches, bool pad);
 
 }  // namespace ifa_rt::detail

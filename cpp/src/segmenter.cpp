@@ -97,6 +97,7 @@ struct Segmenter::Impl {
   int64_t calls = 0, images = 0, bucket_runs = 0, padded = 0, fallback = 0;
   std::vector<LatencyRing> latency;
   double construction_ms = 0;
+  bool pad = false;  // CUDA pads a remainder up to a captured bucket; CPU splits it (plan.h)
 
   // Validates one [H,W,3] or [B,H,W,3] view and appends one ImageRef per image.
   void collect(const TensorView& v, const std::string& where, bool allow_batch,
@@ -155,7 +156,8 @@ struct Segmenter::Impl {
   // Serves n same-shaped images (mutex held): planned buckets, else the unplanned path.
   void serve(const ImageRef* ims, int64_t n, Output what, void* const* outs) {
     const int si = shape_index(ims[0].height, ims[0].width);
-    for (const detail::Run& run : detail::schedule(n, batches)) {
+    // Unplanned: runs of up to max_batch images, a remainder in one run (no bucket to fit).
+    for (const detail::Run& run : detail::schedule(n, batches, pad || si < 0)) {
       auto t0 = Clock::now();
       if (si < 0) {
         engine->run_unplanned(ims + run.first, run.count, what, outs + run.first);
@@ -220,6 +222,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options)
   impl_->buckets = detail::make_buckets(impl_->options.shapes, impl_->options.max_batch);
   impl_->batches = detail::bucket_batches(impl_->options.max_batch);
   impl_->latency.resize(impl_->buckets.size());
+  impl_->pad = device.cuda && !detail::is_package_path(artifact_path);
   impl_->construction_ms = ms_since(t0);
 }
 

@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
       const int64_t unattributed0 = ifa_rt::detail::unattributed_allocations();
       for (int i = 0; i < 120; ++i) {
         // 5 = 4 + 1 (zero-copy run on the 4-bucket, staged run on the 1-bucket);
-        // 3 = padded 4-bucket; 2 = 2-bucket.
+        // 3 = 2 + 1; 2 = 2-bucket.
         const int64_t b = i % 3 == 0 ? 5 : i % 3 == 1 ? 3 : 2;
         s.segment(check::view(in, {b, 32, 48, 3}), labels.data(), b * 32 * 48);
         if (i % 10 == 0) s.logits(check::view(in, {b, 32, 48, 3}), logits.data(), b * 5 * 32 * 48);

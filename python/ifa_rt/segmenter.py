@@ -71,6 +71,33 @@ def _is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def _artifact(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
+    """The file the engine loads: the artifact, or for runtime="aoti" its compiled package.
+
+    A TorchScript artifact with runtime="aoti" is compiled for this machine on first use and
+    cached (`ifa_rt.deploy.aoti.compile_artifact`, progress shown); a `.pt2` is used as is.
+    """
+    path = resolve(model, where)
+    if kwargs.get("runtime") != "aoti" or path.suffix == ".pt2":
+        return str(path)
+    shapes = kwargs.get("shapes")
+    if not shapes:
+        raise ValueError(
+            f"{where}: 'shapes': expected the (height, width) sizes to compile for runtime "
+            "'aoti', got none"
+        )
+    _shapes(shapes, where)  # type errors first, before a long compile
+    from .deploy.aoti import compile_artifact
+
+    package = compile_artifact(
+        path,
+        shapes=[(int(h), int(w)) for h, w in shapes],
+        max_batch=int(kwargs.get("max_batch") or _D.max_batch),
+        threads=kwargs.get("threads"),
+    )
+    return str(package)
+
+
 def _options(where: str, **kwargs: Any) -> _core.Options:
     """C++ Options from keyword arguments; None keeps the C++ default."""
     values: dict[str, str] = {}
@@ -172,16 +199,21 @@ class Segmenter(_Runner):
     """A planned, warmed-up C++ engine for one artifact.
 
     Args:
-        model: an artifact path or a bundled model name (see `ifa_rt.bundled_models()`).
+        model: an artifact path (`.ifa.pt`, or an AOTInductor package `.pt2`) or a bundled
+            model name (see `ifa_rt.bundled_models()`).
         device: "cpu", "cuda" or "cuda:N".
         precision: "fp32", "fp16" or "bf16" (the graph computes in the dtype of `mean`).
-        max_batch: largest batch run at once; bigger inputs are split, smaller ones padded
-            up to the next planned batch size (1, 2, 4, .., max_batch).
+        max_batch: largest batch run at once; bigger inputs are split. A remainder runs as
+            planned smaller batches on CPU (5 = 4 + 1) and is padded up to the next planned
+            batch size (1, 2, 4, .., max_batch) on CUDA.
         shapes: (height, width) input sizes to plan for; other sizes are served on a slower
             fallback path (counted in `stats()`), or rejected when `strict`.
         strict: raise ValueError for an unplanned input size.
         threads: intra-op threads used inside each call (None: torch's setting).
-        plan_logits, runtime, optimize, channels_last, warmup: see `ifa_rt::Options`.
+        runtime: "auto" (default), "jit", "static", or "aoti": compile the artifact for this
+            machine with AOTInductor on first use (cached; needs `shapes`), the fastest CPU
+            path. A `.pt2` package always runs on its compiled models.
+        plan_logits, optimize, channels_last, warmup: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
     """
@@ -207,10 +239,7 @@ class Segmenter(_Runner):
         from .batcher import check_max_delay_us
 
         self._max_delay_us = check_max_delay_us(max_delay_us, where)
-        self._name = model if isinstance(model, str) and os.sep not in model else None
-        path = resolve(model, where)
-        options = _options(
-            where,
+        settings = dict(
             device=device,
             precision=precision,
             max_batch=max_batch,
@@ -223,7 +252,8 @@ class Segmenter(_Runner):
             channels_last=channels_last,
             warmup=warmup,
         )
-        self._engine = _core.Engine(str(path), options)
+        path = _artifact(model, where, settings)
+        self._engine = _core.Engine(path, _options(where, **settings))
         self._metadata = json.loads(self._engine.metadata_json)
         self._num_classes = int(self._engine.num_classes)
 
@@ -283,9 +313,8 @@ class SegmenterPool(_Runner):
         self._max_delay_us = check_max_delay_us(kwargs.pop("max_delay_us", None), where)
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
             raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
-        path = resolve(model, where)
-        options = _options(where, **kwargs)
-        self._engine = _core.EnginePool(str(path), options, int(size))
+        path = _artifact(model, where, kwargs)
+        self._engine = _core.EnginePool(path, _options(where, **kwargs), int(size))
         self._metadata = json.loads(self._engine.engine(0).metadata_json)
         self._num_classes = int(self._engine.engine(0).num_classes)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = ["ImageSegmenter", "export", "load_artifact"]
 
 log = logging.getLogger(__name__)
 FORMS = ("fused", "reference")
+FORMATS = ("torchscript", "aoti")
 
 
 class ImageSegmenter(nn.Module):
@@ -84,6 +86,10 @@ def export(
     mean: tuple[float, ...] = DEFAULT_MEAN,
     std: tuple[float, ...] = DEFAULT_STD,
     verify: bool = True,
+    format: str = "torchscript",
+    shapes: list[tuple[int, int]] | None = None,
+    max_batch: int = 1,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Script `model` (an IFA segmentor) into an artifact at `path`; return its metadata.
 
@@ -96,7 +102,33 @@ def export(
             preset's prefix, e.g. "camvid" for "camvid-lite0", when it names a known dataset).
         form: "fused" (BN folded, decomposed IFA head; IFA_SPEC §4) or "reference".
         verify: load the file back and check it reproduces the eager logits.
+        format: "torchscript" (the portable `.ifa.pt`, default) or "aoti": an AOTInductor
+            package (`.pt2`) compiled for this machine, one model per (batch, shape) bucket
+            of `shapes` x {1, 2, 4, .., max_batch}, with `threads` intra-op threads; the
+            fastest CPU form (docs/benchmarks.md). It holds the TorchScript artifact too,
+            which serves unplanned shapes and logits.
     """
+    if format not in FORMATS:
+        raise ValueError(f"export: 'format': expected one of {list(FORMATS)}, got {format!r}")
+    if format == "aoti":
+        from .aoti import export_package
+
+        if form != "fused":
+            raise ValueError(f"export: 'form': format 'aoti' compiles the fused form, got {form!r}")
+        return export_package(
+            model,
+            path,
+            shapes=shapes or [],
+            max_batch=max_batch,
+            threads=threads,
+            classes=classes,
+            palette=palette,
+            preset=preset,
+            dataset=dataset,
+            mean=mean,
+            std=std,
+            verify=verify,
+        )
     cfg = getattr(model, "cfg", None)
     config = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else {}
     num_classes = int(config.get("num_classes") or _probe_num_classes(model))
@@ -170,10 +202,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="start from a bundled model (e.g. camvid) instead")
     parser.add_argument("--triton", metavar="REPO", help="also write a Triton model repository")
     parser.add_argument("--triton-name", help="model name in the Triton repository")
-    parser.add_argument("--max-batch", type=int, default=8, help="Triton max_batch_size")
+    parser.add_argument(
+        "--max-batch", type=int, help="Triton max_batch_size (default 8); aoti: largest batch (1)"
+    )
     parser.add_argument("--instances", type=int, default=1, help="Triton instance count")
     parser.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="Triton instances")
     parser.add_argument("--form", choices=FORMS, default="fused")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="torchscript",
+        help="torchscript (.ifa.pt, portable) or aoti (.pt2 compiled for this machine)",
+    )
+    parser.add_argument(
+        "--shapes", help="aoti: input sizes to compile, e.g. 360x480,512x1024 (required)"
+    )
+    parser.add_argument("--threads", type=int, help="aoti: intra-op threads (default: torch's)")
     parser.add_argument("--num-classes", type=int, help="override the preset's class count")
     parser.add_argument("--dataset", help="take class names and palette from this dataset")
 
@@ -189,6 +233,8 @@ def run_cli(args: argparse.Namespace) -> int:
         from ..models import resolve
 
         artifact = resolve(args.model, where="export")
+        if args.format == "aoti":
+            return _compile_cli(args, artifact)
         if args.output:
             shutil.copyfile(artifact, args.output)
             print(f"wrote {args.output}: a copy of the bundled model '{args.model}'")
@@ -200,6 +246,11 @@ def run_cli(args: argparse.Namespace) -> int:
         model = build_model(args.preset, **overrides)
     else:
         raise ValueError("export: give --preset, --checkpoint or both")
+    if args.format == "aoti":
+        with tempfile.TemporaryDirectory(prefix="ifa_rt_export_") as tmp:
+            staged = Path(tmp) / "model.ifa.pt"
+            export(model, staged, preset=args.preset, dataset=args.dataset, form=args.form)
+            return _compile_cli(args, staged)
     output = Path(args.output) if args.output else Path(args.triton) / ".staging.ifa.pt"
     meta = export(model, output, preset=args.preset, dataset=args.dataset, form=args.form)
     print(f"wrote {output}: {meta['num_classes']} classes, {meta['form']} form")
@@ -207,6 +258,29 @@ def run_cli(args: argparse.Namespace) -> int:
     if not args.output:
         output.unlink()
     return status
+
+
+def _compile_cli(args: argparse.Namespace, artifact: Path) -> int:
+    """`ifa-rt export --format aoti`: compile a TorchScript artifact into a `.pt2` package."""
+    from ..bench import parse_shape
+    from .aoti import compile_artifact
+
+    if args.triton:
+        raise ValueError("export: --triton takes the TorchScript format (drop --format aoti)")
+    if not args.output or not args.shapes:
+        raise ValueError("export: --format aoti needs -o PACKAGE.pt2 and --shapes HxW[,HxW..]")
+    shapes = [parse_shape(s) for s in args.shapes.split(",")]
+    package = compile_artifact(
+        artifact,
+        shapes=shapes,
+        max_batch=args.max_batch or 1,
+        threads=args.threads,
+        output=args.output,
+    )
+    print(
+        f"wrote {package}: AOTInductor package for {args.shapes}, max batch {args.max_batch or 1}"
+    )
+    return 0
 
 
 def _maybe_triton(args: argparse.Namespace, artifact: Path) -> int:
@@ -218,7 +292,7 @@ def _maybe_triton(args: argparse.Namespace, artifact: Path) -> int:
             artifact,
             args.triton,
             name=args.triton_name or args.model,
-            max_batch_size=args.max_batch,
+            max_batch_size=args.max_batch or 8,
             instances=args.instances,
             kind=args.kind,
         )

@@ -17,7 +17,7 @@ def bundled_models() -> list[str]:
 
 
 def _looks_like_path(model: str) -> bool:
-    return os.sep in model or "/" in model or model.endswith((".pt", ".pth"))
+    return os.sep in model or "/" in model or model.endswith((".pt", ".pth", ".pt2"))
 
 
 def resolve(model: str | os.PathLike, where: str = "Segmenter") -> Path:
