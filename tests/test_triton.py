@@ -11,6 +11,7 @@ from ifa_rt.cli import main as cli_main
 from ifa_rt.deploy.export import export
 from ifa_rt.deploy.triton import triton_config, write_triton_repository
 from ifa_rt.model import build_model
+from ifa_rt.models import resolve
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,27 @@ def test_cli_export_to_triton(tmp_path, capsys):
     assert "wrote Triton model" in capsys.readouterr().out
     assert sorted(p.name for p in repo.iterdir()) == ["camvid-r18"]
     assert (repo / "camvid-r18" / "1" / "model.pt").is_file()
+
+
+@pytest.mark.slow
+def test_torch_aoti_repository_runs_like_the_backend(tmp_path, real_image, capsys):
+    """`--format aoti --triton`: platform torch_aoti, model.pt2 whose default model takes any
+    batch up to max_batch_size, labels equal to the TorchScript artifact's."""
+    repo = tmp_path / "repo"
+    args = ["export", "--model", "camvid", "--format", "aoti", "--shapes", "64x96"]
+    args += ["--triton", str(repo), "--max-batch", "2", "--threads", "1"]
+    assert cli_main(args) == 0
+    assert "1/model.pt2" in capsys.readouterr().out
+    model_dir = repo / "camvid"
+    config = _parse((model_dir / "config.pbtxt").read_text())
+    assert config.platform == "torch_aoti" and config.max_batch_size == 2
+    assert list(config.input[0].dims) == [64, 96, 3] and list(config.output[0].dims) == [64, 96]
+    # What Triton's PyTorch backend does for torch_aoti: load the package's default model.
+    compiled = torch._inductor.aoti_load_package(str(model_dir / "1" / "model.pt2"))
+    module = torch.jit.load(str(resolve("camvid")))
+    images = torch.stack([torch.from_numpy(real_image(i, (64, 96))) for i in range(2)])
+    with torch.no_grad():
+        for batch in (images[:1], images):
+            got = compiled(batch)
+            got = got[0] if isinstance(got, (list, tuple)) else got
+            assert torch.equal(got, module(batch))

@@ -37,6 +37,7 @@ __all__ = [
     "cache_dir",
     "compile_artifact",
     "compile_package",
+    "compile_triton_model",
     "export_package",
     "machine_facts",
     "model_name",
@@ -106,14 +107,20 @@ def rebuild_from_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return wrapper, meta
 
 
-def _compile_bucket(wrapper: nn.Module, batch: int, height: int, width: int, threads: int):
-    """AOTInductor files of one static-shape labels model."""
+def _compile_bucket(
+    wrapper: nn.Module, batch: int, height: int, width: int, threads: int, max_batch: int = 0
+):
+    """AOTInductor files of one labels model: static shape, or a dynamic batch up to
+    `max_batch` when that is given (what Triton's dynamic batcher needs)."""
     images = torch.zeros(batch, height, width, 3, dtype=torch.uint8)
+    dynamic = None
+    if max_batch:
+        dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=max_batch)}}
     with torch.no_grad():
         # The fused head caches its geometry per shape; a cached tensor becomes a constant of
         # the exported graph (tensors made under inference_mode could not be captured).
         wrapper(images)
-        program = torch.export.export(wrapper, (images,), strict=False)
+        program = torch.export.export(wrapper, (images,), dynamic_shapes=dynamic, strict=False)
         try:
             graph = program.module(check_guards=False)
         except TypeError:  # torch < 2.12 has no check_guards
@@ -176,6 +183,38 @@ def compile_package(
         writer.write_file(FALLBACK_RECORD, str(fallback))
     os.replace(partial, path)  # a reader never sees a half-written package
     return package_meta
+
+
+def compile_triton_model(
+    artifact: str | Path,
+    path: str | Path,
+    *,
+    shape: tuple[int, int],
+    max_batch: int,
+    threads: int | None = None,
+) -> Path:
+    """A `.pt2` for Triton's `torch_aoti` platform: one model named "model", batch dynamic.
+
+    Triton's dynamic batcher sends any batch size up to max_batch_size, and its PyTorch
+    backend loads the package's default model, so this package has one model whose batch is
+    symbolic (1..max_batch) at one input shape (Triton batches only equal-shaped requests).
+    """
+    from torch.export.pt2_archive._package import PT2ArchiveWriter, _package_aoti_files
+
+    wrapper, meta = rebuild_from_artifact(artifact)
+    threads = int(threads or torch.get_num_threads())
+    height, width = int(shape[0]), int(shape[1])
+    # An example batch of 1 would specialise the batch dimension (0/1 specialisation).
+    files = _compile_bucket(wrapper, 2, height, width, threads, max_batch=max(max_batch, 2))
+    meta = dict(meta)
+    meta["engine"] = "aoti-triton"
+    meta["triton"] = {**machine_facts(), "shape": [height, width], "max_batch": max_batch}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PT2ArchiveWriter(str(path)) as writer:
+        _package_aoti_files(writer, {"model": files})
+        writer.write_string(f"extra/{EXTRA_FILE}", json.dumps(meta))
+    return path
 
 
 def read_package_metadata(path: str | Path) -> dict[str, Any]:

@@ -265,11 +265,17 @@ def _compile_cli(args: argparse.Namespace, artifact: Path) -> int:
     from ..bench import parse_shape
     from .aoti import compile_artifact
 
-    if args.triton:
-        raise ValueError("export: --triton takes the TorchScript format (drop --format aoti)")
-    if not args.output or not args.shapes:
-        raise ValueError("export: --format aoti needs -o PACKAGE.pt2 and --shapes HxW[,HxW..]")
+    if not args.shapes or not (args.output or args.triton):
+        raise ValueError(
+            "export: --format aoti needs --shapes HxW[,HxW..] and -o PACKAGE.pt2 or --triton REPO"
+        )
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
+    if args.triton:
+        if len(shapes) != 1:
+            raise ValueError("export: --triton with --format aoti takes one --shapes HxW")
+        _maybe_triton(args, artifact, shape=shapes[0])
+        if not args.output:
+            return 0
     package = compile_artifact(
         artifact,
         shapes=shapes,
@@ -283,7 +289,9 @@ def _compile_cli(args: argparse.Namespace, artifact: Path) -> int:
     return 0
 
 
-def _maybe_triton(args: argparse.Namespace, artifact: Path) -> int:
+def _maybe_triton(
+    args: argparse.Namespace, artifact: Path, shape: tuple[int, int] | None = None
+) -> int:
     """Write the Triton model repository when --triton was given."""
     if args.triton:
         from .triton import write_triton_repository
@@ -295,8 +303,10 @@ def _maybe_triton(args: argparse.Namespace, artifact: Path) -> int:
             max_batch_size=args.max_batch or 8,
             instances=args.instances,
             kind=args.kind,
+            shape=shape,
         )
-        print(f"wrote Triton model {model_dir} (config.pbtxt, 1/model.pt)")
+        model_file = "1/model.pt" if shape is None else "1/model.pt2"
+        print(f"wrote Triton model {model_dir} (config.pbtxt, {model_file})")
     return 0
 
 

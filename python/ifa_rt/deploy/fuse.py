@@ -132,9 +132,7 @@ class FusedIFA(nn.Module):
         # PE weights and the learned frequencies stay fp32 (a buffer would be cast by .to(bf16),
         # and sin() of arguments up to ~64 needs fp32): the cached term is cast once per shape.
         self.pe_weight = [w.tolist() for w in pe_weights]
-        self.emb = [
-            getattr(head, f"pos{i + 1}").emb.detach().tolist() for i in range(4)
-        ]
+        self.emb = [getattr(head, f"pos{i + 1}").emb.detach().tolist() for i in range(4)]
         self.first_bias = first_b.tolist()
         self.mlp = nn.ModuleList([_conv1x1(w, b) for w, b in layers[1:]])
         self.cache = {}

@@ -73,7 +73,8 @@ def export_onnx(
     dtypes = {"fp32": torch.float32, "fp16": torch.float16}
     if precision not in dtypes:
         raise ValueError(
-            f"export_onnx: 'precision': expected one of {list(dtypes)}, got {precision!r}")
+            f"export_onnx: 'precision': expected one of {list(dtypes)}, got {precision!r}"
+        )
     wrapper = ImageSegmenter(_inference_net(model, form), mean, std).eval().to(dtypes[precision])
     module: nn.Module = wrapper if output == "labels" else _Logits(wrapper)
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)

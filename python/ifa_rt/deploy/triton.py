@@ -3,6 +3,10 @@
 Layout: ``REPO/<name>/config.pbtxt`` and ``REPO/<name>/1/model.pt`` (the artifact as is: its
 ``forward`` takes uint8 [B,H,W,3] and returns uint8 labels [B,H,W]). Triton batches only
 requests of equal shape, so dynamic batching gathers same-size images.
+
+With ``shape=(H, W)`` the model is instead an AOTInductor package ``1/model.pt2`` for the
+``torch_aoti`` platform (same backend, compiled for this machine; one input shape, any batch
+up to max_batch_size): the fast CPU form, see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ def triton_config(
     instances: int = 1,
     kind: str = "cpu",
     max_queue_delay_us: int = 2000,
+    shape: tuple[int, int] | None = None,
 ) -> str:
-    """The config.pbtxt text for an ifa_rt artifact served by Triton's PyTorch backend."""
+    """The config.pbtxt text for an ifa_rt artifact served by Triton's PyTorch backend.
+
+    `shape` (H, W) selects the `torch_aoti` platform with fixed image dims.
+    """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"triton: 'name': expected letters, digits, '_', '.', '-', got {name!r}")
     if max_batch_size < 1:
@@ -38,21 +46,24 @@ def triton_config(
     if kind not in _KINDS:
         raise ValueError(f"triton: 'kind': expected one of {sorted(_KINDS)}, got {kind!r}")
     preferred = [b for b in (1, 2, 4, 8, 16, 32) if b <= max_batch_size]
+    platform, h, w = "pytorch_libtorch", -1, -1
+    if shape is not None:
+        platform, (h, w) = "torch_aoti", shape
     return f"""name: "{name}"
-platform: "pytorch_libtorch"
+platform: "{platform}"
 max_batch_size: {max_batch_size}
 input [
   {{
     name: "{INPUT_NAME}"
     data_type: TYPE_UINT8
-    dims: [ -1, -1, 3 ]
+    dims: [ {h}, {w}, 3 ]
   }}
 ]
 output [
   {{
     name: "{OUTPUT_NAME}"
     data_type: TYPE_UINT8
-    dims: [ -1, -1 ]
+    dims: [ {h}, {w} ]
   }}
 ]
 dynamic_batching {{
@@ -81,8 +92,12 @@ def write_triton_repository(
     instances: int = 1,
     kind: str = "cpu",
     max_queue_delay_us: int = 2000,
+    shape: tuple[int, int] | None = None,
 ) -> Path:
-    """Write ``repo/<name>/{config.pbtxt, 1/model.pt}`` for an artifact; return the model dir."""
+    """Write ``repo/<name>/{config.pbtxt, 1/model.pt}`` for an artifact; return the model dir.
+
+    With `shape`, ``1/model.pt2`` is the artifact compiled by AOTInductor (`torch_aoti`).
+    """
     _, meta = load_artifact(artifact)  # refuse anything that is not a valid artifact
     name = name or (meta.get("preset") or Path(artifact).name.split(".")[0])
     config = triton_config(
@@ -91,9 +106,17 @@ def write_triton_repository(
         instances=instances,
         kind=kind,
         max_queue_delay_us=max_queue_delay_us,
+        shape=shape,
     )
     model_dir = Path(repo) / name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(artifact, model_dir / "1" / "model.pt")
+    if shape is None:
+        shutil.copyfile(artifact, model_dir / "1" / "model.pt")
+    else:
+        from .aoti import compile_triton_model
+
+        compile_triton_model(
+            artifact, model_dir / "1" / "model.pt2", shape=shape, max_batch=max_batch_size
+        )
     (model_dir / "config.pbtxt").write_text(config)
     return model_dir
