@@ -165,3 +165,30 @@ def test_cli_export(tmp_path, capsys):
     assert cli_main(["export", "--preset", "camvid-r18", "-o", str(out)]) == 0
     assert "11 classes, fused form" in capsys.readouterr().out
     assert load_artifact(out)[1]["preset"] == "camvid-r18"
+
+
+def test_labels_by_max_indices_are_argmax_exactly():
+    """The artifact's labels use max(1).indices: the first maximum, NaN wins, like argmax."""
+    x = torch.randint(0, 3, (2, 11, 37, 53), generator=torch.Generator().manual_seed(0)).float()
+    x[0, :, :3, :3] = float("nan")
+    x[1, 4, 5:9, 5:9] = float("nan")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = x.contiguous(memory_format=layout)
+        assert torch.equal(y.max(1)[1], x.argmax(1))
+
+
+def test_reexport_gives_todays_graph_with_the_same_labels(r18, tmp_path, real_image):
+    from ifa_rt.deploy.rebuild import reexport_artifact
+
+    _, path, _ = r18
+    again = tmp_path / "again.ifa.pt"
+    meta = reexport_artifact(path, again)
+    assert meta["preset"] == "camvid-r18" and meta["form"] == "fused"
+    before, _ = load_artifact(path)
+    after, after_meta = load_artifact(again)
+    assert after_meta == meta
+    images = torch.stack([torch.from_numpy(real_image(i, (96, 128))) for i in range(3)])
+    with torch.no_grad():
+        assert torch.equal(after(images), before(images))
+        scale = before.logits(images).abs().max()
+        assert (after.logits(images) - before.logits(images)).abs().max() <= 1e-5 * scale

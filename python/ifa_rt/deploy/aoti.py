@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .metadata import EXTRA_FILE
+from .rebuild import rebuild_from_artifact
 
 __all__ = [
     "FALLBACK_FILE",
@@ -42,7 +43,6 @@ __all__ = [
     "machine_facts",
     "model_name",
     "read_package_metadata",
-    "rebuild_from_artifact",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,32 +79,6 @@ def machine_facts() -> dict[str, str]:
         "machine": platform.machine(),
         "torch_version": torch.__version__,
     }
-
-
-def rebuild_from_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The eager `ImageSegmenter` (fused form) equal to a TorchScript artifact, and its metadata.
-
-    The artifact keeps the fused module's weights and attributes; the module structure comes
-    from the preset config in its metadata, so no training checkpoint is needed.
-    """
-    from ..model import build_model
-    from .export import ImageSegmenter, load_artifact
-    from .fuse import fuse_model
-
-    scripted, meta = load_artifact(path)
-    if meta.get("form") != "fused" or not meta.get("preset"):
-        raise ValueError(
-            f"compile: artifact '{path}': expected a fused-form artifact with a preset, "
-            f"got form {meta.get('form')!r}, preset {meta.get('preset')!r}"
-        )
-    config = dict(meta.get("config") or {})
-    config["pretrained_backbone"] = False  # weights come from the artifact
-    fused = fuse_model(build_model(meta["preset"], **config).eval())
-    for attribute in ("pe_weight", "emb", "first_bias"):
-        setattr(fused, attribute, getattr(scripted.net, attribute))
-    wrapper = ImageSegmenter(fused, tuple(meta["mean"]), tuple(meta["std"])).eval()
-    wrapper.load_state_dict(scripted.state_dict(), strict=True)
-    return wrapper, meta
 
 
 def _compile_bucket(
