@@ -434,10 +434,13 @@ def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path
     for p in camvid_val_paths[:2]:
         Image.open(p).resize((96, 72)).save(images / f"{p.stem}.png")
     out = tmp_path / "out"
-    assert main(["segment", str(images), "-o", str(out), "--model", str(tiny), "--threads", "1"]) == 0
+    assert (
+        main(["segment", str(images), "-o", str(out), "--model", str(tiny), "--threads", "1"]) == 0
+    )
     stems = sorted(p.stem for p in images.iterdir())
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{s}_{kind}.png" for s in stems for kind in ("labels", "overlay"))
+        f"{s}_{kind}.png" for s in stems for kind in ("labels", "overlay")
+    )
     with Image.open(out / f"{stems[0]}_labels.png") as label_png:
         labels = np.asarray(label_png)
         assert label_png.mode == "P" and labels.shape == (72, 96) and labels.max() < 5
@@ -461,11 +464,37 @@ def test_segment_tool_matches_torchscript(tiny, camvid_val_paths, tmp_path):
     image_path = tmp_path / "image.png"
     Image.open(camvid_val_paths[0]).resize((120, 90)).save(image_path)
     out = tmp_path / "out"
-    run = subprocess.run([str(tool), str(tiny), str(out), str(image_path), "--threads", "1"],
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [str(tool), str(tiny), str(out), str(image_path), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert "1 images, p50" in run.stdout
     labels = np.asarray(Image.open(out / "image_labels.png"))
     want, _ = reference(tiny, [np.array(Image.open(image_path).convert("RGB"))])
     np.testing.assert_array_equal(labels, want[0])
     assert np.asarray(Image.open(out / "image_color.png")).shape == (90, 120, 3)
+
+
+def test_channels_last_option_converts_an_nchw_artifact(real, tmp_path, real_image):
+    """channels_last=True on CPU makes 4-D weights NHWC (artifacts exported before ifa_rt did
+    so itself); the results stay those of the artifact."""
+    module = torch.jit.load(str(real), _extra_files=(extra := {"ifa_rt.json": ""}))
+    for p in module.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous()
+    nchw = tmp_path / "nchw.ifa.pt"
+    torch.jit.save(module, str(nchw), _extra_files=extra)
+    assert not any(
+        p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in torch.jit.load(str(nchw)).parameters()
+    )
+    image = real_image(0, (96, 128))
+    plain = Segmenter(nchw, shapes=[(96, 128)], threads=1)
+    converted = Segmenter(nchw, shapes=[(96, 128)], threads=1, channels_last=True)
+    assert converted.options.channels_last and not plain.options.channels_last
+    assert (converted(image) == plain(image)).mean() >= 0.999
+    want = plain.logits(image)
+    assert np.abs(converted.logits(image) - want).max() <= 1e-4 * np.abs(want).max()

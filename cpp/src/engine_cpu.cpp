@@ -50,6 +50,11 @@ class CpuEngine final : public Engine {
     for (const auto& b : module.buffers()) weight_bytes_ += static_cast<int64_t>(b.nbytes());
     try {
       if (options_.precision != Precision::fp32) module.to(scalar_type(options_.precision));
+      // Artifacts exported before ifa_rt made weights channels-last (deploy/fuse.py) get
+      // them here: oneDNN then runs the NHWC input without reordering weights per call.
+      if (options_.channels_last)
+        for (auto p : module.parameters())
+          if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
       forward_ = freeze_method(module, "forward");
       logits_ = freeze_method(module, "logits");
       if (options_.optimize) {

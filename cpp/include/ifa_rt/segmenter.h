@@ -71,7 +71,7 @@ struct Options {
   int threads = 0;                        ///< intra-op threads inside a call; 0 = torch's
   bool strict = false;                    ///< unplanned shape: error (true) or fallback path
   bool plan_logits = false;               ///< also preallocate/capture `logits` per bucket
-  bool channels_last = false;             ///< CUDA: NHWC weights/activations
+  bool channels_last = false;             ///< make 4-D weights NHWC (new exports already are)
   /// CPU: "jit" (frozen module), "static" (Static Runtime), or "auto" = "jit" with
   /// optimize = true (measured fastest TorchScript setting; see cpp/README.md). For an
   /// AOTInductor package (a `.pt2` path) "auto" = "aoti", its only runtime.
