@@ -229,3 +229,35 @@ def test_cli_export_compiles_a_preset_into_a_package(tmp_path, real_image):
         (tmp_path / "inside.ifa.pt").write_bytes(archive.read(name))
     ts = ifa_rt.Segmenter(tmp_path / "inside.ifa.pt", threads=1, shapes=[(64, 96)])
     np.testing.assert_array_equal(seg(image), ts(image))
+
+
+def test_segment_cli_with_the_aoti_runtime(cache, camvid_val_paths, tmp_path, capsys):
+    """`ifa-rt segment --runtime aoti`: compiled on first use, labels as the TorchScript engine."""
+    from PIL import Image
+
+    from ifa_rt.cli import main as cli_main
+
+    images = [str(p) for p in camvid_val_paths[:2]]
+    out = tmp_path / "out"
+    assert (
+        cli_main(
+            [
+                "segment",
+                "--model",
+                "camvid",
+                "--runtime",
+                "aoti",
+                "--threads",
+                "2",
+                *images,
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "runtime='aoti'" in capsys.readouterr().out
+    jit = ifa_rt.Segmenter("camvid", shapes=[SHAPE], threads=2)
+    for path in camvid_val_paths[:2]:
+        written = np.asarray(Image.open(out / f"{path.stem}_labels.png"))
+        np.testing.assert_array_equal(written, jit(np.asarray(Image.open(path).convert("RGB"))))
