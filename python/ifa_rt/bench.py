@@ -1,9 +1,9 @@
 """`ifa-rt bench`: latency of one artifact through `Segmenter`, and the statistics shared with
-the full interleaved benchmark (`scripts/bench_latency.py`, DESIGN.md "Measuring").
+the full interleaved benchmark of every runtime (`scripts/bench/run.py`, DESIGN.md "Measuring").
 
     ifa-rt bench camvid --shape 360x480 --batch 1 --reps 30
     ifa-rt bench cityscapes-r50 --shape 512x1024          # a preset: random weights, exported
-    ifa-rt bench --full --quick                           # the full script (source checkout)
+    ifa-rt bench --full --model camvid --shapes 360x480   # every runtime (source checkout)
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def time_calls(fn, images: Any, reps: int, *, sync=None, warmup: int = 0) -> lis
 
 
 def script_path() -> Path:
-    """The full benchmark script, present in a source checkout (editable install)."""
-    return REPO / "scripts" / "bench_latency.py"
+    """The full benchmark's entry point, present in a source checkout (editable install)."""
+    return REPO / "scripts" / "bench" / "run.py"
 
 
 def _artifact(model: str, workdir: Path) -> tuple[str, str]:
@@ -156,7 +156,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full",
         nargs=argparse.REMAINDER,
-        help="run scripts/bench_latency.py with the arguments that follow (all variants)",
+        help="run scripts/bench/run.py with the arguments that follow (every runtime)",
     )
 
 
