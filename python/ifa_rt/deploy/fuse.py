@@ -206,10 +206,10 @@ class FusedIFA(nn.Module):
             hh, ww, c = p.shape[1], p.shape[2], p.shape[3]
             if not (hh == h and ww == w and vy == 0.0 and vx == 0.0):
                 # Same grid without a shift maps every query to its own pixel: no gather.
-                rows = self.cache[key + f":rows{i}"]
-                if b > 1:
-                    offsets = torch.arange(b, device=rows.device)[:, None] * (hh * ww)
-                    rows = (rows[None, :] + offsets).reshape(-1)
+                # Row offsets per image, also for b == 1: no branch on the batch size, so
+                # traced exports (ONNX) keep a dynamic batch.
+                offsets = torch.arange(b, device=p.device)[:, None] * (hh * ww)
+                rows = (self.cache[key + f":rows{i}"][None, :] + offsets).reshape(-1)
                 p = p.reshape(b * hh * ww, c).index_select(0, rows).view(b, h, w, c)
             z = z + p
         return z.permute(0, 3, 1, 2)
