@@ -79,7 +79,8 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("allocations_after_warmup") = s.allocations_after_warmup,
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
-                  py::arg("construction_ms") = s.construction_ms, py::arg("first_call_ms") = s.first_call_ms,
+                  py::arg("shape_cache") = s.shape_cache, py::arg("construction_ms") = s.construction_ms,
+                  py::arg("first_call_ms") = s.first_call_ms,
                   py::arg("buckets") = buckets);
 }
 
@@ -230,7 +231,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("channels_last", &ifa_rt::Options::channels_last)
       .def_readonly("runtime", &ifa_rt::Options::runtime)
       .def_readonly("optimize", &ifa_rt::Options::optimize)
-      .def_readonly("warmup", &ifa_rt::Options::warmup);
+      .def_readonly("warmup", &ifa_rt::Options::warmup)
+      .def_readonly("shape_cache", &ifa_rt::Options::shape_cache);
 
   py::class_<ifa_rt::Segmenter>(m, "Engine", "One planned, warmed-up engine (ifa_rt::Segmenter).")
       .def(py::init([](const std::string& path, const ifa_rt::Options& o) {

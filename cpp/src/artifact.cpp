@@ -99,6 +99,14 @@ torch::jit::Module freeze_method(const torch::jit::Module& module, const std::st
   return torch::jit::freeze(wrapper);
 }
 
+void configure_cache(torch::jit::Module& module, const Options& options) {
+  auto method = module.find_method("configure_cache");
+  if (!method) return;  // an artifact without per-shape state
+  c10::List<c10::List<int64_t>> planned;
+  for (const Shape& s : options.shapes) planned.push_back(c10::List<int64_t>({s.height, s.width}));
+  (*method)({planned, static_cast<int64_t>(options.shape_cache)});
+}
+
 Metadata read_metadata(const std::string& path) {
   Metadata m;
   load_artifact(path, &m);

@@ -29,6 +29,11 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata);
 /// lets every submodule and weight fold into constants. Weights are shared with `module`.
 torch::jit::Module freeze_method(const torch::jit::Module& module, const std::string& method);
 
+/// Calls the artifact's optional `configure_cache(planned, capacity)` method (docs/artifact.md)
+/// with the planned input shapes and Options::shape_cache; call it before freezing, after any
+/// dtype/device change, so the values it sets fold into the frozen graph.
+void configure_cache(torch::jit::Module& module, const Options& options);
+
 /// Checks the options' planned shapes against the artifact (min_size). Throws InvalidArgument.
 void check_plan(const Options& options, const Metadata& metadata);
 

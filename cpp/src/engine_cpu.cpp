@@ -55,6 +55,7 @@ class CpuEngine final : public Engine {
       if (options_.channels_last)
         for (auto p : module.parameters())
           if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+      configure_cache(module, options_);
       forward_ = freeze_method(module, "forward");
       logits_ = freeze_method(module, "logits");
       if (options_.optimize) {

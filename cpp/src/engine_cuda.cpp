@@ -95,6 +95,7 @@ class CudaEngine final : public Engine {
         for (auto p : module.parameters())
           if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
       module.to(device_);
+      configure_cache(module, options_);
       for (const auto& p : module.parameters()) weight_bytes_ += static_cast<int64_t>(p.nbytes());
       forward_ = freeze_method(module, "forward");
       logits_ = freeze_method(module, "logits");

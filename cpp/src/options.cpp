@@ -14,7 +14,7 @@ namespace {
 
 const char* const kKnownKeys[] = {"device", "precision", "max_batch", "shapes", "threads",
                                   "strict", "plan_logits", "channels_last", "runtime",
-                                  "optimize", "warmup"};
+                                  "optimize", "warmup", "shape_cache"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -101,6 +101,8 @@ void Options::validate() const {
   if (optimize && runtime == "static")
     bad("optimize", "false with runtime 'static' (Static Runtime cannot run the MKLDNN graph "
         "optimize_for_inference makes; use runtime 'jit')", "true");
+  if (shape_cache < 0 || shape_cache > 1024)
+    bad("shape_cache", "an integer in [0, 1024]", std::to_string(shape_cache));
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }
@@ -119,6 +121,7 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
     else if (key == "runtime") o.runtime = value;
     else if (key == "optimize") o.optimize = parse_bool(key, value);
     else if (key == "warmup") o.warmup = static_cast<int>(parse_int(key, value));
+    else if (key == "shape_cache") o.shape_cache = static_cast<int>(parse_int(key, value));
     else {
       std::string known;
       for (const char* k : kKnownKeys) known += (known.empty() ? "" : ", ") + std::string(k);

@@ -329,6 +329,7 @@ Stats Segmenter::stats() const {
   s.allocations_after_warmup = c.new_blocks;
   s.bytes_allocated_after_warmup = c.new_bytes;
   s.cached_allocations_after_warmup = c.cached_hits;
+  s.shape_cache = impl_->options.shape_cache;
   s.construction_ms = impl_->construction_ms;
   s.first_call_ms = impl_->engine->first_call_ms();
   for (size_t i = 0; i < impl_->buckets.size(); ++i)

@@ -106,7 +106,7 @@ def _options(where: str, **kwargs: Any) -> _core.Options:
             continue
         if key == "shapes":
             values[key] = _shapes(value, where)
-        elif key in ("max_batch", "threads", "warmup"):
+        elif key in ("max_batch", "threads", "warmup", "shape_cache"):
             # Before the bool branch: True is an int to Python but not a count.
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"{where}: '{key}': expected an int, got {_type_name(value)}")
@@ -213,6 +213,8 @@ class Segmenter(_Runner):
         runtime: "auto" (default), "jit", "static", or "aoti": compile the artifact for this
             machine with AOTInductor on first use (cached; needs `shapes`), the fastest CPU
             path. A `.pt2` package always runs on its compiled models.
+        shape_cache: unplanned input sizes whose per-shape constants stay cached (an LRU, default
+            4); planned sizes always stay. Bounds memory whatever sizes are served.
         plan_logits, optimize, channels_last, warmup: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
@@ -233,6 +235,7 @@ class Segmenter(_Runner):
         optimize: bool | None = None,
         channels_last: bool | None = None,
         warmup: int | None = None,
+        shape_cache: int | None = None,
         max_delay_us: int | None = None,
     ) -> None:
         where = "Segmenter"
@@ -251,6 +254,7 @@ class Segmenter(_Runner):
             optimize=optimize,
             channels_last=channels_last,
             warmup=warmup,
+            shape_cache=shape_cache,
         )
         path = _artifact(model, where, settings)
         self._engine = _core.Engine(path, _options(where, **settings))

@@ -78,6 +78,9 @@ struct Options {
   std::string runtime = "auto";
   bool optimize = false;                  ///< CPU JIT: torch::jit::optimize_for_inference
   int warmup = 2;                         ///< warm-up calls per bucket (>= 2: profiling executor)
+  /// Unplanned input sizes whose per-shape constants the artifact may keep (an LRU; planned
+  /// sizes are always kept): bounds memory whatever sizes are served (docs/artifact.md).
+  int shape_cache = 4;
 
   /// Build Options from key=value strings (tools, config files). Unknown keys and bad values
   /// are rejected by name: `Options: unknown option 'x' (known: device, ...)`.
@@ -152,6 +155,7 @@ struct Stats {
   /// CPU: allocator requests served from the engine's cache after warm-up (how many tensor
   /// allocations the runtime makes; Static Runtime makes far fewer than the JIT).
   int64_t cached_allocations_after_warmup = 0;
+  int64_t shape_cache = 0;     ///< unplanned sizes whose per-shape constants stay cached (Options)
   double construction_ms = 0;  ///< load + plan + warm-up
   double first_call_ms = 0;    ///< the first warm-up call (profiling run)
   std::vector<BucketStats> buckets;

@@ -48,6 +48,12 @@ class ImageSegmenter(nn.Module):
         return self._logits(images).max(1)[1].to(torch.uint8)
 
     @torch.jit.export
+    def configure_cache(self, planned: list[list[int]], capacity: int) -> None:
+        """Runtime hook (docs/artifact.md): keep the per-shape constants of the planned [H, W]
+        input sizes, and of at most `capacity` other sizes (least recently used first out)."""
+        self.net.configure_cache(planned, capacity, self.mean.dtype, self.mean.device)
+
+    @torch.jit.export
     def logits(self, images: Tensor) -> Tensor:
         """Float32 logits [B,C,H,W] for uint8 [B,H,W,3] RGB images."""
         return self._logits(images).float()
@@ -62,6 +68,11 @@ class _Predict(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model.predict(x)
+
+    def configure_cache(
+        self, planned: list[list[int]], capacity: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        """Nothing to configure: the reference form caches nothing per shape."""
 
 
 def _inference_net(model: nn.Module, form: str) -> nn.Module:

@@ -8,7 +8,8 @@ Algorithm (eval mode only):
   3. Run P_i as a 1×1 convolution (3×3 with `unfold`) at each level's *source* resolution,
      then gather with the reference's nearest indices (round half to even, as grid_sample).
   4. b' + Σ_i A_i · PE_i depends only on the shapes and the learned `emb`: compute it once
-     per (shape, dtype, device) and cache it in the module, with the gather indices.
+     per (shape, dtype, device) and cache it in the module, with the gather indices; the
+     cache keeps planned sizes and a small LRU of others (``configure_cache``).
   5. The rest of the MLP runs as 1×1 convolutions on a [B, hidden, h, w] map; the
      1128-channel query tensor of the reference is never built.
   6. Memory layout: channels-last weights and activations; the first layer is summed in NHWC
@@ -25,7 +26,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..model.config import POS_DIM
 from ..model.head import ensemble_weights, source_geometry, spatial_encoding
 
-__all__ = ["FusedIFA", "fold_batchnorms", "fuse_model"]
+__all__ = ["DEFAULT_CACHE_SHAPES", "FusedIFA", "fold_batchnorms", "fuse_model"]
+
+# Unplanned input sizes whose geometry stays cached: 4 covers a video's frame size plus a few
+# others; each size costs hidden x (H/4) x (W/4) floats (11 MB at 360x480 for camvid-lite0).
+DEFAULT_CACHE_SHAPES = 4
 
 
 def fold_batchnorms(model: nn.Module, example: Tensor) -> list[str]:
@@ -93,6 +98,9 @@ class FusedIFA(nn.Module):
     """
 
     cache: dict[str, Tensor]
+    pinned: list[str]
+    recent: list[str]
+    cache_capacity: int
     pe_weight: list[list[list[float]]]
     emb: list[list[list[float]]]
     first_bias: list[float]
@@ -137,7 +145,13 @@ class FusedIFA(nn.Module):
         self.emb = [getattr(head, f"pos{i + 1}").emb.detach().tolist() for i in range(4)]
         self.first_bias = first_b.tolist()
         self.mlp = nn.ModuleList([_conv1x1(w, b) for w, b in layers[1:]])
+        # Per-shape constants; a shape group is kept while pinned (a planned input size, see
+        # configure_cache) or among the `cache_capacity` most recently used other sizes, so
+        # memory stays bounded whatever sizes a service is sent.
         self.cache = {}
+        self.pinned = []
+        self.recent = []
+        self.cache_capacity = DEFAULT_CACHE_SHAPES
 
     def _neck(self, feats: list[Tensor]) -> list[Tensor]:
         return [
@@ -147,24 +161,49 @@ class FusedIFA(nn.Module):
             self.head(self.aspp(feats[3])),
         ]
 
+    def configure_cache(
+        self, planned: list[list[int]], capacity: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        """Keep the geometry of the `planned` [H, W] input sizes for good, and of at most
+        `capacity` other sizes (least recently used evicted first)."""
+        if capacity < 0:
+            raise ValueError(f"configure_cache: 'capacity': expected >= 0, got {capacity}")
+        self.pinned = [self._group(hw[0], hw[1], dtype, device) for hw in planned]
+        self.cache_capacity = capacity
+        self._evict()
+
+    def _group(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
+        """The cache prefix of one input size: every per-shape entry starts with it."""
+        return f"{height}x{width}:{dtype}:{device}|"
+
+    def _touch(self, group: str) -> None:
+        """Mark `group` as just used; evict the least recently used unpinned ones over capacity."""
+        if group in self.pinned:
+            return
+        if group in self.recent:
+            self.recent.remove(group)
+        self.recent.append(group)
+        self._evict()
+
+    def _evict(self) -> None:
+        while len(self.recent) > self.cache_capacity:
+            old = self.recent.pop(0)
+            for key in list(self.cache.keys()):
+                if key.startswith(old):
+                    del self.cache[key]
+
     def _geometry(
-        self, feats: list[Tensor], h: int, w: int, vy: float, vx: float, dtype: torch.dtype
-    ) -> list[Tensor]:
-        """Cached [bias + Σ A_i·PE_i] as [hidden,h,w] and per-level (iy, ix) gather indices."""
-        key = f"{h}x{w}:{vy},{vx}:{dtype}:{feats[0].device}"
-        for f in feats:
-            key += f":{f.shape[2]}x{f.shape[3]}"
+        self, group: str, projected: list[Tensor], h: int, w: int, vy: float, vx: float
+    ) -> str:
+        """Fill the cache for one shift: "<key>" = [h, w, hidden] NHWC term bias + Σ A_i·PE_i
+        (cast to the compute dtype), "<key>:rows<i>" = flat source-row indices per level."""
+        key = f"{group}geo:{vy},{vx}"
         if key in self.cache:
-            out = [self.cache[key]]
-            for i in range(4):
-                out.append(self.cache[key + f":iy{i}"])
-                out.append(self.cache[key + f":ix{i}"])
-            return out
-        device = feats[0].device
+            return key
+        device = projected[0].device
         term = torch.tensor(self.first_bias, dtype=torch.float32, device=device).view(1, 1, -1)
-        indices: list[Tensor] = []
         for i in range(4):
-            hh, ww = feats[i].shape[2], feats[i].shape[3]
+            hh, ww = projected[i].shape[2], projected[i].shape[3]
             sy = 0.0 if vy == 0.0 else vy / hh + 1e-6
             sx = 0.0 if vx == 0.0 else vx / ww + 1e-6
             iy, ry = source_geometry(h, hh, sy, device)
@@ -173,39 +212,28 @@ class FusedIFA(nn.Module):
             emb = torch.tensor(self.emb[i], dtype=torch.float32, device=device)
             a = torch.tensor(self.pe_weight[i], dtype=torch.float32, device=device)
             term = term + torch.matmul(spatial_encoding(rel, emb), a.t())
-            indices.append(iy)
-            indices.append(ix)
-        self.cache[key] = term.permute(2, 0, 1).contiguous().to(dtype)
-        for i in range(4):
-            self.cache[key + f":iy{i}"] = indices[2 * i]
-            self.cache[key + f":ix{i}"] = indices[2 * i + 1]
-        return [self.cache[key]] + indices
+            self.cache[key + f":rows{i}"] = (iy[:, None] * ww + ix[None, :]).reshape(-1)
+        self.cache[key] = term.contiguous().to(projected[0].dtype)
+        return key
 
-    def _first_layer(self, projected: list[Tensor], h: int, w: int, vy: float, vx: float) -> Tensor:
+    def _first_layer(
+        self, group: str, projected: list[Tensor], h: int, w: int, vy: float, vx: float
+    ) -> Tensor:
         """Pre-activation of the first MLP layer, [B, hidden, h, w] (channels-last memory).
 
         The sum runs in NHWC: each level's gather is one `index_select` of whole C-vectors on
         the rows of its [B·hh·ww, C] view, where gathering dims 2 and 3 of an NCHW map copied
-        single floats (27 % of the frozen graph at 512×1024). Same indices, same summation
-        order: the same values as the NCHW form, bit for bit.
+        single floats (27 % of the frozen graph at 512×1024). The indices are the reference's
+        (round half to even, as grid_sample), so the same values are summed in the same order.
         """
-        geo = self._geometry(projected, h, w, vy, vx, projected[0].dtype)
-        key = f"nhwc:{h}x{w}:{vy},{vx}:{projected[0].dtype}:{projected[0].device}"
-        for f in projected:
-            key += f":{f.shape[2]}x{f.shape[3]}"
-        if key not in self.cache:
-            self.cache[key] = geo[0].permute(1, 2, 0).contiguous()  # [h, w, hidden]
-            for i in range(4):
-                iy, ix = geo[1 + 2 * i], geo[2 + 2 * i]
-                rows = iy[:, None] * projected[i].shape[3] + ix[None, :]
-                self.cache[key + f":rows{i}"] = rows.reshape(-1)
+        key = self._geometry(group, projected, h, w, vy, vx)
         b = projected[0].shape[0]
         z = self.cache[key].unsqueeze(0)
         for i in range(4):
             p = projected[i].permute(0, 2, 3, 1)  # [B, hh, ww, C]: a view when channels-last
             hh, ww, c = p.shape[1], p.shape[2], p.shape[3]
             if not (hh == h and ww == w and vy == 0.0 and vx == 0.0):
-                # Same grid without a shift maps every query to its own pixel: no gather.
+                # (Same grid without a shift maps every query to its own pixel: no gather.)
                 # Row offsets per image, also for b == 1: no branch on the batch size, so
                 # traced exports (ONNX) keep a dynamic batch.
                 offsets = torch.arange(b, device=p.device)[:, None] * (hh * ww)
@@ -220,11 +248,11 @@ class FusedIFA(nn.Module):
         # Back to NCHW for the upsample: its channels-last kernel rounds differently.
         return z.contiguous()
 
-    def _ensemble_weights(self, feats: list[Tensor], h: int, w: int, dtype: torch.dtype) -> Tensor:
+    def _ensemble_weights(
+        self, group: str, feats: list[Tensor], h: int, w: int, dtype: torch.dtype
+    ) -> Tensor:
         """LIIF area weights [4, 1, h, w] of the reference head, cached per shape."""
-        key = f"ens:{h}x{w}:{dtype}:{feats[0].device}"
-        for f in feats:
-            key += f":{f.shape[2]}x{f.shape[3]}"
+        key = f"{group}ens"
         if key not in self.cache:
             weights = ensemble_weights(feats, h, w).view(4, 1, h, w)
             self.cache[key] = weights.to(dtype)
@@ -233,19 +261,22 @@ class FusedIFA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits [B, C, H, W] for normalised float images [B, 3, H, W]."""
         height, width = x.shape[2], x.shape[3]
+        group = self._group(height, width, x.dtype, x.device)
+        self._touch(group)
         feats = self._neck(self.encoder(x))
         h, w = feats[0].shape[2], feats[0].shape[3]
         projected: list[Tensor] = []
         for i, proj in enumerate(self.proj):
             projected.append(proj(feats[i]))
         if not self.local_ensemble:
-            logits = self._mlp_rest(self._first_layer(projected, h, w, 0.0, 0.0))
+            logits = self._mlp_rest(self._first_layer(group, projected, h, w, 0.0, 0.0))
         else:
-            weights = self._ensemble_weights(feats, h, w, x.dtype)
+            weights = self._ensemble_weights(group, feats, h, w, x.dtype)
             logits = torch.zeros(0)
             k = 0
             for vy, vx in [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)]:
-                pred = self._mlp_rest(self._first_layer(projected, h, w, vy, vx)) * weights[k]
+                pred = self._mlp_rest(self._first_layer(group, projected, h, w, vy, vx))
+                pred = pred * weights[k]
                 logits = pred if k == 0 else logits + pred
                 k += 1
         return F.interpolate(logits, size=[height, width], mode="bilinear", align_corners=True)

@@ -1,0 +1,90 @@
+"""Per-shape constants of the fused form stay bounded: planned sizes are kept, other sizes
+share a small LRU (`shape_cache`), so memory does not grow with the sizes a service is sent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ifa_rt
+from ifa_rt.deploy.export import ImageSegmenter
+from ifa_rt.deploy.fuse import DEFAULT_CACHE_SHAPES, fuse_model
+from ifa_rt.model import build_model
+
+
+def _groups(net) -> set[str]:
+    return {key.split("|")[0] for key in net.cache}
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    model = build_model("camvid-r18", neck_channels=16, mlp_hidden=(32, 16)).eval()
+    return ImageSegmenter(fuse_model(model), tuple(ifa_rt.data.MEAN), tuple(ifa_rt.data.STD))
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+def test_planned_sizes_stay_and_others_are_least_recently_used(small, scripted):
+    module = torch.jit.script(small) if scripted else small
+    net = module.net
+    module.configure_cache([[64, 96]], 2)
+    sizes = [(64, 96), (48, 48), (40, 56), (64, 96), (72, 40), (48, 48), (33, 65)]
+    images = {s: torch.randint(0, 256, (1, *s, 3), dtype=torch.uint8) for s in sizes}
+    first = {}
+    with torch.no_grad():
+        for s in sizes:
+            labels = module(images[s])
+            first.setdefault(s, labels)
+            torch.testing.assert_close(labels, first[s], rtol=0, atol=0)  # recomputed exactly
+    # Pinned 64x96 plus the 2 most recently used others (48x48, 33x65); 40x56, 72x40 evicted.
+    want = {"64x96", "48x48", "33x65"}
+    assert {g.split(":")[0] for g in _groups(net)} == want
+    assert list(net.recent)[-1].startswith("33x65")
+
+
+def test_default_capacity_applies_without_configuration():
+    torch.manual_seed(0)
+    model = build_model("camvid-r18", neck_channels=16, mlp_hidden=(32, 16)).eval()
+    net = fuse_model(model)
+    with torch.no_grad():
+        for k in range(DEFAULT_CACHE_SHAPES + 3):
+            net(torch.zeros(1, 3, 40 + 8 * k, 48))
+    assert len(_groups(net)) == DEFAULT_CACHE_SHAPES
+
+
+def test_negative_capacity_is_refused(small):
+    with pytest.raises(ValueError, match=r"'capacity': expected >= 0, got -1"):
+        small.net.configure_cache([], -1, torch.float32, torch.device("cpu"))
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.slow
+def test_rss_stays_flat_over_many_sizes_on_the_bundled_model(real_image):
+    """320 distinct unplanned sizes through Segmenter("camvid"): RSS flat from the 200th on.
+
+    Two bounded caches fill first: the geometry LRU (shape_cache sizes) and oneDNN's
+    primitive cache (1024 primitives, ~90 MB here, full after ~200 sizes of this model).
+    Without the LRU the geometry alone grew ~140 MB per 40 sizes, without bound.
+    """
+    seg = ifa_rt.Segmenter("camvid", shapes=[(360, 480)], threads=2, shape_cache=2)
+    assert seg.options.shape_cache == 2 and seg.stats()["shape_cache"] == 2
+    frame = real_image(0)
+    planned = seg(frame)
+    rng = np.random.default_rng(0)
+    sizes = sorted({(int(h), int(w)) for h, w in rng.integers(96, 257, size=(2000, 2))})
+    sizes = [sizes[i] for i in rng.permutation(len(sizes))[:320]]
+    rss = {}
+    for k, (h, w) in enumerate(sizes, start=1):
+        seg(np.ascontiguousarray(frame[:h, :w]))
+        if k in (200, 320):
+            rss[k] = _rss_mib()
+    growth = rss[320] - rss[200]
+    assert growth < 25, f"RSS grew {growth:.0f} MiB over the last 120 new sizes ({rss})"
+    np.testing.assert_array_equal(seg(frame), planned)  # the planned size is still served
+    assert seg.stats()["fallback_calls"] == 320
+    assert seg.stats()["allocations_after_warmup"] == 0
