@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, o.validate(),
                  "Options: 'warmup': expected an integer in [2, 100] (the profiling executor needs 2 calls), got 1");
     o = Options();
+    o.shape_cache = -1;
+    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shape_cache': expected an integer in [0, 1024], got -1");
+    CHECK_EQ(Options::from_map({{"shape_cache", "7"}}).shape_cache, 7);
+    o = Options();
     o.runtime = "static";
     o.optimize = true;
     CHECK_THROWS(InvalidArgument, o.validate(),
@@ -54,7 +58,7 @@ int main(int argc, char** argv) {
     CHECK(m.strict);
     CHECK_THROWS(InvalidArgument, Options::from_map({{"batch", "2"}}),
                  "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
-                 "strict, plan_logits, channels_last, runtime, optimize, warmup)");
+                 "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache)");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "fp64"}}),
                  "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'fp64'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"max_batch", "two"}}),
