@@ -221,7 +221,7 @@ def test_option_errors(tiny):
         (
             dict(precision="fp64"),
             ValueError,
-            "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'fp64'",
+            "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'",
         ),
         (
             dict(runtime="fast"),

@@ -98,6 +98,9 @@ class AotiEngine final : public Engine {
       throw Error("Segmenter: package '" + path + "' cannot run on this machine: " + mismatch +
                   "; compile it here (ifa_rt.Segmenter(artifact, runtime='aoti') or "
                   "`ifa-rt export --format aoti`)");
+    // A package runs in the precision it was compiled for; the default (fp32) means "the
+    // package's", so an int8 package needs no option.
+    if (options_.precision == Precision::fp32 && package_.precision == "int8") options_.precision = Precision::int8;
     if (to_string(options_.precision) != package_.precision)
       throw InvalidArgument("Options: 'precision': expected '" + package_.precision +
                             "' (the precision this package was compiled for), got '" +
@@ -113,6 +116,7 @@ class AotiEngine final : public Engine {
     fallback_options.shapes.clear();
     fallback_options.runtime = "auto";
     fallback_options.plan_logits = false;
+    fallback_options.precision = Precision::fp32;  // the fallback artifact is fp32 (int8 packages too)
     {
       TempFile file(fallback_bytes);
       Metadata fallback_meta;

@@ -34,6 +34,9 @@ class CpuEngine final : public Engine {
       : options_(options) {
     // "auto" is the configuration measured fastest (cpp/README.md): the frozen JIT module on
     // an optimize_for_inference graph. Static Runtime was no faster and planned 2x the memory.
+    if (options_.precision == Precision::int8)
+      throw InvalidArgument("Options: 'precision': 'int8' runs from a quantized AOTInductor package (.pt2; "
+                            "ifa-rt quantize), got the TorchScript artifact '" + path + "'");
     if (options_.runtime == "aoti")
       throw InvalidArgument("Options: 'runtime': 'aoti' expects an AOTInductor package (.pt2), got the "
                             "TorchScript artifact '" + path + "' (compile one: ifa_rt.export(..., format='aoti'), "

@@ -68,6 +68,7 @@ std::string to_string(Precision precision) {
     case Precision::fp32: return "fp32";
     case Precision::fp16: return "fp16";
     case Precision::bf16: return "bf16";
+    case Precision::int8: return "int8";
   }
   return "?";
 }
@@ -147,7 +148,8 @@ Precision parse_precision(const std::string& value) {
   if (value == "fp32" || value == "float32") return Precision::fp32;
   if (value == "fp16" || value == "float16") return Precision::fp16;
   if (value == "bf16" || value == "bfloat16") return Precision::bf16;
-  bad("precision", "'fp32', 'fp16' or 'bf16'", "'" + value + "'");
+  if (value == "int8") return Precision::int8;
+  bad("precision", "'fp32', 'fp16', 'bf16' or 'int8'", "'" + value + "'");
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {

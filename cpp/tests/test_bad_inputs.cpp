@@ -156,8 +156,13 @@ int main(int argc, char** argv) {
     bad_o = o;
     bad_o.max_batch = 0;
     CHECK_THROWS(InvalidArgument, Segmenter(tiny, bad_o), "Options: 'max_batch': expected an integer in [1, 1024], got 0");
-    CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "int8"}}),
-                 "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'int8'");
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "int4"}}),
+                 "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'int4'");
+    bad_o = o;
+    bad_o.precision = ifa_rt::Precision::int8;
+    CHECK_THROWS(InvalidArgument, Segmenter(tiny, bad_o),
+                 "Options: 'precision': 'int8' runs from a quantized AOTInductor package (.pt2; ifa-rt "
+                 "quantize), got the TorchScript artifact '" + tiny + "'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"threads", "-2"}}),
                  "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -2");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"device", "cuda:-1"}}),

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
                  "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
                  "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache)");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "fp64"}}),
-                 "Options: 'precision': expected 'fp32', 'fp16' or 'bf16', got 'fp64'");
+                 "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"max_batch", "two"}}),
                  "Options: 'max_batch': expected an integer, got 'two'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"strict", "maybe"}}),

@@ -23,6 +23,7 @@ __all__ = [
     "Segmenter",
     "SegmenterPool",
     "export",
+    "quantize",
     "load_checkpoint",
     "build_model",
     "presets",
@@ -38,6 +39,7 @@ _LAZY = {
     "export": "ifa_rt.deploy.export",
     "load_checkpoint": "ifa_rt.deploy.checkpoint",
     "build_model": "ifa_rt.model",
+    "quantize": "ifa_rt.deploy.quantize",
     "presets": "ifa_rt.model",
 }
 

@@ -12,6 +12,7 @@ COMMANDS = {
     "export": ("ifa_rt.deploy.export", "export a model to a TorchScript artifact (.ifa.pt)"),
     "convert": ("ifa_rt.deploy.checkpoint", "convert a reference IFA checkpoint to ours"),
     "segment": ("ifa_rt.segment_cli", "segment images with the C++ runtime"),
+    "quantize": ("ifa_rt.quantize_cli", "int8 package of an artifact, behind an accuracy gate"),
     "eval": ("ifa_rt.evaluate", "evaluate mIoU on a labelled dataset"),
     "train": ("ifa_rt.train", "train an IFA model"),
     "bench": ("ifa_rt.bench", "measure latency of the runtime"),

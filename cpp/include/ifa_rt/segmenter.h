@@ -39,9 +39,10 @@ std::string to_string(DType dtype);
 
 /// Compute precision of the engine. The artifact's graph computes in the dtype of its
 /// `mean` buffer; logits are returned as float32 whatever the precision.
-enum class Precision { fp32, fp16, bf16 };
+/// Compute precision. int8 exists only in quantized AOTInductor packages (ifa-rt quantize).
+enum class Precision { fp32, fp16, bf16, int8 };
 
-/// "fp32", "fp16" or "bf16".
+/// "fp32", "fp16", "bf16" or "int8".
 std::string to_string(Precision precision);
 
 /// A borrowed, read-only view of caller memory (no copy is made until the engine stages it).

@@ -39,6 +39,8 @@ __all__ = [
     "compile_artifact",
     "compile_package",
     "compile_triton_model",
+    "aot_compile",
+    "export_graph",
     "export_package",
     "machine_facts",
     "model_name",
@@ -81,31 +83,35 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def _compile_bucket(
-    wrapper: nn.Module, batch: int, height: int, width: int, threads: int, max_batch: int = 0
-):
+def export_graph(wrapper: nn.Module, images: torch.Tensor, dynamic: Any = None) -> nn.Module:
+    """The `torch.export` graph of `wrapper` at the shape of `images` (geometry cached first:
+    a cached tensor becomes a constant of the graph; ones made under inference_mode could not
+    be captured)."""
+    with torch.no_grad():
+        wrapper(images)
+        program = torch.export.export(wrapper, (images,), dynamic_shapes=dynamic, strict=False)
+    try:
+        return program.module(check_guards=False)
+    except TypeError:  # torch < 2.12 has no check_guards
+        return program.module()
+
+
+def aot_compile(graph: nn.Module, images: torch.Tensor) -> list:
+    """AOTInductor files of an exported graph, with freezing (applied only under no_grad)."""
+    with torch.no_grad():
+        options = {"aot_inductor.package": True, "freezing": True}
+        return torch._inductor.aot_compile(graph, (images,), options=options)
+
+
+def _compile_bucket(wrapper: nn.Module, batch: int, height: int, width: int, max_batch: int = 0):
     """AOTInductor files of one labels model: static shape, or a dynamic batch up to
     `max_batch` when that is given (what Triton's dynamic batcher needs)."""
     images = torch.zeros(batch, height, width, 3, dtype=torch.uint8)
     dynamic = None
     if max_batch:
         dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=max_batch)}}
-    with torch.no_grad():
-        # The fused head caches its geometry per shape; a cached tensor becomes a constant of
-        # the exported graph (tensors made under inference_mode could not be captured).
-        wrapper(images)
-        program = torch.export.export(wrapper, (images,), dynamic_shapes=dynamic, strict=False)
-        try:
-            graph = program.module(check_guards=False)
-        except TypeError:  # torch < 2.12 has no check_guards
-            graph = program.module()
-        options = {"aot_inductor.package": True, "freezing": True}
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return torch._inductor.aot_compile(graph, (images,), options=options)
-        finally:
-            torch.set_num_threads(previous)
+    graph = export_graph(wrapper, images, dynamic)
+    return aot_compile(graph, images)
 
 
 def compile_package(
@@ -118,11 +124,16 @@ def compile_package(
     max_batch: int = 1,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    precision: str = "fp32",
+    compile_bucket: Callable[[int, int, int], list] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compile one model per (batch, shape) bucket into the package at `path`; its metadata.
 
     `wrapper` is the eager `ImageSegmenter` of the fused form, `meta` its artifact metadata and
-    `fallback` the TorchScript artifact stored inside the package.
+    `fallback` the TorchScript artifact stored inside the package. `compile_bucket(b, h, w)`
+    replaces the fp32 compile of one bucket (the int8 path, `deploy/quantize.py`), `precision`
+    names what it produces and `extra` is merged into the metadata.
     """
     from torch.export.pt2_archive._package import PT2ArchiveWriter, _package_aoti_files
 
@@ -134,17 +145,28 @@ def compile_package(
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"export: 'max_batch': expected an int >= 1, got {max_batch!r}")
     threads = int(threads or torch.get_num_threads())
+    if compile_bucket is None:
+
+        def compile_bucket(b: int, h: int, w: int) -> list:
+            return _compile_bucket(wrapper, b, h, w)
+
     buckets = [(b, int(h), int(w)) for h, w in shapes for b in bucket_batches(max_batch)]
     files: dict[str, list] = {}
-    for b, h, w in buckets:
-        files[model_name(b, h, w)] = _compile_bucket(wrapper, b, h, w, threads)
-        if progress:
-            progress(model_name(b, h, w))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # inductor sizes its parallel loops for these threads
+    try:
+        for b, h, w in buckets:
+            files[model_name(b, h, w)] = compile_bucket(b, h, w)
+            if progress:
+                progress(model_name(b, h, w))
+    finally:
+        torch.set_num_threads(previous)
     package_meta = dict(meta)
+    package_meta.update(extra or {})
     package_meta["engine"] = "aoti"
     package_meta["aoti"] = {
         **machine_facts(),
-        "precision": "fp32",
+        "precision": precision,
         "threads": threads,
         "buckets": [list(b) for b in buckets],
         "fallback": FALLBACK_RECORD,
@@ -179,7 +201,12 @@ def compile_triton_model(
     threads = int(threads or torch.get_num_threads())
     height, width = int(shape[0]), int(shape[1])
     # An example batch of 1 would specialise the batch dimension (0/1 specialisation).
-    files = _compile_bucket(wrapper, 2, height, width, threads, max_batch=max(max_batch, 2))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        files = _compile_bucket(wrapper, 2, height, width, max_batch=max(max_batch, 2))
+    finally:
+        torch.set_num_threads(previous)
     meta = dict(meta)
     meta["engine"] = "aoti-triton"
     meta["triton"] = {**machine_facts(), "shape": [height, width], "max_batch": max_batch}

@@ -62,14 +62,17 @@ class _MBConv(nn.Module):
         self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
         self._bn2 = _bn(cout)
         self.residual = stride == 1 and cin == cout
-        self.act = nn.ReLU6(inplace=True)
+        # One activation module per call site: int8 quantizers (PT2E) pair each conv with the
+        # activation module that follows it, and a shared module confuses that pairing.
+        self.act_expand = nn.ReLU6(inplace=True)
+        self.act_dw = nn.ReLU6(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B,cin,H,W] -> [B,cout,H/s,W/s]."""
         y = x
         if self.has_expand:
-            y = self.act(self._bn0(self._expand_conv(y)))
-        y = self.act(self._bn1(self._depthwise_conv(y)))
+            y = self.act_expand(self._bn0(self._expand_conv(y)))
+        y = self.act_dw(self._bn1(self._depthwise_conv(y)))
         y = self._bn2(self._project_conv(y))
         if self.residual:
             y = y + x

@@ -1,0 +1,74 @@
+"""`ifa-rt quantize`: an int8 AOTInductor package of an artifact, behind an accuracy gate.
+
+ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2
+    (calibrates on CamVid train frames, gates on the val frames with their labels)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `ifa-rt quantize`."""
+    parser.add_argument("--model", required=True, help="bundled model name or .ifa.pt artifact")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="package path (.pt2)")
+    parser.add_argument("--shapes", required=True, help="input sizes to compile, e.g. 360x480")
+    parser.add_argument("--max-batch", type=int, default=1, help="largest compiled batch")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
+    parser.add_argument("--dataset", default="camvid", choices=["camvid", "cityscapes"])
+    parser.add_argument("--data", help="dataset root (default: the project's data folder)")
+    parser.add_argument("--calibration-split", default="train")
+    parser.add_argument("--calibration-count", type=int, default=200, help="images (random)")
+    parser.add_argument("--gate-split", default="val", help="held-out labelled split")
+    parser.add_argument("--gate-count", type=int, default=0, help="gate images (0: all)")
+    parser.add_argument("--min-agreement", type=float, default=0.99, help="int8 = fp32 labels")
+    parser.add_argument("--max-miou-drop", type=float, default=0.01, help="mIoU points / 100")
+    parser.add_argument(
+        "--keep-fp32", default="auto", help="'auto' or comma-separated module names kept fp32"
+    )
+    parser.add_argument("--force", action="store_true", help="write even if the gate fails")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `ifa-rt quantize`."""
+    from tqdm.auto import tqdm
+
+    from .bench import parse_shape
+    from .data import camvid, cityscapes
+    from .deploy.quantize import QuantizationGate, quantize_artifact
+    from .models import resolve
+
+    reader = {"camvid": camvid, "cityscapes": cityscapes}[args.dataset]
+    calibration_set = reader(args.calibration_split, args.data)
+    gate_set = reader(args.gate_split, args.data)
+    rng = np.random.default_rng(args.seed)
+    count = min(args.calibration_count, len(calibration_set))
+    picks = rng.choice(len(calibration_set), count, replace=False)
+    calibration = [calibration_set.read(int(i))[0] for i in tqdm(picks, desc="calibration")]
+    n_gate = len(gate_set) if args.gate_count <= 0 else min(args.gate_count, len(gate_set))
+    pairs = [gate_set.read(i) for i in tqdm(range(n_gate), desc="gate images")]
+    keep = "auto" if args.keep_fp32 == "auto" else [s for s in args.keep_fp32.split(",") if s]
+    meta = quantize_artifact(
+        resolve(args.model, where="quantize"),
+        args.output,
+        calibration=calibration,
+        gate_images=[p[0] for p in pairs],
+        gate_labels=[p[1] for p in pairs],
+        shapes=[parse_shape(s) for s in args.shapes.split(",")],
+        max_batch=args.max_batch,
+        threads=args.threads,
+        gate=QuantizationGate(args.min_agreement, args.max_miou_drop),
+        keep_fp32=keep,
+        force=args.force,
+        progress=lambda message: tqdm.write(f"quantize: {message}"),
+    )
+    gate = {k: v for k, v in meta["quantization"]["gate"].items() if k != "per_class_iou"}
+    print(json.dumps(gate, indent=1))
+    print(f"wrote {args.output}: int8, {'passed' if gate['passed'] else 'FAILED (forced)'} gate")
+    return 0
