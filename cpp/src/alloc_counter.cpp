@@ -4,6 +4,7 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
@@ -35,6 +36,15 @@ std::unordered_map<void*, BlockInfo>& registry() {
 }
 thread_local CacheState* t_cache = nullptr;
 std::atomic<int64_t> g_unattributed{0};
+// The caches of the engine calls running now (one entry per outermost Scope; g_mutex).
+// Intra-op worker threads allocate without a scope of their own: while exactly one call is
+// running, what they allocate belongs to it (cached and counted like the caller's); with
+// several at once it cannot be attributed and is counted in g_unattributed_in_calls.
+std::vector<CacheState*>& active_calls() {
+  static auto* v = new std::vector<CacheState*>();  // never destroyed
+  return *v;
+}
+std::atomic<int64_t> g_unattributed_in_calls{0};
 
 class CountingAllocator;
 CountingAllocator* g_allocator = nullptr;
@@ -49,13 +59,18 @@ class CountingAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     CacheState* cache = t_cache;
     if (n == 0) return wrapped_->allocate(n);  // no memory: nothing to count or cache
-    if (cache == nullptr) {
-      g_unattributed.fetch_add(1, std::memory_order_relaxed);
-      return wrapped_->allocate(n);
-    }
     void* ptr = nullptr;
     {
       std::lock_guard<std::mutex> lock(g_mutex);
+      if (cache == nullptr) {
+        const auto& active = active_calls();
+        if (active.size() == 1) {
+          cache = active.front();  // a worker thread of the one running call
+        } else {
+          (active.empty() ? g_unattributed : g_unattributed_in_calls).fetch_add(1, std::memory_order_relaxed);
+          return wrapped_->allocate(n);
+        }
+      }
       auto it = cache->free.find(n);
       if (it != cache->free.end() && !it->second.empty()) {
         ptr = it->second.back();
@@ -184,13 +199,28 @@ int64_t BlockCache::trim() {
   return bytes;
 }
 
-BlockCache::Scope::Scope(BlockCache& cache) : previous_(t_cache) { t_cache = cache.state_; }
-BlockCache::Scope::~Scope() { t_cache = previous_; }
+BlockCache::Scope::Scope(BlockCache& cache) : previous_(t_cache) {
+  t_cache = cache.state_;
+  if (previous_ != nullptr) return;  // nested on this thread: the call is already registered
+  std::lock_guard<std::mutex> lock(g_mutex);
+  active_calls().push_back(cache.state_);
+}
+
+BlockCache::Scope::~Scope() {
+  const CacheState* mine = t_cache;
+  t_cache = previous_;
+  if (previous_ != nullptr) return;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto& active = active_calls();
+  active.erase(std::find(active.begin(), active.end(), mine));
+}
 
 bool counting_allocator_installed() {
   return g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator;
 }
 
 int64_t unattributed_allocations() { return g_unattributed.load(); }
+
+int64_t unattributed_allocations_in_calls() { return g_unattributed_in_calls.load(); }
 
 }  // namespace ifa_rt::detail

@@ -12,8 +12,10 @@
 //    new: each request is a hit. Misses after warm-up are what stats() reports.
 // 5. Warm-up ends with a pass over all buckets in a new epoch and trim(): free blocks that
 //    pass did not use (first-call leftovers) are returned to the system.
-// Allocations made by intra-op worker threads are not attributed to a cache (they go to
-// the wrapped allocator); `unattributed_allocations()` counts them for tests.
+// 6. Intra-op worker threads allocate without a scope: while exactly one engine call runs in
+//    the process, their allocations go to that call's cache (so they are cached and counted
+//    like the caller's); while several run at once they go to the wrapped allocator and are
+//    counted by `unattributed_allocations_in_calls()`.
 #include <cstdint>
 #include <memory>
 
@@ -59,7 +61,11 @@ class BlockCache {
 /// True when the counting allocator is the current c10 CPU allocator.
 bool counting_allocator_installed();
 
-/// CPU allocations made outside any BlockCache scope since the allocator was installed.
+/// CPU allocations made while no engine call was running, since the allocator was installed.
 int64_t unattributed_allocations();
+
+/// CPU allocations by threads without a scope while several engine calls were running (they
+/// cannot be attributed to one engine).
+int64_t unattributed_allocations_in_calls();
 
 }  // namespace ifa_rt::detail

@@ -5,6 +5,7 @@ Variants (runners.py), all uint8 images [B,H,W,3] in, uint8 labels [B,H,W] out, 
   eager           the reference model in eager PyTorch (timed only with --with-eager: slow)
   segmenter       ifa_rt.Segmenter on the TorchScript artifact (.ifa.pt)
   segmenter_aoti  ifa_rt.Segmenter on the AOTInductor package (.pt2)
+  segmenter_int8  ifa_rt.Segmenter on the int8 package (ifa_rt.quantize; reduced precision)
   torch_compile   torch.compile (inductor, freezing) of the fused model
   onnxruntime     ONNX Runtime, CPU EP, on the fused ONNX export
   openvino        OpenVINO, CPU, on the same ONNX file

@@ -20,7 +20,15 @@ from source import ModelSource
 __all__ = ["VARIANTS", "Runner", "SkipVariant", "make_runner"]
 
 # Table and plot order: the reference, the project's runtime in its two engines, then peers.
-VARIANTS = ("eager", "segmenter", "segmenter_aoti", "torch_compile", "onnxruntime", "openvino")
+VARIANTS = (
+    "eager",
+    "segmenter",
+    "segmenter_aoti",
+    "segmenter_int8",
+    "torch_compile",
+    "onnxruntime",
+    "openvino",
+)
 
 
 class SkipVariant(Exception):
@@ -94,6 +102,28 @@ class SegmenterAotiRunner(SegmenterRunner):
             # An ifa_rt without the AOTI path (export(format=...) unknown) is a skip, not a bug.
             raise SkipVariant(f"AOTI path unavailable: {type(exc).__name__}: {exc}") from exc
         self.info["export_s"] = export_s  # AOT compilation of every bucket, on this machine
+
+
+class SegmenterInt8Runner(SegmenterRunner):
+    """The same Segmenter on an int8 package (`ifa_rt.quantize`): reduced precision, reported
+    apart from the fp32 goal, with the gate's label agreement in `info`."""
+
+    name = "segmenter_int8"
+
+    def __init__(
+        self, source: ModelSource, shape: tuple[int, int], max_batch: int, threads: int
+    ) -> None:
+        from ifa_rt.deploy.quantize import cpu_has_vnni
+
+        if not cpu_has_vnni():
+            raise SkipVariant("int8 needs a CPU with VNNI")
+        path, quantization = source.int8(shape, max_batch, threads)
+        super().__init__(path, shape, max_batch, threads)
+        gate = quantization["gate"]
+        self.info["int8"] = {
+            "fp32_modules": quantization["fp32_modules"],
+            "gate_label_agreement": gate["label_agreement"],
+        }
 
 
 class TorchCompileRunner(Runner):
@@ -195,6 +225,8 @@ def make_runner(
         return SegmenterRunner(source.artifact(), shape, max_batch, threads)
     if name == "segmenter_aoti":
         return SegmenterAotiRunner(source, shape, max_batch, threads)
+    if name == "segmenter_int8":
+        return SegmenterInt8Runner(source, shape, max_batch, threads)
     if name == "torch_compile":
         return TorchCompileRunner(source, shape)
     if name == "onnxruntime":

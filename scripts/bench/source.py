@@ -124,6 +124,34 @@ class ModelSource:
             self._files[key] = path
         return self._files[key]
 
+    def int8(self, shape: tuple[int, int], max_batch: int, threads: int) -> tuple[Path, dict]:
+        """The int8 package (`ifa_rt.quantize`) for one input size and its gate report:
+        calibrated on 32 real frames, the first convolution kept fp32 (as the bundled model's
+        gate chose), the gate forced, since random weights have no accuracy to protect."""
+        key = ("int8", shape, max_batch, threads)
+        if key not in self._files:
+            from ifa_rt.bench import load_images
+            from ifa_rt.deploy.quantize import QuantizationGate, conv_names, quantize_artifact
+            from ifa_rt.deploy.rebuild import rebuild_from_artifact
+
+            images, _ = load_images(shape, 32)
+            path = self.workdir / f"{self.preset}-{shape[0]}x{shape[1]}-b{max_batch}-int8.pt2"
+            first_conv = conv_names(rebuild_from_artifact(self.artifact())[0])[:1]
+            meta = quantize_artifact(
+                self.artifact(),
+                path,
+                calibration=list(images),
+                gate_images=list(images[:8]),
+                shapes=[shape],
+                max_batch=max_batch,
+                threads=threads,
+                gate=QuantizationGate(),
+                keep_fp32=first_conv,
+                force=True,
+            )
+            self._files[key] = (path, meta["quantization"])
+        return self._files[key]
+
     def aoti(self, shape: tuple[int, int], max_batch: int, threads: int) -> Path:
         """The AOTInductor package (`.pt2`) for one input size, batches up to `max_batch` and
         `threads` intra-op threads (compiled in)."""

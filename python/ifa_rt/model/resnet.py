@@ -35,15 +35,18 @@ class BasicBlock(nn.Module):
             raise ValueError(f"BasicBlock: 'dilation': expected 1 (no multi-grid), got {dilation}")
         self.conv1 = _conv3x3(cin, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        # One activation module per call site (no parameters, so checkpoints are unchanged):
+        # int8 quantizers (PT2E) pair each op with the module that follows it.
+        self.relu1 = nn.ReLU(inplace=True)
+        self.relu_out = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample if downsample is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.downsample(x))
+        return self.relu_out(out + self.downsample(x))
 
 
 class Bottleneck(nn.Module):
@@ -66,14 +69,17 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = _conv1x1(planes, planes * 4)
         self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
+        # One activation module per call site (see BasicBlock).
+        self.relu1 = nn.ReLU(inplace=True)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.relu_out = nn.ReLU(inplace=True)
         self.downsample = downsample if downsample is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + self.downsample(x))
+        return self.relu_out(out + self.downsample(x))
 
 
 Block = type[BasicBlock] | type[Bottleneck]
