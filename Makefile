@@ -37,6 +37,7 @@ demo: setup
 	$(VENV)/bin/ifa-rt segment --model camvid "$(DATA)/camvid/images/val" -o out/demo
 
 pytest: setup
+	$(PY) -m ruff check python tests scripts
 	$(PY) -m pytest -q
 
 ctest: setup
@@ -52,6 +53,7 @@ cuda-check:
 	else bash scripts/cuda_compile_check.sh; fi
 
 test: setup
+	$(PY) -m ruff check python tests scripts
 	$(PY) -m pytest -q
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	PYTHON=$(PY) bash scripts/build_cpp_example.sh

@@ -448,8 +448,50 @@ def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path
         assert overlay.width == 2 * 96 and overlay.height > 72  # image | overlay, legend below
     text = capsys.readouterr().out
     assert "2 images: p50 " in text and "fallback runs 0" in text and "classes found: " in text
-    assert main(["segment", str(tmp_path / "nope"), "-o", str(out), "--model", str(tiny)]) == 2
+    assert main(["segment", str(tmp_path / "nope"), "-o", str(out), "--model", str(tiny)]) == 1
     assert "expected image files or folders, got" in capsys.readouterr().err
+
+
+def test_segment_cli_keeps_going_past_bad_images_and_never_overwrites(
+    tiny, camvid_val_paths, tmp_path, capsys
+):
+    """An unreadable or refused image is reported by name, the rest are written under
+    distinct names (a.png / a.jpg, d1/x.png / d2/x.png), and the exit status is 1."""
+    from PIL import Image
+
+    from ifa_rt.cli import main
+
+    src = Image.open(camvid_val_paths[0]).convert("RGB").resize((96, 72))
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    inputs = [
+        tmp_path / "a.png",
+        tmp_path / "a.jpg",
+        tmp_path / "d1" / "x.png",
+        tmp_path / "d2" / "x.png",
+        tmp_path / "broken.png",
+        tmp_path / "tiny.png",
+    ]
+    for p in inputs[:4]:
+        src.save(p)
+    inputs[4].write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    src.resize((8, 8)).save(inputs[5])  # below the artifact's min_size (16): refused
+    out = tmp_path / "out"
+    args = ["segment", *map(str, inputs), "-o", str(out), "--model", str(tiny), "--threads", "1"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert f"{inputs[4]}: error: " in captured.err and f"{inputs[5]}: error: " in captured.err
+    assert "2 of 6 images failed" in captured.err
+    assert "4 images: p50 " in captured.out
+    labels = sorted(p.name for p in out.iterdir() if p.name.endswith("_labels.png"))
+    assert labels == sorted(
+        [
+            f"{tmp_path.name}_a_png_labels.png",
+            f"{tmp_path.name}_a_jpg_labels.png",
+            "d1_x_png_labels.png",
+            "d2_x_png_labels.png",
+        ]
+    )
 
 
 def test_segment_tool_matches_torchscript(tiny, camvid_val_paths, tmp_path):

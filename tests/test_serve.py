@@ -196,12 +196,12 @@ def test_serve_without_ray_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setattr(serve_module, "_import_ray", missing)
     from ifa_rt.cli import main
 
-    assert main(["serve", str(fixture_dir() / "tiny.ifa.pt"), "--port", str(free_port())]) == 2
+    assert main(["serve", str(fixture_dir() / "tiny.ifa.pt"), "--port", str(free_port())]) == 1
     assert "pip install 'ifa-rt[serve]'" in capsys.readouterr().err
 
 
 def test_unknown_model_fails_before_ray(capsys):
     from ifa_rt.cli import main
 
-    assert main(["serve", str(Path("/nonexistent/model.ifa.pt"))]) == 2
+    assert main(["serve", str(Path("/nonexistent/model.ifa.pt"))]) == 1
     assert "expected an existing artifact file" in capsys.readouterr().err

@@ -11,12 +11,15 @@ runs on a preallocated bucket. Prints per-image latency and a p50/p90 and images
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .deploy.metadata import MIN_INPUT_SIZE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -71,6 +74,23 @@ def collect_images(inputs: list[str]) -> list[Path]:
     return paths
 
 
+def output_stems(paths: list[Path]) -> list[str]:
+    """A distinct output name per input: the stem, or for clashing stems (a.jpg and a.png,
+    d1/x.png and d2/x.png) the stem with the suffix and then the parent folder added."""
+    stems = [p.stem for p in paths]
+    out = []
+    for p, stem in zip(paths, stems, strict=True):
+        if stems.count(stem) > 1:
+            stem = f"{p.parent.name}_{stem}_{p.suffix.lstrip('.').lower()}"
+        out.append(stem)
+    seen: Counter = Counter()
+    for i, stem in enumerate(out):  # still clashing (same folder name): number them
+        seen[stem] += 1
+        if out.count(stem) > 1:
+            out[i] = f"{stem}_{seen[stem]}"
+    return out
+
+
 def _label_png(labels: np.ndarray, palette: list[list[int]]) -> Image.Image:
     """Class indices as a palettised PNG: pixel values stay the class ids, viewers show colours."""
     png = Image.fromarray(labels, mode="P")
@@ -88,9 +108,16 @@ def run_cli(args: argparse.Namespace) -> int:
     paths = collect_images(args.inputs)
     sizes = Counter()
     for p in paths:
-        with Image.open(p) as im:  # reads the header only
-            sizes[(im.height, im.width)] += 1
-    shapes = [s for s, _ in sizes.most_common(max(0, args.plan_sizes))]
+        try:
+            with Image.open(p) as im:  # reads the header only
+                sizes[(im.height, im.width)] += 1
+        except OSError:
+            pass  # reported by name when its turn comes
+
+    # Sizes below the exporter's minimum are not planned (the artifact would refuse the
+    # plan); such an image is then refused alone, by name, when its turn comes.
+    usable = [s for s, _ in sizes.most_common() if min(s) >= MIN_INPUT_SIZE]
+    shapes = usable[: max(0, args.plan_sizes)]
     t0 = time.perf_counter()
     seg = Segmenter(
         args.model,
@@ -105,25 +132,40 @@ def run_cli(args: argparse.Namespace) -> int:
     latencies = []
     found: Counter = Counter()
     start = time.perf_counter()
-    for path in tqdm(paths, unit="img", disable=len(paths) < 2):
-        image = np.asarray(Image.open(path).convert("RGB"))
-        t = time.perf_counter()
-        labels = seg(image)
+    failed: list[str] = []
+    for path, stem in tqdm(
+        list(zip(paths, output_stems(paths), strict=True)), unit="img", disable=len(paths) < 2
+    ):
+        try:
+            with Image.open(path) as opened:
+                image = np.asarray(opened.convert("RGB"))
+            t = time.perf_counter()
+            labels = seg(image)
+        except (OSError, ValueError) as exc:  # unreadable file, or an image the model refuses
+            failed.append(str(path))
+            tqdm.write(f"ifa-rt segment: {path}: error: {exc}", file=sys.stderr)
+            continue
         latencies.append((time.perf_counter() - t) * 1000.0)
         found.update(np.unique(labels).tolist())
-        _label_png(labels, seg.palette).save(args.output / f"{path.stem}_labels.png")
+        _label_png(labels, seg.palette).save(args.output / f"{stem}_labels.png")
         if not args.no_overlay:
-            side_by_side(image, labels, seg.palette, seg.classes,
-                         path=args.output / f"{path.stem}_overlay.png")
+            side_by_side(
+                image, labels, seg.palette, seg.classes, path=args.output / f"{stem}_overlay.png"
+            )
         tqdm.write(f"{path.name}: {image.shape[1]}x{image.shape[0]} {latencies[-1]:.1f} ms")
     wall = time.perf_counter() - start
+    if not latencies:
+        raise RuntimeError(f"segment: none of the {len(paths)} images could be segmented")
     ms = np.asarray(latencies)
     classes = ", ".join(seg.classes[c] for c in sorted(found) if c < len(seg.classes))
     print(
-        f"{len(paths)} images: p50 {np.percentile(ms, 50):.1f} ms, "
+        f"{len(latencies)} images: p50 {np.percentile(ms, 50):.1f} ms, "
         f"p90 {np.percentile(ms, 90):.1f} ms, "
         f"{len(paths) / wall:.2f} images/s (with file I/O); fallback runs "
         f"{seg.stats()['fallback_calls']}; classes found: {classes}"
     )
     print(f"wrote {args.output}")
+    if failed:
+        print(f"{len(failed)} of {len(paths)} images failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
