@@ -234,3 +234,18 @@ def test_interpreter_exits_promptly_with_requests_pending(tiny):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["exiting", "cancelled"]
     assert time.perf_counter() - t0 < 30
+
+
+def test_submit_copies_so_the_caller_may_reuse_its_buffer(seg, images):
+    """A video loop reuses one frame buffer: what was queued must be what is segmented."""
+    frame = images[0].copy()
+    want = [seg(images[i]) for i in range(3)]
+    assert not np.array_equal(want[0], want[1])
+    with Batcher(seg, max_delay_us=300_000) as b:  # requests wait, while the buffer changes
+        futures = []
+        for i in range(3):
+            frame[...] = images[i]
+            futures.append(b.submit(frame))
+        frame[...] = 0
+        for future, labels in zip(futures, want, strict=True):
+            np.testing.assert_array_equal(future.result(TIMEOUT), labels)

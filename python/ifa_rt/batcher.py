@@ -94,16 +94,21 @@ class Batcher:
         self._core = _core.Batcher(engine, **kwargs)
         _live.add(self)
 
-    def submit(self, image: Any) -> Future:
+    def submit(self, image: Any, copy: bool = True) -> Future:
         """Queue one H×W×3 uint8 image; returns a Future of its H×W uint8 labels.
 
-        Every error (bad input, engine failure, closed batcher) arrives through the Future:
-        ValueError, RuntimeError, or CancelledError when `close(drain=False)` dropped it.
-        Cancelling the Future does not stop the request; its result is dropped.
+        The image is copied (one memcpy) so the caller may reuse its buffer at once, e.g. the
+        frame buffer of a video loop; `copy=False` queues a view instead, and then the buffer
+        must stay unchanged until the Future is done. Every error (bad input, engine failure,
+        closed batcher) arrives through the Future: ValueError, RuntimeError, or
+        CancelledError when `close(drain=False)` dropped it. Cancelling the Future does not
+        stop the request; its result is dropped.
         """
         future: Future = Future()
         try:
             array = _as_array(image, "Batcher.submit", "image")
+            if copy:
+                array = np.array(array, copy=True, order="C")
             # The labels are written here by the worker, so the result needs no copy.
             out = np.empty(array.shape[:2] if array.ndim == 3 else (0,), np.uint8)
             self._core.submit(array, out, functools.partial(_complete, future, out))

@@ -180,12 +180,13 @@ class _Runner:
         self._engine.logits_into(array, out)
         return out
 
-    def submit(self, image: Any) -> Future:
+    def submit(self, image: Any, copy: bool = True) -> Future:
         """Queue one H×W×3 image for dynamic micro-batching; a Future of its H×W labels.
 
-        Concurrent submits of the same size run as one batched call (`ifa_rt.batcher`).
+        Concurrent submits of the same size run as one batched call (`ifa_rt.batcher`). The
+        image is copied unless `copy=False` (then keep the buffer unchanged until done).
         """
-        return self.batcher.submit(image)
+        return self.batcher.submit(image, copy=copy)
 
     @property
     def batcher(self) -> Any:
