@@ -540,3 +540,13 @@ def test_channels_last_option_converts_an_nchw_artifact(real, tmp_path, real_ima
     assert (converted(image) == plain(image)).mean() >= 0.999
     want = plain.logits(image)
     assert np.abs(converted.logits(image) - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_pool_shares_the_cores_out_when_threads_are_unset(tiny):
+    import os
+
+    pool = SegmenterPool(tiny, size=2, shapes=[(32, 48)])
+    want = max(1, (os.cpu_count() or 1) // 2)
+    assert [pool._engine.engine(i).options.threads for i in range(2)] == [want, want]
+    explicit = SegmenterPool(tiny, size=2, shapes=[(32, 48)], threads=2)
+    assert explicit._engine.engine(0).options.threads == 2

@@ -246,8 +246,27 @@ PYBIND11_MODULE(_core, m) {
            "Labels of a list of [H,W,3] images of any sizes into `outs`.")
       .def("logits_into", &logits_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
            "float32 logits [B,C,H,W] into `out`.")
-      .def("plan", [](const ifa_rt::Segmenter& s) { return plan_dict(s.plan()); }, "The preallocated buffers.")
-      .def("stats", [](const ifa_rt::Segmenter& s) { return stats_dict(s.stats()); }, "Counters and latency.")
+      // The GIL is released while the engine's mutex may be waited for (a call in flight).
+      .def("plan",
+           [](const ifa_rt::Segmenter& s) {
+             ifa_rt::Plan p;
+             {
+               py::gil_scoped_release unlocked;
+               p = s.plan();
+             }
+             return plan_dict(p);
+           },
+           "The preallocated buffers.")
+      .def("stats",
+           [](const ifa_rt::Segmenter& s) {
+             ifa_rt::Stats st;
+             {
+               py::gil_scoped_release unlocked;
+               st = s.stats();
+             }
+             return stats_dict(st);
+           },
+           "Counters and latency.")
       .def_property_readonly("metadata_json", [](const ifa_rt::Segmenter& s) { return s.metadata().json; },
                              "The artifact's ifa_rt.json text.")
       .def_property_readonly("num_classes", [](const ifa_rt::Segmenter& s) { return s.metadata().num_classes; },

@@ -1,4 +1,6 @@
 // SegmenterPool: N engines, each call on an idle one.
+#include <algorithm>
+#include <thread>
 #include <condition_variable>
 #include <mutex>
 
@@ -40,8 +42,13 @@ SegmenterPool::SegmenterPool(const std::string& artifact_path, const Options& op
     : impl_(std::make_unique<Impl>()) {
   if (size < 1 || size > 256)
     throw InvalidArgument("SegmenterPool: 'size': expected an integer in [1, 256], got " + std::to_string(size));
+  // Unset threads: the cores shared out among the engines, so busy engines do not
+  // oversubscribe the machine (N engines x all cores each would).
+  Options per_engine = options;
+  if (per_engine.threads == 0)
+    per_engine.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / size);
   for (int i = 0; i < size; ++i) {
-    impl_->engines.push_back(std::make_unique<Segmenter>(artifact_path, options));
+    impl_->engines.push_back(std::make_unique<Segmenter>(artifact_path, per_engine));
     impl_->idle.push_back(size - 1 - i);
   }
 }

@@ -229,6 +229,7 @@ class Segmenter {
 /// (blocking while all are busy). Thread-safe.
 class SegmenterPool {
  public:
+  /// `size` engines; with options.threads unset (0) each gets cores / size intra-op threads.
   SegmenterPool(const std::string& artifact_path, const Options& options, int size);
   ~SegmenterPool();
   SegmenterPool(const SegmenterPool&) = delete;
