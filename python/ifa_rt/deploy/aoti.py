@@ -172,7 +172,7 @@ def compile_package(
         "fallback": FALLBACK_RECORD,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # concurrent compiles
     with PT2ArchiveWriter(str(partial)) as writer:
         _package_aoti_files(writer, files)
         writer.write_string(f"extra/{EXTRA_FILE}", json.dumps(package_meta))

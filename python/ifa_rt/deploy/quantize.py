@@ -327,7 +327,7 @@ def _with_metadata(src: Path, dst: Path, meta: dict[str, Any]) -> dict[str, Any]
     from .metadata import EXTRA_FILE
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(dst.name + ".partial")
+    partial = dst.with_name(f"{dst.name}.{os.getpid()}.partial")
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as zout:
         for item in zin.infolist():
             data = zin.read(item)
