@@ -215,5 +215,5 @@ def test_cli_quick_number(capsys):
 def test_cli_rejects_bad_shape(capsys):
     from ifa_rt.cli import main
 
-    assert main(["bench", "camvid-lite0", "--shape", "64by96"]) == 2
+    assert main(["bench", "camvid-lite0", "--shape", "64by96"]) == 1  # the command refused it
     assert "expected HEIGHTxWIDTH" in capsys.readouterr().err
