@@ -67,6 +67,14 @@ py::dict plan_dict(const ifa_rt::Plan& p) {
                   py::arg("total_bytes") = p.total_bytes());
 }
 
+// f() with the GIL released: engine queries wait for the engine's mutex while a call is in
+// flight, and must not hold up the other Python threads meanwhile.
+template <class F>
+auto without_gil(F&& f) {
+  py::gil_scoped_release unlocked;
+  return f();
+}
+
 py::dict stats_dict(const ifa_rt::Stats& s) {
   py::dict buckets;
   for (const auto& b : s.buckets)
@@ -246,26 +254,9 @@ PYBIND11_MODULE(_core, m) {
            "Labels of a list of [H,W,3] images of any sizes into `outs`.")
       .def("logits_into", &logits_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
            "float32 logits [B,C,H,W] into `out`.")
-      // The GIL is released while the engine's mutex may be waited for (a call in flight).
-      .def("plan",
-           [](const ifa_rt::Segmenter& s) {
-             ifa_rt::Plan p;
-             {
-               py::gil_scoped_release unlocked;
-               p = s.plan();
-             }
-             return plan_dict(p);
-           },
+      .def("plan", [](const ifa_rt::Segmenter& s) { return plan_dict(without_gil([&] { return s.plan(); })); },
            "The preallocated buffers.")
-      .def("stats",
-           [](const ifa_rt::Segmenter& s) {
-             ifa_rt::Stats st;
-             {
-               py::gil_scoped_release unlocked;
-               st = s.stats();
-             }
-             return stats_dict(st);
-           },
+      .def("stats", [](const ifa_rt::Segmenter& s) { return stats_dict(without_gil([&] { return s.stats(); })); },
            "Counters and latency.")
       .def_property_readonly("metadata_json", [](const ifa_rt::Segmenter& s) { return s.metadata().json; },
                              "The artifact's ifa_rt.json text.")

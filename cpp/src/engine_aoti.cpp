@@ -169,10 +169,7 @@ class AotiEngine final : public Engine {
     fallback_->run_unplanned(images, n, what, outs);
   }
 
-  AllocCounters counters() const override {
-    auto c = cache_.counters();
-    return {c.misses - warm_.misses, c.miss_bytes - warm_.miss_bytes, c.hits - warm_.hits, c.held_bytes};
-  }
+  AllocCounters counters() const override { return counters_since(cache_, warm_); }
 
   double first_call_ms() const override { return first_call_ms_; }
 
@@ -244,14 +241,9 @@ class AotiEngine final : public Engine {
         if (i == 0 && k == 0) first_call_ms_ = ms_since(t0);
       }
     }
-    for (int pass = 0; pass < 4; ++pass) {
-      cache_.next_epoch();
-      const int64_t before = cache_.counters().misses;
+    warm_ = settle(cache_, [&] {
       for (size_t i = 0; i < buckets_.size(); ++i) run_once(i);
-      if (cache_.counters().misses == before) break;
-    }
-    cache_.trim();
-    warm_ = cache_.counters();
+    });
   }
 
   Options options_;

@@ -70,4 +70,20 @@ void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_
                 std::string(c10::getDtypeNames(t.scalar_type()).first) + " " + shape_string(t.sizes().vec()));
 }
 
+BlockCache::Counters settle(BlockCache& cache, const std::function<void()>& pass) {
+  for (int k = 0; k < 4; ++k) {
+    cache.next_epoch();
+    const int64_t before = cache.counters().misses;
+    pass();
+    if (cache.counters().misses == before) break;
+  }
+  cache.trim();
+  return cache.counters();
+}
+
+AllocCounters counters_since(const BlockCache& cache, const BlockCache::Counters& warm) {
+  const auto c = cache.counters();
+  return {c.misses - warm.misses, c.miss_bytes - warm.miss_bytes, c.hits - warm.hits, c.held_bytes};
+}
+
 }  // namespace ifa_rt::detail

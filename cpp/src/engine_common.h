@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 
+#include "alloc_counter.h"
 #include "engine.h"
 
 namespace ifa_rt::detail {
@@ -43,5 +45,14 @@ void copy_out(const at::Tensor& result, int64_t n, Output what, void* const* out
 /// Checks a result against the contract (docs/artifact.md) for a b x h x w input with c
 /// classes; throws Error naming `forward`/`logits`, what was expected and what came.
 void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_t w, int64_t c);
+
+/// The end of a CPU engine's warm-up: runs `pass` (every planned bucket once) in new epochs
+/// of `cache` until a whole pass takes no new block (at most 4 passes), then frees the cached
+/// blocks that pass did not use (what only the first calls needed). Returns the counters that
+/// steady-state counts start from.
+BlockCache::Counters settle(BlockCache& cache, const std::function<void()>& pass);
+
+/// An engine's allocation counters since warm-up (`warm` from `settle`).
+AllocCounters counters_since(const BlockCache& cache, const BlockCache::Counters& warm);
 
 }  // namespace ifa_rt::detail

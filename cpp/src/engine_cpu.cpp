@@ -127,10 +127,7 @@ class CpuEngine final : public Engine {
     copy_out(out, n, what, outs);
   }
 
-  AllocCounters counters() const override {
-    auto c = cache_.counters();
-    return {c.misses - warm_.misses, c.miss_bytes - warm_.miss_bytes, c.hits - warm_.hits, c.held_bytes};
-  }
+  AllocCounters counters() const override { return counters_since(cache_, warm_); }
 
   double first_call_ms() const override { return first_call_ms_; }
 
@@ -200,10 +197,7 @@ class CpuEngine final : public Engine {
         if (i == 0 && k == 0) first_call_ms_ = ms_since(t0);
       }
     }
-    // Steady state: a whole pass over the buckets takes no new block.
-    for (int pass = 0; pass < 4; ++pass) {
-      cache_.next_epoch();
-      const int64_t before = cache_.counters().misses;
+    warm_ = settle(cache_, [&] {
       for (size_t i = 0; i < buckets_.size(); ++i) {
         const Bucket& b = buckets_[i];
         copy_out(execute(inputs_[i], Output::labels, true), b.batch, Output::labels,
@@ -212,10 +206,7 @@ class CpuEngine final : public Engine {
           copy_out(execute(inputs_[i], Output::logits, true), b.batch, Output::logits,
                    scratch_outs(b, Output::logits).data());
       }
-      if (cache_.counters().misses == before) break;
-    }
-    trimmed_bytes_ = cache_.trim();  // what only the first calls needed
-    warm_ = cache_.counters();
+    });
     std::vector<uint8_t>().swap(scratch_);
   }
 
@@ -241,7 +232,6 @@ class CpuEngine final : public Engine {
   BlockCache cache_;
   BlockCache::Counters warm_;
   double first_call_ms_ = 0;
-  int64_t trimmed_bytes_ = 0;
   std::vector<uint8_t> scratch_;
 };
 

@@ -22,37 +22,17 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/script.h>
 
-#include <chrono>
 #include <cstring>
 
 #include "artifact.h"
 #include "engine.h"
+#include "engine_common.h"
 #include "options.h"
 #include "plan.h"
 #include "torch_scope.h"
 
 namespace ifa_rt::detail {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-std::string first_line(const std::string& what) {
-  auto end = what.find('\n');
-  return end == std::string::npos ? what : what.substr(0, end);
-}
-
-at::ScalarType scalar_type(Precision p) {
-  switch (p) {
-    case Precision::fp16: return at::kHalf;
-    case Precision::bf16: return at::kBFloat16;
-    default: return at::kFloat;
-  }
-}
-
-at::Tensor image_tensor(const ImageRef& im) {
-  return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3},
-                       {im.stride_h, im.stride_w, im.stride_c}, at::TensorOptions(at::kByte));
-}
 
 struct AllocSnapshot {
   int64_t count = 0, bytes = 0;
@@ -204,7 +184,7 @@ class CudaEngine final : public Engine {
           call(forward_, cb.dev_in);
           if (options_.plan_logits) call(logits_, cb.dev_in);
           stream_->synchronize();
-          if (first) first_call_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+          if (first) first_call_ms_ = ms_since(t0);
           first = false;
         }
       } catch (const c10::Error& e) {

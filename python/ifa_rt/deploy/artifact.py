@@ -1,0 +1,83 @@
+"""The artifact's module and its loader: what an `.ifa.pt` holds and how Python reads it.
+
+Below every writer and reader of artifacts (export, rebuild, AOTInductor, Triton, int8), so
+none of them imports another to get at these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .metadata import EXTRA_FILE, parse_metadata
+
+__all__ = ["ImageSegmenter", "load_artifact"]
+
+
+class ImageSegmenter(nn.Module):
+    """The artifact's module: uint8 RGB NHWC images in, labels (forward) or logits out.
+
+    Normalisation lives in the graph so the runtime knows nothing model-specific. The compute
+    dtype follows the `mean` buffer: `.to(torch.bfloat16)` switches precision without re-export.
+    """
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer(
+            "inv_std", (1.0 / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1)
+        )
+
+    def _logits(self, images: Tensor) -> Tensor:
+        x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
+        return self.net((x - self.mean) * self.inv_std)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Label map uint8 [B,H,W] for uint8 [B,H,W,3] RGB images."""
+        # max(1).indices is argmax(1) exactly (first maximum, NaN wins; tested), and its
+        # kernel reduces an NCHW map 2.6-4.6x faster than argmax's.
+        return self._logits(images).max(1)[1].to(torch.uint8)
+
+    @torch.jit.export
+    def configure_cache(self, planned: list[list[int]], capacity: int) -> None:
+        """Runtime hook (docs/artifact.md): keep the per-shape constants of the planned [H, W]
+        input sizes, and of at most `capacity` other sizes (least recently used first out)."""
+        self.net.configure_cache(planned, capacity, self.mean.dtype, self.mean.device)
+
+    @torch.jit.export
+    def logits(self, images: Tensor) -> Tensor:
+        """Float32 logits [B,C,H,W] for uint8 [B,H,W,3] RGB images."""
+        return self._logits(images).float()
+
+
+class _Predict(nn.Module):
+    """The reference model as is, through its always-a-tensor `predict` method."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.predict(x)
+
+    def configure_cache(
+        self, planned: list[list[int]], capacity: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        """Nothing to configure: the reference form caches nothing per shape."""
+
+
+def load_artifact(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """Load an artifact in Python with its validated metadata (the C++ runtime does the same)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"artifact '{path}': no such file")
+    extra = {EXTRA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as exc:
+        raise ValueError(f"artifact '{path}': not a TorchScript archive: {exc}") from None
+    return module, parse_metadata(extra[EXTRA_FILE], source=str(path))
