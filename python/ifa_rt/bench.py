@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .shapes import parse_shape
+
 __all__ = [
     "configure_parser",
     "data_root",
@@ -58,14 +60,6 @@ def summarize(ms: Sequence[float], batch: int) -> dict[str, Any]:
         "max_ms": float(max(ms)),
         "images_per_s": 1000.0 * batch / p50,
     }
-
-
-def parse_shape(text: str) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024) (height × width)."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"bench: 'shape': expected HEIGHTxWIDTH like 512x1024, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def data_root() -> Path:

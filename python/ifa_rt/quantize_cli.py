@@ -39,10 +39,10 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `ifa-rt quantize`."""
     from tqdm.auto import tqdm
 
-    from .bench import parse_shape
     from .data import camvid, cityscapes
     from .deploy.quantize import QuantizationGate, quantize_artifact
     from .models import resolve
+    from .shapes import parse_shape
 
     reader = {"camvid": camvid, "cityscapes": cityscapes}[args.dataset]
     calibration_set = reader(args.calibration_split, args.data)

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ __all__ = [
     "compile_triton_model",
     "aot_compile",
     "export_graph",
-    "export_package",
     "machine_facts",
     "model_name",
     "read_package_metadata",
@@ -293,30 +291,3 @@ def compile_artifact(
         )
     log.info("compiled %s -> %s", artifact, target)
     return target
-
-
-def export_package(
-    model: nn.Module,
-    path: str | Path,
-    *,
-    shapes: Sequence[tuple[int, int]],
-    max_batch: int = 1,
-    threads: int | None = None,
-    show_progress: bool = True,
-    **export_kwargs: Any,
-) -> dict[str, Any]:
-    """Export `model` to a TorchScript artifact, then compile that artifact into `path`."""
-    from .export import export
-
-    with tempfile.TemporaryDirectory(prefix="ifa_rt_aoti_") as tmp:
-        fallback = Path(tmp) / FALLBACK_FILE
-        export(model, fallback, **export_kwargs)
-        compile_artifact(
-            fallback,
-            shapes=shapes,
-            max_batch=max_batch,
-            threads=threads,
-            output=path,
-            show_progress=show_progress,
-        )
-    return read_package_metadata(path)

@@ -153,7 +153,7 @@ def _gate_report(
     from torch._inductor.package import load_package
 
     from ..evaluate import ConfusionMatrix
-    from .export import load_artifact
+    from .artifact import load_artifact
 
     fp32, _ = load_artifact(artifact)
     int8 = load_package(str(package), model_name(1, *shape))

@@ -21,7 +21,7 @@ def rebuild_from_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from the preset config in its metadata, so no training checkpoint is needed.
     """
     from ..model import build_model
-    from .export import ImageSegmenter, load_artifact
+    from .artifact import ImageSegmenter, load_artifact
     from .fuse import fuse_model
 
     scripted, meta = load_artifact(path)

@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .export import load_artifact
+from .artifact import load_artifact
 
 __all__ = ["triton_config", "write_triton_repository"]
 
