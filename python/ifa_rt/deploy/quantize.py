@@ -194,16 +194,17 @@ def _gate_report(
 
 
 def _simulated_agreement(
-    calibrated: _Calibrated, shape: tuple[int, int], images: Sequence[np.ndarray]
+    calibrated: _Calibrated,
+    shape: tuple[int, int],
+    inputs: Sequence[torch.Tensor],
+    fp32_labels: Sequence[torch.Tensor],
 ) -> float:
-    """Label agreement of the converted (fake-quantized, eager) int8 graph with fp32: cheap,
-    close to the compiled kernels', used only to choose what stays fp32."""
+    """Label agreement of the converted (fake-quantized, eager) int8 graph with the fp32
+    labels: cheap, close to the compiled kernels', used only to choose what stays fp32."""
     graph, _ = calibrated.convert(1, *shape)
     same = total = 0
     with torch.no_grad():
-        for image in images:
-            x = torch.from_numpy(_resized(image, shape))[None]
-            want = calibrated.wrapper(x)
+        for x, want in zip(inputs, fp32_labels, strict=True):
             same += int((graph(x) == want).sum())
             total += want.numel()
     return same / total
@@ -225,9 +226,13 @@ def _calibrate(
     if keep_fp32 != "auto":
         return _Calibrated(wrapper, calibration, shape, list(keep_fp32))
     convs = conv_names(wrapper)
+    # The fp32 side is the same for every candidate: computed once.
+    inputs = [torch.from_numpy(_resized(image, shape))[None] for image in gate_images]
+    with torch.no_grad():
+        fp32_labels = [wrapper(x) for x in inputs]
     for k in (0, 1, 2, 4, 8):
         calibrated = _Calibrated(wrapper, calibration, shape, convs[:k])
-        agreement = _simulated_agreement(calibrated, shape, gate_images)
+        agreement = _simulated_agreement(calibrated, shape, inputs, fp32_labels)
         if progress:
             progress(f"{k} convolutions in fp32: simulated agreement {agreement:.4f}")
         if agreement >= gate.min_label_agreement:
