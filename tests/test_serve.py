@@ -9,14 +9,10 @@ optional extra `ifa-rt[serve]`).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,19 +24,18 @@ import pytest
 from PIL import Image
 
 from _reliability import fixture_dir
+from _serve import HAVE_RAY, REQUEST_TIMEOUT, encoded, free_port, request, running_server
 from ifa_rt import Segmenter
 from ifa_rt.cli import build_parser
-from ifa_rt.serve.codec import decode_image, encode_png, labels_json
-
-HAVE_RAY = all(importlib.util.find_spec(m) is not None for m in ("ray", "starlette"))
-START_TIMEOUT = 45  # s: Ray + Serve + one replica on a loaded 2-core machine
-REQUEST_TIMEOUT = 20
-
-
-def encoded(image: np.ndarray, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format=fmt)
-    return buf.getvalue()
+from ifa_rt.serve import exposure_warning
+from ifa_rt.serve.codec import (
+    RequestError,
+    check_content_length,
+    check_token,
+    decode_image,
+    encode_png,
+    labels_json,
+)
 
 
 def test_codec_round_trip(real_image):
@@ -59,19 +54,77 @@ def test_codec_round_trip(real_image):
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "status", "message"),
     [
-        (b"", r"expected an encoded image \(PNG/JPEG\), got 0 bytes$"),
+        (b"", 400, r"expected an encoded image \(PNG/JPEG\), got 0 bytes$"),
         (
             b"not an image",
+            400,
             r"expected an encoded image \(PNG/JPEG\), got 12 bytes that do not decode "
-            r"\(UnidentifiedImageError: cannot identify image file\)$",
+            r"\(UnidentifiedImageError: not an image Pillow recognises\)$",
+        ),
+        (
+            encoded(np.zeros((4, 4, 3), np.uint8), "GIF"),
+            415,
+            r"expected an image in PNG, JPEG, BMP, WEBP, got GIF$",
+        ),
+        (
+            encoded(np.zeros((4, 4, 3), np.uint8), "TIFF"),
+            415,
+            r"expected an image in PNG, JPEG, BMP, WEBP, got TIFF$",
+        ),
+        (
+            encoded(np.zeros((40, 50, 3), np.uint8), "PNG")[:60],  # header, then cut off
+            400,
+            r"expected an encoded image \(PNG/JPEG\), got 60 bytes that do not decode \(",
         ),
     ],
 )
-def test_codec_rejects_bad_bodies(body, message):
-    with pytest.raises(ValueError, match=r"^serve: request body: " + message):
+def test_codec_rejects_bad_bodies(body, status, message):
+    with pytest.raises(RequestError, match=r"^serve: request body: " + message) as info:
         decode_image(body)
+    assert info.value.status == status
+
+
+def test_pixel_limit_is_read_from_the_header_before_decoding():
+    # 9000x9000 (81 MP, under Pillow's own bomb limit): ~240 KB of PNG, 243 MB of pixels.
+    bomb = encoded(np.zeros((9000, 9000, 3), np.uint8), "PNG")
+    assert len(bomb) < 400_000
+    start = time.perf_counter()
+    with pytest.raises(RequestError, match=r"at most 16777216 pixels, got 9000x9000 \(81000000"):
+        decode_image(bomb)  # the default limit, 4096x4096
+    assert time.perf_counter() - start < 0.5  # the header only: decoding takes seconds
+    with pytest.raises(RequestError, match=r"at most 1999 pixels, got 40x50 \(2000 pixels\)$"):
+        decode_image(encoded(np.zeros((50, 40, 3), np.uint8), "BMP"), max_pixels=1999)
+    assert decode_image(encoded(np.zeros((50, 40, 3), np.uint8), "WEBP"), 2000).shape == (50, 40, 3)
+
+
+def test_token_and_content_length_checks():
+    check_token(None, None)  # no token configured: anything goes
+    check_token("Bearer s3cret", "s3cret")
+    for header, got in [
+        (None, "got none"),
+        ("Bearer nope", "got a different value"),
+        ("Basic s3cret", "got a different value"),
+    ]:
+        with pytest.raises(RequestError, match=got) as info:
+            check_token(header, "s3cret")
+        assert info.value.status == 401 and info.value.headers == {"WWW-Authenticate": "Bearer"}
+    check_content_length(None, 10)
+    check_content_length("10", 10)
+    with pytest.raises(RequestError, match=r"expected at most 10 bytes, got 11$") as info:
+        check_content_length("11", 10)
+    assert info.value.status == 413
+    with pytest.raises(RequestError, match=r"'Content-Length': expected an integer, got 'x'$"):
+        check_content_length("x", 10)
+
+
+def test_exposure_warning():
+    assert exposure_warning("127.0.0.1", None) is None
+    assert exposure_warning("::1", None) is None and exposure_warning("localhost", None) is None
+    assert "set IFA_RT_SERVE_TOKEN" in exposure_warning("0.0.0.0", None)
+    assert "must carry the bearer token" in exposure_warning("10.1.2.3", "t")
+    assert "not loopback" in exposure_warning("myhost.example", None)
 
 
 def test_cli_arguments():
@@ -80,54 +133,41 @@ def test_cli_arguments():
     argv = ["serve", "m.ifa.pt", "--replicas", "2", "--shapes", "360x480,64x96", "--port", "9"]
     args = build_parser(argv).parse_args(argv)
     assert args.replicas == 2 and args.shapes == [(360, 480), (64, 96)] and args.port == 9
-    for bad in (["--replicas", "0"], ["--shapes", "360by480"], ["--max-batch", "-1"]):
+    assert (args.max_body_mb, args.max_pixels, args.max_queue, args.token) == (
+        64,
+        4096**2,
+        32,
+        None,
+    )
+    argv = ["serve", "camvid", "--max-pixels", "1000", "--max-queue", "2", "--max-body-mb", "0.5"]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.max_pixels, args.max_queue, args.max_body_mb) == (1000, 2, 0.5)
+    bad_args = (
+        ["--replicas", "0"],
+        ["--shapes", "360by480"],
+        ["--max-batch", "-1"],
+        ["--max-pixels", "0"],
+        ["--max-queue", "-3"],
+    )
+    for bad in bad_args:
         argv = ["serve", "camvid", *bad]
         with pytest.raises(SystemExit):
             build_parser(argv).parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`ifa-rt serve` of the fixture artifact on loopback; yields (url, artifact, proc, log)."""
+    artifact = str(fixture_dir() / "tiny.ifa.pt")
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    args = ["--max-batch", "4", "--max-delay-ms", "50", "--shapes", "360x480", "--num-cpus", "2"]
+    with running_server(log, artifact, args) as (url, proc):
+        yield url, artifact, proc, log
 
 
 def post(url: str, body: bytes) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`ifa-rt serve` on a free loopback port; yields (url, artifact); stopped with SIGINT."""
-    artifact = str(fixture_dir() / "tiny.ifa.pt")
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "ifa_rt.cli", "serve", artifact, "--port", str(port)]
-    cmd += ["--max-batch", "4", "--max-delay-ms", "50", "--shapes", "360x480", "--num-cpus", "2"]
-    with open(log, "w") as out:
-        # Own session: its Ray processes can be found (and, on failure, ended) as one group.
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while "ifa-rt serve: " + artifact + " on " not in log.read_text():
-            assert proc.poll() is None, f"serve exited early:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"serve not up in {START_TIMEOUT} s"
-            time.sleep(0.25)
-        yield url, artifact, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    status, _, reply = request(url, body)
+    return status, reply
 
 
 @pytest.mark.skipif(not HAVE_RAY, reason="Ray Serve is not installed (pip install 'ifa-rt[serve]')")

@@ -8,20 +8,29 @@ Starts a local Ray (dashboard off) unless --address names a running cluster, dep
 replicas (`ifa_rt.serve.app`), prints the URL once every replica is up, and serves until
 SIGINT/SIGTERM, then shuts Serve and Ray down. Ray is imported only when serving, so the
 runtime never depends on it. The same from Python: `url = start(model, ...)`, then `stop()`.
+
+Limits (`codec.Limits`, each a JSON error): --max-body-mb (413), --max-pixels (413, read from
+the image header before decoding), --max-queue per replica (503 + Retry-After). Bound to a
+non-loopback host it warns, and a bearer token (--token, or the IFA_RT_SERVE_TOKEN environment
+variable, which other users cannot read from the process list) protects it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import sys
 import threading
 from typing import Any
 
-__all__ = ["configure_parser", "run_cli", "start", "stop"]
+from .codec import Limits
+
+__all__ = ["configure_parser", "exposure_warning", "run_cli", "start", "stop"]
 
 APP_NAME = "ifa_rt"
+TOKEN_ENV = "IFA_RT_SERVE_TOKEN"
 
 
 def _import_ray():
@@ -47,6 +56,7 @@ def start(
     max_delay_ms: float = 10.0,
     num_cpus: int | None = None,
     address: str | None = None,
+    limits: Limits | None = None,
     **segmenter: Any,
 ) -> str:
     """Start Ray (unless running) and Serve, deploy the app; returns its URL once it is up.
@@ -57,6 +67,7 @@ def start(
         replicas, max_batch, max_delay_ms: see `ifa_rt.serve.app.build_app`.
         num_cpus: CPUs of the local Ray started here (default: all); the replicas share them.
         address: a running Ray cluster to deploy into instead of starting a local one.
+        limits: request limits and the optional bearer token (defaults: `Limits()`).
         segmenter: more `Segmenter` keyword arguments (shapes, threads, device, precision).
     """
     from ..models import resolve
@@ -85,6 +96,7 @@ def start(
         max_delay_ms=max_delay_ms,
         # Every replica gets a share of the CPUs, so all of them can be placed.
         replica_cpus=cpus / replicas,
+        limits=limits,
         **segmenter,
     )
     serve.run(app, name=APP_NAME, route_prefix="/")
@@ -109,6 +121,22 @@ def _shapes(text: str) -> list[tuple[int, int]]:
         raise argparse.ArgumentTypeError(
             f"expected HxW sizes separated by commas (e.g. 360x480,720x960), got '{text}'"
         ) from None
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The warning for a host other machines can reach (None for loopback)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to any interface
+    if loopback:
+        return None
+    guard = (
+        "requests must carry the bearer token"
+        if token
+        else f"anyone who can reach it may use it: set {TOKEN_ENV} (or --token) to require a token"
+    )
+    return f"ifa-rt serve: warning: listening on {host}, not loopback; {guard}"
 
 
 def _positive(kind: type):
@@ -153,6 +181,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    defaults = Limits()
+    parser.add_argument(
+        "--max-body-mb",
+        type=_positive(float),
+        default=defaults.max_body_bytes / 2**20,
+        help="largest request body in MiB, from Content-Length or as read (default: 64)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive(int),
+        default=defaults.max_pixels,
+        help="largest image in pixels, checked before decoding (default: 4096x4096)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=_positive(int),
+        default=defaults.max_queue,
+        help="requests a replica holds at once; more get 503 + Retry-After (default: 32)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}, else none)",
+    )
     parser.add_argument(
         "--num-cpus", type=_positive(int), default=None, help="CPUs of the local Ray (default: all)"
     )
@@ -169,6 +221,16 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError(f"serve: '--max-delay-ms': expected >= 0, got {args.max_delay_ms}")
     cpus = args.num_cpus or os.cpu_count() or 1
     threads = args.threads or max(1, cpus // args.replicas)
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_pixels=args.max_pixels,
+        max_queue=args.max_queue,
+        token=token,
+    )
+    warning = exposure_warning(args.host, token)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     stopping = threading.Event()
     # Handlers first: a signal during the (long) start still ends in a clean shutdown.
     previous = {
@@ -185,6 +247,7 @@ def run_cli(args: argparse.Namespace) -> int:
             max_delay_ms=args.max_delay_ms,
             num_cpus=args.num_cpus,
             address=args.address,
+            limits=limits,
             shapes=args.shapes,
             threads=threads,
             device=args.device,

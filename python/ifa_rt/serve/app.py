@@ -2,44 +2,70 @@
 
     POST /            body: an encoded image -> PNG labels (?format=json: histogram + labels,
                       ?labels=0 leaves the labels out of the JSON)
-    GET  /            the model (preset, classes, palette) and this replica's batching counters
+    GET  /            the model (preset, classes, palette) and this replica's counters
 
 Each replica loads the artifact itself (a path must exist on every node; a bundled name always
 does). Requests that arrive together are gathered by `@serve.batch` (up to `max_batch`, waiting
 at most `max_delay_ms`) and run as one list call: the engine batches images of the same size
-on its planned buckets. The call runs on a thread (the C++ engine releases the GIL), so the
-replica's event loop keeps accepting requests for the next batch meanwhile.
+on its planned buckets. Decoding and the engine call run on threads (the C++ engine releases
+the GIL), so the replica's event loop keeps accepting and refusing requests meanwhile.
+
+Every refusal is a JSON `{"error": ...}` with its status (codec.Limits): 401 without the
+token, 413 for a body or image over the limits (checked from `Content-Length` and the image
+header, before the body or the pixels are read), 415 for formats other than PNG, JPEG, BMP
+and WebP, 503 with `Retry-After` when the replica already holds `max_queue` requests, 500 when
+the engine fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
 import numpy as np
 from ray import serve
+from ray.serve.config import BackpressureConfig
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..segmenter import Segmenter
-from .codec import FORMATS, decode_image, encode_png, labels_json
+from .codec import (
+    FORMATS,
+    Limits,
+    RequestError,
+    body_too_large,
+    check_content_length,
+    check_token,
+    decode_image,
+    encode_png,
+    labels_json,
+)
 
 __all__ = ["SegmentDeployment", "build_app"]
+
+RETRY_AFTER_S = 1
 
 
 @serve.deployment(name="ifa_rt")
 class SegmentDeployment:
     """One replica: a planned, warmed-up `Segmenter` behind an HTTP endpoint."""
 
-    def __init__(self, model: str, max_batch: int, max_delay_ms: float, **segmenter: Any):
+    def __init__(
+        self, model: str, max_batch: int, max_delay_ms: float, limits: dict, **segmenter: Any
+    ):
         self._seg = Segmenter(model, max_batch=max_batch, **segmenter)
         self._meta = self._seg.metadata
         self._palette = self._seg.palette
+        self._limits = Limits(**limits)
         # The decorator's values are class-wide; these are this deployment's.
         self.segment_batch.set_max_batch_size(max_batch)
         self.segment_batch.set_batch_wait_timeout_s(max_delay_ms / 1000.0)
         self._batch_sizes = [0] * (max_batch + 1)
+        self._held = 0  # POSTs admitted and not yet answered
+        self._refused = {"busy": 0, "too_large": 0, "unauthorized": 0, "bad_request": 0}
+        self._failed = 0
 
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
     async def segment_batch(self, images: list[np.ndarray]) -> list[np.ndarray | Exception]:
@@ -48,55 +74,84 @@ class SegmentDeployment:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(None, self._seg.segment, images)
-        except ValueError:
+        except Exception:
             # One list call checks every image first, so one bad image fails the call: rerun
             # each alone to give the others their labels and the bad one its own error.
             run = self._segment_or_error
             return [await loop.run_in_executor(None, run, im) for im in images]
 
     async def __call__(self, request: Request) -> Response:
-        """POST: segment the body's image; GET: model facts and batching counters."""
+        """POST: segment the body's image; GET: model facts and counters; errors as JSON."""
+        try:
+            check_token(request.headers.get("authorization"), self._limits.token)
+            return await self._handle(request)
+        except RequestError as exc:
+            self._count_refusal(exc.status)
+            return _error(exc.status, str(exc), exc.headers)
+        except Exception as exc:  # the engine or anything unforeseen: still a JSON answer
+            self._failed += 1
+            return _error(500, f"serve: the request failed: {type(exc).__name__}: {exc}")
+
+    async def _handle(self, request: Request) -> Response:
         path, prefix = request.scope["path"], request.scope.get("root_path", "")
         if path.removeprefix(prefix).strip("/"):
-            return _error(404, f"serve: path '{path}': expected '/'")
+            raise RequestError(404, f"serve: path '{path}': expected '/'")
         if request.method == "GET":
             return JSONResponse(self.info())
         if request.method != "POST":
-            return _error(405, f"serve: method {request.method}: expected GET or POST")
+            raise RequestError(405, f"serve: method {request.method}: expected GET or POST")
         fmt = request.query_params.get("format", "png").lower()
         if fmt not in FORMATS:
-            return _error(
+            raise RequestError(
                 400, f"serve: query 'format': expected one of {', '.join(FORMATS)}, got '{fmt}'"
             )
+        if self._held >= self._limits.max_queue:
+            raise RequestError(
+                503,
+                f"serve: replica busy: expected fewer than {self._limits.max_queue} requests "
+                "in progress, got that many; retry later",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        self._held += 1
         try:
-            image = decode_image(await request.body())
-        except ValueError as exc:
-            return _error(400, str(exc))
+            return await self._segment(request, fmt)
+        finally:
+            self._held -= 1
+
+    async def _segment(self, request: Request, fmt: str) -> Response:
+        check_content_length(request.headers.get("content-length"), self._limits.max_body_bytes)
+        body = await _read_body(request, self._limits.max_body_bytes)
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(None, decode_image, body, self._limits.max_pixels)
         result = await self.segment_batch(image)
         if isinstance(result, ValueError):
-            return _error(400, str(result))
+            raise RequestError(400, str(result))
         if isinstance(result, Exception):
-            return _error(500, str(result))
+            raise result
         if fmt == "json":
             with_labels = request.query_params.get("labels", "1").lower() not in (
                 "0",
                 "false",
                 "no",
             )
-            body = labels_json(result, self._meta["classes"], with_labels)
-            body["model"] = self._meta.get("preset")
-            return JSONResponse(body)
+            reply = labels_json(result, self._meta["classes"], with_labels)
+            reply["model"] = self._meta.get("preset")
+            return JSONResponse(reply)
         return Response(encode_png(result, self._palette), media_type="image/png")
 
     def _segment_or_error(self, image: np.ndarray) -> np.ndarray | Exception:
         """One image's labels, or its error as a value (a batch result slot)."""
         try:
             return self._seg.segment(image)
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:
             return exc
 
+    def _count_refusal(self, status: int) -> None:
+        kind = {503: "busy", 413: "too_large", 401: "unauthorized"}.get(status, "bad_request")
+        self._refused[kind] += 1
+
     def info(self) -> dict[str, Any]:
-        """Model facts and this replica's counters (Ray batches and engine stats)."""
+        """Model facts and this replica's counters (Ray batches, refusals, engine stats)."""
         stats = self._seg.stats()
         batches = sum(self._batch_sizes)
         images = sum(k * n for k, n in enumerate(self._batch_sizes))
@@ -107,12 +162,32 @@ class SegmentDeployment:
             "batches": batches,
             "mean_batch_size": images / batches if batches else 0.0,
             "batch_sizes": self._batch_sizes,
+            "in_progress": self._held,
+            "refused": dict(self._refused),
+            "failed": self._failed,
+            "limits": {
+                "max_body_bytes": self._limits.max_body_bytes,
+                "max_pixels": self._limits.max_pixels,
+                "max_queue": self._limits.max_queue,
+                "token": self._limits.token is not None,
+            },
             "engine": {k: stats[k] for k in ("calls", "images", "bucket_runs", "fallback_calls")},
         }
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read chunk by chunk and abandoned (413) as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit, size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def build_app(
@@ -122,6 +197,7 @@ def build_app(
     max_batch: int = 4,
     max_delay_ms: float = 10.0,
     replica_cpus: float = 1.0,
+    limits: Limits | None = None,
     **segmenter: Any,
 ) -> serve.Application:
     """The bound application: `replicas` copies of the deployment.
@@ -132,12 +208,19 @@ def build_app(
         max_batch: Ray batch size and the engine's max_batch (planned buckets 1, 2, 4, ..).
         max_delay_ms: how long Ray waits to fill a batch.
         replica_cpus: CPUs Ray reserves per replica (fractions allowed).
+        limits: request limits and the optional token (codec.Limits; defaults if None).
         segmenter: more `Segmenter` keyword arguments (shapes, threads, device, precision).
     """
+    limits = limits or Limits()
     json.dumps(segmenter)  # must travel to the replicas as plain data
     return SegmentDeployment.options(
         num_replicas=replicas,
-        # Ray refuses to batch more than a replica may hold at once; leave room for the next.
-        max_ongoing_requests=max(2 * max_batch, 8),
+        # Each replica refuses its own excess (a JSON 503); Ray must let that many through
+        # (plus GETs). Ray's own queue in front of the replicas is a bounded backstop (a plain
+        # text 503): requests wait there briefly while Ray picks a replica, so it is roomier.
+        # Ray also refuses to batch more than a replica may hold at once.
+        max_ongoing_requests=max(limits.max_queue + 4, 2 * max_batch),
+        max_queued_requests=(4 * limits.max_queue + 16) * replicas,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S),
         ray_actor_options={"num_cpus": replica_cpus},
-    ).bind(model, max_batch, max_delay_ms, **segmenter)
+    ).bind(model, max_batch, max_delay_ms, dataclasses.asdict(limits), **segmenter)

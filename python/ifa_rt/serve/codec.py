@@ -1,49 +1,155 @@
-"""HTTP payloads of `ifa-rt serve` (no Ray here, so they are testable without it).
+"""HTTP payloads and request limits of `ifa-rt serve` (no Ray here, so they are testable alone).
 
-Request body: one encoded image (PNG, JPEG, BMP: whatever Pillow reads), decoded to RGB
-pixels as stored (EXIF orientation is not applied). Responses: a PNG of the class indices
-with the artifact's palette attached (`format=png`, the default: viewers show colours, and
-`np.array(Image.open(...))` gives the labels back), or JSON (`format=json`).
+Request body: one encoded image, PNG, JPEG, BMP or WebP only, decoded to RGB pixels as stored
+(EXIF orientation is not applied). Its size is checked from the header before any pixel is
+decoded, since a file of a few hundred KB can decode to gigabytes. Responses: a PNG of the
+class indices with the artifact's palette attached (`format=png`, the default: viewers show
+colours, and `np.array(Image.open(...))` gives the labels back), or JSON (`format=json`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import io
 import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["FORMATS", "MAX_BODY_BYTES", "decode_image", "encode_png", "labels_json"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "FORMATS",
+    "Limits",
+    "RequestError",
+    "body_too_large",
+    "check_content_length",
+    "check_token",
+    "decode_image",
+    "encode_png",
+    "labels_json",
+]
 
 FORMATS = ("png", "json")
-# A 4K RGB image is ~25 MB as PNG; anything much bigger is not one camera frame.
-MAX_BODY_BYTES = 64 * 2**20
-# Larger decoded images are refused before decoding (a small file can decode to gigabytes).
-MAX_PIXELS = 16384 * 16384
+# Pillow's names of the image formats a request may carry; everything else is a 415, so no
+# other decoder (EPS through Ghostscript, TIFF's many codecs, ...) ever sees request bytes.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 
 
-def decode_image(body: bytes) -> np.ndarray:
-    """An encoded image -> uint8 H×W×3 RGB; ValueError saying what was wrong."""
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one request may cost a replica; every limit gives a JSON error, never a stall."""
+
+    # A 4K RGB frame is ~25 MB as PNG; anything much bigger is not one camera frame.
+    max_body_bytes: int = 64 * 2**20
+    # ~16.8 MP: 4K frames pass; the activations of larger inputs approach gigabytes.
+    max_pixels: int = 4096 * 4096
+    # Requests a replica holds at once (decoding, waiting for a batch, running); more get 503.
+    max_queue: int = 32
+    # Bearer token every request must present (None: no authentication).
+    token: str | None = None
+
+
+class RequestError(ValueError):
+    """A request the service refuses: carries its HTTP status and extra response headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+def check_token(authorization: str | None, token: str | None) -> None:
+    """Refuse (401) a request whose `Authorization: Bearer` header is not the token."""
+    if token is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    # compare_digest's time does not depend on where the strings differ.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise RequestError(
+            401,
+            "serve: header 'Authorization': expected 'Bearer <token>' with the service's token, "
+            + ("got none" if not authorization else "got a different value"),
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+def check_content_length(header: str | None, limit: int) -> None:
+    """Refuse a declared body over `limit` bytes (413) before any of it is read."""
+    if header is None:
+        return  # chunked: the reader counts as it goes
+    try:
+        length = int(header)
+    except ValueError:
+        raise RequestError(
+            400, f"serve: header 'Content-Length': expected an integer, got '{header[:40]}'"
+        ) from None
+    if length > limit:
+        raise RequestError(
+            413, f"serve: request body: expected at most {limit} bytes, got {length}"
+        )
+
+
+def body_too_large(limit: int, seen: int) -> RequestError:
+    """The 413 for a chunked body that passed `limit` while being read."""
+    return RequestError(
+        413, f"serve: request body: expected at most {limit} bytes, got more than {seen - 1}"
+    )
+
+
+def decode_image(body: bytes, max_pixels: int = Limits.max_pixels) -> np.ndarray:
+    """An encoded image -> uint8 H×W×3 RGB; RequestError (400, 413 or 415) saying what was wrong."""
     if not body:
-        raise ValueError("serve: request body: expected an encoded image (PNG/JPEG), got 0 bytes")
-    if len(body) > MAX_BODY_BYTES:
-        raise ValueError(
-            f"serve: request body: expected at most {MAX_BODY_BYTES} bytes, got {len(body)}"
+        raise RequestError(
+            400, "serve: request body: expected an encoded image (PNG/JPEG), got 0 bytes"
         )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(body))
-            if image.width * image.height > MAX_PIXELS:
-                raise ValueError(f"{image.width}x{image.height} pixels is too large")
-            return np.asarray(image.convert("RGB"))
-    except Exception as exc:  # Pillow raises many types for undecodable data
-        raise ValueError(
-            f"serve: request body: expected an encoded image (PNG/JPEG), got {len(body)} bytes "
-            f"that do not decode ({type(exc).__name__}: {_short(exc)})"
-        ) from None
+            # Our own pixel limit (below) is the check; Pillow's bomb warning would only
+            # turn sizes between the two limits into a confusing decode error.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(body), formats=ACCEPTED_FORMATS)  # header only
+    except Image.DecompressionBombError as exc:
+        raise RequestError(413, f"serve: request body: {_short(exc)}") from None
+    except UnidentifiedImageError:
+        raise _unaccepted(body) from None
+    except Exception as exc:  # Pillow raises many types for broken headers
+        raise _undecodable(body, exc) from None
+    if image.width * image.height > max_pixels:
+        raise RequestError(
+            413,
+            f"serve: request body: expected an image of at most {max_pixels} pixels, got "
+            f"{image.width}x{image.height} ({image.width * image.height} pixels)",
+        )
+    try:
+        return np.asarray(image.convert("RGB"))
+    except Exception as exc:
+        raise _undecodable(body, exc) from None
+
+
+def _unaccepted(body: bytes) -> RequestError:
+    """415 naming the format when Pillow knows it, else 400: the bytes are no image at all."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            name = Image.open(io.BytesIO(body)).format  # parses the header only, never decodes
+    except Exception:
+        name = None
+    if name is None:
+        return _undecodable(body, UnidentifiedImageError("not an image Pillow recognises"))
+    return RequestError(
+        415,
+        f"serve: request body: expected an image in {', '.join(ACCEPTED_FORMATS)}, got {name}",
+    )
+
+
+def _undecodable(body: bytes, exc: Exception) -> RequestError:
+    return RequestError(
+        400,
+        f"serve: request body: expected an encoded image (PNG/JPEG), got {len(body)} bytes "
+        f"that do not decode ({type(exc).__name__}: {_short(exc)})",
+    )
 
 
 def _short(exc: Exception) -> str:
