@@ -249,3 +249,30 @@ def test_submit_copies_so_the_caller_may_reuse_its_buffer(seg, images):
         frame[...] = 0
         for future, labels in zip(futures, want, strict=True):
             np.testing.assert_array_equal(future.result(TIMEOUT), labels)
+
+
+def test_dropping_the_last_reference_in_a_done_callback(tiny):
+    """A done-callback that drops the Batcher runs on its worker: the process must survive."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        import numpy as np
+        import ifa_rt
+        from ifa_rt.batcher import Batcher
+        seg = ifa_rt.Segmenter({tiny!r}, max_batch=1, shapes=[(32, 48)], threads=1)
+        holder = [Batcher(seg, max_delay_us=200_000)]
+        image = np.zeros((32, 48, 3), np.uint8)
+        futures = [holder[0].submit(image) for _ in range(4)]
+        def drop(_):  # runs on the worker; the sleep lets the main thread reach exit first
+            holder.clear()  # the last reference
+            time.sleep(0.5)
+        futures[0].add_done_callback(drop)
+        print(sum(f.result(30).shape == (32, 48) for f in futures), flush=True)
+        print(seg(image).shape, flush=True)  # the engine still serves
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["4", "(32, 48)"]

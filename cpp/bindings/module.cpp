@@ -219,6 +219,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("version", &ifa_rt::version, "The ifa_rt C++ library version.");
   m.def("torch_version", &ifa_rt::torch_version, "The torch version the extension was compiled against.");
   m.def("has_cuda_engine", &ifa_rt::has_cuda_engine, "True when the CUDA engine was compiled in.");
+  m.def(
+      "wait_for_batcher_workers", [](double seconds) { return without_gil([&] { return ifa_rt::Batcher::wait_for_workers(seconds); }); },
+      py::arg("seconds"), "Wait (GIL released) until no Batcher worker runs; False on timeout.");
 
   py::class_<ifa_rt::Options>(m, "Options", "Engine options; the defaults are declared once, in C++.")
       .def(py::init<>(), "The default options.")

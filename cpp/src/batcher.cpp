@@ -42,6 +42,23 @@ void complete(Request& r, std::exception_ptr error) noexcept {
   r.done = nullptr;  // release what the callback holds now, on this thread
 }
 
+// Worker threads of every Batcher in the process (Batcher::wait_for_workers).
+std::mutex g_workers_mutex;
+std::condition_variable g_workers_done;
+int64_t g_workers_running = 0;
+
+// Counts one worker thread for as long as it lives.
+struct RunningWorker {
+  RunningWorker() {
+    std::lock_guard<std::mutex> lock(g_workers_mutex);
+    ++g_workers_running;
+  }
+  ~RunningWorker() {
+    std::lock_guard<std::mutex> lock(g_workers_mutex);
+    if (--g_workers_running == 0) g_workers_done.notify_all();
+  }
+};
+
 }  // namespace
 
 void BatcherOptions::validate() const {
@@ -74,9 +91,39 @@ struct Batcher::Impl {
   std::mutex join_mutex;  // serialises joining in close()
   std::vector<std::thread> workers;
 
-  void start(int count) {
-    stats.batch_sizes.assign(static_cast<size_t>(options.max_batch) + 1, 0);
-    for (int i = 0; i < count; ++i) workers.emplace_back([this] { work(); });
+  std::vector<std::thread::id> worker_ids;  // set once in start(), read by close()
+
+  static void start(const std::shared_ptr<Impl>& self, int count) {
+    self->stats.batch_sizes.assign(static_cast<size_t>(self->options.max_batch) + 1, 0);
+    self->workers.reserve(static_cast<size_t>(count));
+    self->worker_ids.reserve(static_cast<size_t>(count));
+    std::unique_lock<std::mutex> lock(self->mutex);
+    try {
+      // Each worker holds the Impl: a Batcher destroyed from one of its own completions is
+      // gone, but the worker still has its batch to finish.
+      for (int i = 0; i < count; ++i) {
+        self->workers.emplace_back([self, running = std::make_shared<RunningWorker>()] { self->work(); });
+        self->worker_ids.push_back(self->workers.back().get_id());
+      }
+    } catch (...) {  // no thread to be had: the ones started must not wait forever
+      self->closing = true;
+      lock.unlock();
+      self->cv.notify_all();
+      for (std::thread& t : self->workers) t.join();
+      throw;
+    }
+  }
+
+  // The last owner may be a worker that outlived its Batcher: its own thread (and any other
+  // that already let go of the Impl) cannot be joined from here.
+  ~Impl() {
+    for (std::thread& t : workers)
+      if (t.joinable()) t.detach();
+  }
+
+  bool on_worker() const {
+    std::lock_guard<std::mutex> lock(mutex);
+    return std::find(worker_ids.begin(), worker_ids.end(), std::this_thread::get_id()) != worker_ids.end();
   }
 
   // Steps 1-3 of the algorithm (lock held); returns false when the worker should exit.
@@ -108,6 +155,8 @@ struct Batcher::Impl {
   void work() {
     std::vector<Request> batch;
     for (;;) {
+      // Room for a whole batch before gathering, so gathering never allocates.
+      if (!reserve(batch)) continue;
       bool cancelled = false;
       {
         std::unique_lock<std::mutex> lock(mutex);
@@ -121,8 +170,47 @@ struct Batcher::Impl {
     }
   }
 
+  // Makes room for max_batch requests; without memory for it, fails the oldest request with
+  // the bad_alloc (so the queue still moves) and returns false.
+  bool reserve(std::vector<Request>& batch) noexcept {
+    if (batch.capacity() >= static_cast<size_t>(options.max_batch)) return true;
+    try {
+      batch.reserve(static_cast<size_t>(options.max_batch));
+      return true;
+    } catch (...) {
+      const std::exception_ptr error = std::current_exception();
+      Request oldest;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait(lock, [&] { return !queue.empty() || closing; });
+        if (queue.empty()) return true;  // closing: gather() ends the worker
+        oldest = std::move(queue.front());
+        queue.pop_front();
+        ++stats.failed;
+      }
+      complete(oldest, error);
+      return false;
+    }
+  }
+
+  // Steps 4-5, with one more promise: nothing thrown here may end the worker (std::terminate).
+  // Memory running out while batching (bad_alloc) fails the requests not yet completed.
+  void run(std::vector<Request>& batch) noexcept {
+    try {
+      run_batch(batch);
+    } catch (...) {
+      // Thrown before any request was counted or completed (completing cannot throw).
+      const std::exception_ptr error = std::current_exception();
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        stats.failed += static_cast<int64_t>(batch.size());
+      }
+      for (Request& r : batch) complete(r, error);
+    }
+  }
+
   // Steps 4-5: one batched call, or each request alone if it throws.
-  void run(std::vector<Request>& batch) {
+  void run_batch(std::vector<Request>& batch) {
     const Clock::time_point start = Clock::now();
     std::vector<std::exception_ptr> errors(batch.size());
     bool retried = false;
@@ -178,9 +266,26 @@ struct Batcher::Impl {
       std::lock_guard<std::mutex> lock(mutex);
       stats.cancelled += static_cast<int64_t>(requests.size());
     }
-    for (Request& r : requests)  // one exception each: completions may rethrow on other threads
-      complete(r, std::make_exception_ptr(
-                      Cancelled("Batcher: request cancelled: the batcher was closed without draining")));
+    for (Request& r : requests) {  // one exception each: completions may rethrow on other threads
+      std::exception_ptr error;
+      try {
+        error = std::make_exception_ptr(
+            Cancelled("Batcher: request cancelled: the batcher was closed without draining"));
+      } catch (...) {  // no memory for the message: the bad_alloc says why instead
+        error = std::current_exception();
+      }
+      complete(r, std::move(error));
+    }
+  }
+
+  // Fails a future whose request never got as far as a completion (no memory for its result).
+  void reject_future(std::promise<Result>& promise, std::exception_ptr error) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      ++stats.requests;
+      ++stats.failed;
+    }
+    promise.set_exception(std::move(error));
   }
 
   // Rejects a request before it is queued: completes it on the submitting thread.
@@ -194,24 +299,24 @@ struct Batcher::Impl {
   }
 };
 
-Batcher::Batcher(Segmenter& segmenter, const BatcherOptions& options) : impl_(std::make_unique<Impl>()) {
+Batcher::Batcher(Segmenter& segmenter, const BatcherOptions& options) : impl_(std::make_shared<Impl>()) {
   options.validate();
   impl_->options = options;
   if (impl_->options.max_batch == 0) impl_->options.max_batch = segmenter.options().max_batch;
   Segmenter* s = &segmenter;
   impl_->run_list = [s](const std::vector<TensorView>& v, const std::vector<uint8_t*>& o) { s->segment(v, o); };
   impl_->run_one = [s](const TensorView& v, uint8_t* o, int64_t n) { s->segment(v, o, n); };
-  impl_->start(1);
+  Impl::start(impl_, 1);
 }
 
-Batcher::Batcher(SegmenterPool& pool, const BatcherOptions& options) : impl_(std::make_unique<Impl>()) {
+Batcher::Batcher(SegmenterPool& pool, const BatcherOptions& options) : impl_(std::make_shared<Impl>()) {
   options.validate();
   impl_->options = options;
   if (impl_->options.max_batch == 0) impl_->options.max_batch = pool.engine(0).options().max_batch;
   SegmenterPool* p = &pool;
   impl_->run_list = [p](const std::vector<TensorView>& v, const std::vector<uint8_t*>& o) { p->segment(v, o); };
   impl_->run_one = [p](const TensorView& v, uint8_t* o, int64_t n) { p->segment(v, o, n); };
-  impl_->start(pool.size());
+  Impl::start(impl_, pool.size());
 }
 
 Batcher::~Batcher() { close(true); }
@@ -230,8 +335,13 @@ std::future<Result> Batcher::submit(const TensorView& image) {
   const bool sized = shape.size() == 3 && shape[0] >= 1 && shape[1] >= 1 && shape[0] <= detail::kMaxSide &&
                      shape[1] <= detail::kMaxSide;
   if (sized) {
-    state->result.shape = {shape[0], shape[1]};
-    state->result.labels.resize(static_cast<size_t>(shape[0] * shape[1]));
+    try {
+      state->result.shape = {shape[0], shape[1]};
+      state->result.labels.resize(static_cast<size_t>(shape[0] * shape[1]));
+    } catch (const std::bad_alloc&) {  // errors go through the future, this one too
+      impl_->reject_future(state->promise, std::current_exception());
+      return future;
+    }
   }
   submit(image, state->result.labels.data(), static_cast<int64_t>(state->result.labels.size()),
          [state](std::exception_ptr error) {
@@ -269,14 +379,20 @@ void Batcher::submit(const TensorView& image, uint8_t* labels, int64_t labels_si
                                 where + ": output 'labels': expected " + std::to_string(need) +
                                 " uint8 elements, got " +
                                 (labels == nullptr ? std::string("a null pointer") : std::to_string(labels_size)))));
+  std::exception_ptr not_queued;
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (!impl_->closing) {
-      ++impl_->stats.requests;
-      impl_->queue.push_back(std::move(r));
-      r.done = nullptr;
+      try {
+        impl_->queue.push_back(std::move(r));  // unchanged if it throws (bad_alloc)
+        ++impl_->stats.requests;
+        r.done = nullptr;
+      } catch (...) {
+        not_queued = std::current_exception();
+      }
     }
   }
+  if (not_queued) return impl_->reject(r, not_queued);
   if (r.done)  // not queued: closed
     return impl_->reject(r, std::make_exception_ptr(Error(where + ": the batcher is closed")));
   // All: the gathering worker waits for more of its shape, an idle one for any request.
@@ -296,7 +412,19 @@ void Batcher::close(bool drain) {
   }
   impl_->cv.notify_all();
   impl_->cancel_all(dropped);
-  std::lock_guard<std::mutex> join(impl_->join_mutex);
+  if (!impl_->on_worker()) {
+    std::lock_guard<std::mutex> join(impl_->join_mutex);
+    for (std::thread& t : impl_->workers)
+      if (t.joinable()) t.join();
+    return;
+  }
+  // Closed (or destroyed) from one of its own completions. Nobody else will run the queue
+  // while this worker is in the callback, so it drains here. It then joins the other workers
+  // (so none touches the engine after this returns) unless another close() is already
+  // joining them; its own thread is joined by that close(), or let go by ~Impl.
+  if (drain) impl_->work();
+  std::unique_lock<std::mutex> join(impl_->join_mutex, std::try_to_lock);
+  if (!join.owns_lock()) return;
   for (std::thread& t : impl_->workers)
     if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
 }
@@ -312,5 +440,10 @@ BatcherStats Batcher::stats() const {
 }
 
 const BatcherOptions& Batcher::options() const { return impl_->options; }
+
+bool Batcher::wait_for_workers(double seconds) {
+  std::unique_lock<std::mutex> lock(g_workers_mutex);
+  return g_workers_done.wait_for(lock, std::chrono::duration<double>(seconds), [] { return g_workers_running == 0; });
+}
 
 }  // namespace ifa_rt

@@ -176,6 +176,9 @@ def _close_all() -> None:
     """Cancel what is still queued and join every worker before the interpreter finalizes.
 
     A worker completing a request needs the GIL; during finalization it could not get it.
+    A Batcher dropped in one of its own done-callbacks is already gone from `_live`, but its
+    worker may still be finishing: wait for it too (bounded).
     """
     for batcher in list(_live):
         batcher.close(drain=False)
+    _core.wait_for_batcher_workers(10.0)

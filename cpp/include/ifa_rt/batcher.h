@@ -69,8 +69,9 @@ class Batcher {
   /// input, Error for an engine failure or a closed batcher, Cancelled when dropped). Called
   /// once per request, on a worker thread (or on the submitting thread when the request is
   /// rejected before being queued), never with the batcher's lock held. It must not throw (an
-  /// exception from it is dropped so the other requests of the batch still complete), nor
-  /// close or destroy the Batcher.
+  /// exception from it is dropped so the other requests of the batch still complete). It may
+  /// close or destroy the Batcher: that worker then drains the queue itself (or cancels it)
+  /// before close() returns, and finishes its own batch's completions after.
   using Callback = std::function<void(std::exception_ptr error)>;
 
   /// One worker over `segmenter`. Throws InvalidArgument for bad options.
@@ -106,10 +107,16 @@ class Batcher {
   /// The options after resolution (max_batch 0 becomes the engine's).
   const BatcherOptions& options() const;
 
+  /// Waits up to `seconds` until no worker of any Batcher is running; false on timeout. For
+  /// shutdown: a Batcher destroyed from its own completion returns before its worker has
+  /// finished, and an embedding runtime (Python) must not finalize under that worker.
+  static bool wait_for_workers(double seconds);
+
   struct Impl;
 
  private:
-  std::unique_ptr<Impl> impl_;
+  // Shared with the workers: one destroyed from its own completion outlives the Batcher.
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace ifa_rt
