@@ -1,14 +1,17 @@
 """Soak test: many calls mixing planned and unplanned shapes and batch sizes on one Segmenter.
 
-Reports the resident memory (RSS) drift after warm-up (goal < 1%), the allocation counters
-of `stats()`, and that every checked result stayed identical to the first one. Prints a
-summary and writes it as JSON (docs/reliability.md records one run).
+Reports the resident memory (RSS) after warm-up and its growth to the end (a service fed
+images of every size must not grow: goal < 1% drift, and at most --max-growth-mib), the
+allocation counters of `stats()`, and that every checked result stayed identical to the
+first one. Prints a summary and writes it, with the RSS curve, as JSON (docs/reliability.md
+records runs).
 
-    python scripts/soak.py                       # 10,000 calls on a camvid-r18 export
-    python scripts/soak.py --calls 2000 --artifact path/to/model.ifa.pt --json out/soak.json
+    python scripts/soak.py                                 # 10,000 calls, bundled camvid
+    python scripts/soak.py --calls 2000 --sizes 150 --artifact path/to/model.ifa.pt
+    python scripts/soak.py --preset camvid-r18             # a random-weight export instead
 
-The artifact defaults to `ifa_rt.build_model("camvid-r18")` (random weights: the runtime's
-memory behaviour does not depend on them) exported to a temporary folder.
+Unplanned calls draw from --sizes distinct sizes (seeded, 40..200 x 40..264 pixels), cut as
+views from preallocated images, so the soak itself does not churn memory.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 PLANNED = [(64, 96), (48, 64)]
-UNPLANNED = [(56, 80), (40, 72), (72, 104)]
+MAX_SIDE = (200, 264)  # unplanned sizes are drawn up to this (and from 40 up)
 
 
 def rss_bytes() -> int:
@@ -49,21 +52,37 @@ def export_default(folder: Path, preset: str) -> Path:
     return path
 
 
-def make_plan(calls: int, seed: int) -> list[tuple[str, int, int, int]]:
+def unplanned_sizes(count: int, seed: int) -> list[tuple[int, int]]:
+    """`count` distinct (h, w), none planned, deterministic."""
+    rng = np.random.default_rng(seed + 7)
+    sizes: dict[tuple[int, int], None] = {}
+    while len(sizes) < count:
+        size = (int(rng.integers(40, MAX_SIDE[0] + 1)), int(rng.integers(40, MAX_SIDE[1] + 1)))
+        if size not in PLANNED:
+            sizes[size] = None
+    return list(sizes)
+
+
+def make_plan(
+    calls: int, seed: int, unplanned: list[tuple[int, int]]
+) -> list[tuple[str, int, int, int]]:
     """The call mix: (kind, batch, height, width) per call, deterministic.
 
-    70% planned shapes with batches 1..6 (split over max_batch 4 and padded), 15% unplanned
-    shapes (the allocating fallback path), 10% lists of mixed sizes, 5% logits.
+    70% planned shapes with batches 1..6 (split over max_batch 4), 15% unplanned shapes (the
+    fallback path, cycling through every size so each comes back after the LRU dropped it),
+    10% lists of mixed sizes, 5% logits.
     """
     rng = np.random.default_rng(seed)
     plan = []
+    next_unplanned = 0
     for _ in range(calls):
         r = rng.random()
         if r < 0.70:
             h, w = PLANNED[rng.integers(len(PLANNED))]
             plan.append(("segment", int(rng.integers(1, 7)), h, w))
         elif r < 0.85:
-            h, w = UNPLANNED[rng.integers(len(UNPLANNED))]
+            h, w = unplanned[next_unplanned % len(unplanned)]
+            next_unplanned += 1
             plan.append(("segment", int(rng.integers(1, 3)), h, w))
         elif r < 0.95:
             plan.append(("list", 3, 0, 0))
@@ -83,8 +102,23 @@ def main(argv: list[str] | None = None) -> int:
         default=0.1,
         help="RSS baseline is taken after this fraction of the calls",
     )
-    parser.add_argument("--artifact", help="an .ifa.pt file (default: export --preset)")
-    parser.add_argument("--preset", default="camvid-r18")
+    parser.add_argument(
+        "--artifact",
+        help="an .ifa.pt file or bundled model name (default: camvid, unless --preset)",
+    )
+    parser.add_argument("--preset", help="export this preset with random weights instead")
+    parser.add_argument(
+        "--sizes", type=int, default=120, help="distinct unplanned sizes (default: 120)"
+    )
+    parser.add_argument(
+        "--shape-cache", type=int, default=None, help="Segmenter shape_cache (default: its own)"
+    )
+    parser.add_argument(
+        "--max-growth-mib",
+        type=float,
+        default=64.0,
+        help="fail if RSS grows more than this from warm-up to the end (default: 64)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument(
@@ -101,23 +135,37 @@ def main(argv: list[str] | None = None) -> int:
 
     import ifa_rt
     from ifa_rt import Segmenter
+    from ifa_rt.models import resolve
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        artifact = Path(args.artifact) if args.artifact else export_default(Path(tmp), args.preset)
+        if args.preset and not args.artifact:
+            artifact = export_default(Path(tmp), args.preset)
+        else:
+            artifact = resolve(args.artifact or "camvid", "soak")
         export_s = time.perf_counter() - t0
         # The engine holds the loaded module: the file may go once it is built.
-        seg = Segmenter(artifact, shapes=PLANNED, max_batch=args.max_batch, threads=args.threads)
+        options = {"shape_cache": args.shape_cache} if args.shape_cache is not None else {}
+        seg = Segmenter(
+            artifact, shapes=PLANNED, max_batch=args.max_batch, threads=args.threads, **options
+        )
     rng = np.random.default_rng(args.seed + 1)
-    pools = {  # preallocated inputs, so the soak itself does not churn memory
-        (h, w): rng.integers(0, 256, (6, h, w, 3), dtype=np.uint8) for h, w in PLANNED + UNPLANNED
-    }
-    mixed = [pools[PLANNED[0]][0], pools[UNPLANNED[0]][1], pools[PLANNED[1]][2]]
-    probe = pools[PLANNED[0]][:3]
-    probe_want = seg(probe)
-    odd_want = seg(pools[UNPLANNED[1]][:2])
+    # Preallocated inputs, so the soak itself does not churn memory; unplanned images are
+    # views cut from one large batch (non-contiguous: the engine gathers them).
+    big = rng.integers(0, 256, (6, *MAX_SIDE, 3), dtype=np.uint8)
+    unplanned = unplanned_sizes(args.sizes, args.seed)
+    planned = {(h, w): np.ascontiguousarray(big[:, :h, :w]) for h, w in PLANNED}
 
-    plan = make_plan(args.calls, args.seed)
+    def batch_of(h: int, w: int, b: int) -> np.ndarray:
+        return planned[(h, w)][:b] if (h, w) in planned else big[:b, :h, :w]
+
+    mixed = [batch_of(*PLANNED[0], 1)[0], batch_of(*unplanned[0], 2)[1], batch_of(*PLANNED[1], 3)[2]]
+    probe = batch_of(*PLANNED[0], 3)
+    probe_want = seg(probe)
+    odd = batch_of(*unplanned[-1], 2)
+    odd_want = seg(odd)
+
+    plan = make_plan(args.calls, args.seed, unplanned)
     warm = max(1, int(args.calls * args.warmup_fraction))
     samples: list[tuple[int, int]] = []
     mismatches = errors = images = 0
@@ -126,18 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     for i, (kind, b, h, w) in enumerate(tqdm(plan, desc="soak", unit="call", mininterval=2)):
         try:
             if kind == "segment":
-                seg(pools[(h, w)][:b])
+                seg(batch_of(h, w, b))
             elif kind == "list":
                 seg(mixed)
             else:
-                seg.logits(pools[(h, w)][:b])
+                seg.logits(batch_of(h, w, b))
             images += b
         except Exception as exc:  # noqa: BLE001 - counted, reported, and fails the run
             errors += 1
             print(f"soak: call {i} ({kind} {b}x{h}x{w}) failed: {exc}", file=sys.stderr)
         if i % args.check_every == 0:
             ok = np.array_equal(seg(probe), probe_want)
-            ok = ok and np.array_equal(seg(pools[UNPLANNED[1]][:2]), odd_want)
+            ok = ok and np.array_equal(seg(odd), odd_want)
             mismatches += not ok
         if i + 1 == warm:
             baseline_stats = seg.stats()
@@ -157,13 +205,16 @@ def main(argv: list[str] | None = None) -> int:
             "allocations_after_warmup", "bytes_allocated_after_warmup",
             "cached_allocations_after_warmup"]  # fmt: skip
     result = {
-        "artifact": str(artifact) if args.artifact else f"{args.preset} (exported, random weights)",
+        "artifact": f"{args.preset} (exported, random weights)"
+        if args.preset and not args.artifact
+        else str(args.artifact or "camvid"),
         "calls": args.calls,
         "images": images,
         "mix": {k: sum(p[0] == k for p in plan) for k in ("segment", "list", "logits")},
-        "unplanned_calls": sum(p[0] == "segment" and (p[2], p[3]) in UNPLANNED for p in plan),
+        "unplanned_calls": sum(p[0] == "segment" and (p[2], p[3]) not in PLANNED for p in plan),
         "planned_shapes": PLANNED,
-        "unplanned_shapes": UNPLANNED,
+        "unplanned_sizes": len(unplanned),
+        "shape_cache": seg.stats().get("shape_cache"),
         "max_batch": args.max_batch,
         "threads": args.threads,
         "warmup_calls": warm,
@@ -172,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         "rss_peak_mib": peak_rss / 2**20,
         "rss_drift_percent": 100 * drift,
         "rss_slope_kib_per_1000_calls": slope * 1000 / 1024,
-        "rss_samples": len(samples),
+        "rss_growth_mib": (final_rss - base_rss) / 2**20,
+        "rss_curve_mib": [[c, round(r / 2**20, 1)] for c, r in samples],
         "result_checks": args.calls // args.check_every + 1,
         "result_mismatches": int(mismatches),
         "errors": errors,
@@ -191,14 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         json.dumps(
-            {k: v for k, v in result.items() if k not in ("planned_shapes", "unplanned_shapes")},
+            {k: v for k, v in result.items() if k not in ("planned_shapes", "rss_curve_mib")},
             indent=2,
         )
     )
-    ok = errors == 0 and mismatches == 0 and stats["allocations_after_warmup"] == 0
+    growth_ok = (final_rss - base_rss) / 2**20 <= args.max_growth_mib
+    ok = errors == 0 and mismatches == 0 and growth_ok
     print(
         f"soak: {args.calls} calls, {images} images in {elapsed:.0f} s; RSS drift after warm-up "
-        f"{100 * drift:+.2f}% ({base_rss / 2**20:.1f} -> {final_rss / 2**20:.1f} MiB); "
+        f"{100 * drift:+.2f}% ({base_rss / 2**20:.1f} -> {final_rss / 2**20:.1f} MiB, "
+        f"peak {peak_rss / 2**20:.1f}; limit +{args.max_growth_mib:g}); "
+        f"{len(unplanned)} unplanned sizes; "
         f"allocations after warm-up {stats['allocations_after_warmup']}; "
         f"{'OK' if ok else 'FAILED'} -> {out}"
     )

@@ -8,6 +8,7 @@ that does not fit this machine or the options is refused with a clear error.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -190,8 +191,23 @@ def test_options_the_package_cannot_serve_are_refused(package, kwargs, message):
 def test_broken_packages_fail_cleanly(package, tmp_path, aoti_seg, frames):
     truncated = tmp_path / "truncated.pt2"
     truncated.write_bytes(package.read_bytes()[:100_000])
-    with pytest.raises(RuntimeError, match="failed to load package .*not a readable PT2 archive"):
+    with pytest.raises(
+        RuntimeError,
+        match="failed to load package .*not a readable PT2 archive: zip: expected an end",
+    ):
         ifa_rt.Segmenter(truncated)
+    # One bit flipped inside the compiled model's bytes: its CRC-32 no longer matches, and the
+    # package is refused before LibTorch extracts and dlopens a corrupt shared object.
+    raw = bytearray(package.read_bytes())
+    with zipfile.ZipFile(package) as archive:
+        big = max(archive.infolist(), key=lambda i: i.file_size)
+    raw[big.header_offset + 30 + len(big.filename) + 200] ^= 0x04
+    flipped = tmp_path / "bitflip.pt2"
+    flipped.write_bytes(bytes(raw))
+    name = re.escape(big.filename)
+    message = rf"not a readable PT2 archive: zip: record \d+ \('{name}'\) fails its CRC-32 check"
+    with pytest.raises(RuntimeError, match=message):
+        ifa_rt.Segmenter(flipped)
     no_meta = tmp_path / "plain.pt2"
     with zipfile.ZipFile(package) as src, zipfile.ZipFile(no_meta, "w") as dst:
         for item in src.infolist():

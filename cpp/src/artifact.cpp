@@ -8,6 +8,7 @@
 
 #include "ifa_rt/version.h"
 #include "torch_scope.h"
+#include "zip_check.h"
 
 namespace ifa_rt::detail {
 namespace {
@@ -51,6 +52,11 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
   {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw Error(where + "no such file or not readable");
+  }
+  try {
+    detail::check_zip(path);  // bounds and CRCs first: LibTorch trusts every length it reads
+  } catch (const Error& e) {
+    throw Error(where + "not a readable TorchScript archive: " + e.what());
   }
   TorchScope scope;
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};

@@ -30,6 +30,7 @@
 #include "package.h"
 #include "plan.h"
 #include "torch_scope.h"
+#include "zip_check.h"
 
 namespace ifa_rt::detail {
 namespace {
@@ -74,6 +75,11 @@ class AotiEngine final : public Engine {
       if (!f) throw Error(where + "no such file or not readable");
     }
     try {
+      try {
+        check_zip(path);  // bounds and CRCs first: LibTorch trusts every length it reads
+      } catch (const Error& e) {
+        throw Error(where + "not a readable PT2 archive: " + e.what());
+      }
       caffe2::serialize::PyTorchStreamReader reader(path);
       const std::string meta_record = std::string("extra/") + kMetadataFile;
       if (!reader.hasRecord(meta_record))
