@@ -13,10 +13,11 @@ export IFA_RT_DATA ?= $(DATA)
 
 .PHONY: setup demo test pytest ctest example cuda-check sanitize fuzz fuzz-replay soak lint clean
 
-# Debian packages: ccache (fast rebuilds) and stb (image IO for the C++ tools).
+# Debian packages: ccache (fast rebuilds), stb (image IO for the C++ tools), zlib (CRC-32
+# checks of artifacts before LibTorch reads them).
 $(VENV)/.system-deps:
-	@command -v ccache >/dev/null && dpkg -s libstb-dev >/dev/null 2>&1 || \
-	  { apt-get update -qq && apt-get install -y -qq ccache libstb-dev >/dev/null; }
+	@command -v ccache >/dev/null && dpkg -s libstb-dev zlib1g-dev >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq ccache libstb-dev zlib1g-dev >/dev/null; }
 	@mkdir -p $(VENV) && touch $@
 
 $(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps
