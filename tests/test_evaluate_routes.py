@@ -11,7 +11,7 @@ import ifa_rt
 from _model_util import randomize_batchnorm
 from ifa_rt.cli import main as cli_main
 from ifa_rt.data import camvid
-from ifa_rt.evaluate import evaluate, model_predictor
+from ifa_rt.evaluate import evaluate, model_predictor, segmenter_predictor
 from ifa_rt.model import build_model
 
 
@@ -27,6 +27,17 @@ def test_pytorch_and_cpp_routes_give_the_same_confusion(tmp_path, camvid_root):
     assert differing <= 1e-4 * python_route.matrix.sum()
     assert abs(python_route.miou() - cpp_route.miou()) < 1e-3
 
+    # Sliding windows (200 px, stride 150: 3 x 3 windows on 360x480) agree across routes too.
+    seg = ifa_rt.Segmenter(tmp_path / "r18.ifa.pt", threads=1)
+    calls = []
+    spy = type("Spy", (), {"logits": lambda _, im: calls.append(im.shape) or seg.logits(im)})()
+    python_slide = evaluate(model_predictor(model, mode="slide", window=200, stride=150),
+                            dataset, 11, limit=2)
+    cpp_slide = evaluate(segmenter_predictor(spy, "slide", 200, 150), dataset, 11, limit=2)
+    assert calls == [(200, 200, 3)] * 9 * 2
+    differing = np.abs(python_slide.matrix - cpp_slide.matrix).sum() / 2
+    assert differing <= 1e-4 * python_slide.matrix.sum()
+
 
 def test_bundled_model_segments_camvid_val_well(tmp_path, camvid_root, capsys):
     out = tmp_path / "eval"
@@ -38,3 +49,10 @@ def test_bundled_model_segments_camvid_val_well(tmp_path, camvid_root, capsys):
     # The model card reports 0.656 on all 101 val frames; 6 frames must be in that range.
     assert metrics["miou"] > 0.5 and metrics["pixel_accuracy"] > 0.85
     assert "mIoU" in capsys.readouterr().out
+
+    slide = tmp_path / "slide"
+    args[args.index(str(out))] = str(slide)
+    assert cli_main([*args, "--mode", "slide", "--window", "300", "--stride", "200"]) == 0
+    metrics_slide = json.loads((slide / "metrics.json").read_text())
+    assert metrics_slide["mode"] == "slide" and metrics_slide["miou"] > 0.5
+    assert metrics_slide["miou"] != metrics["miou"]  # the windows were used, not ignored

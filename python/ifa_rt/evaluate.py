@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch
 from .data import IGNORE_INDEX, dataset_info, normalize
 
 __all__ = ["ConfusionMatrix", "predict_logits", "sliding_logits", "model_predictor",
+           "segmenter_predictor",
            "evaluate", "load_model", "configure_parser", "run_cli"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -89,36 +91,66 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return _forward(model, x)
 
 
-@torch.no_grad()
-def sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int = 769,
-                   stride: int = 513) -> torch.Tensor:
+def _origins(size: int, win: int, stride: int) -> list[int]:
+    """Window starts along one axis; the last is pinned to the far edge."""
+    n = max(1, math.ceil((size - win) / stride) + 1)
+    return sorted({min(i * stride, size - win) for i in range(n)})
+
+
+def _average_windows(h: int, w: int, window: int, stride: int,
+                     window_probs: Callable[[int, int, int, int], torch.Tensor]) -> torch.Tensor:
     """Softmax probabilities [B,C,H,W] averaged over overlapping windows.
 
     1. Windows are clipped to the image, so a window ≥ the image is one whole-image pass.
     2. Window origins step by `stride`; the last one is pinned to the far edge (full cover).
-    3. Each window's softmax is added into the canvas; the canvas is divided by the count.
+    3. Each window's softmax (`window_probs(y, x, wh, ww)`, [B,C,wh,ww]) is added into the
+       canvas; the canvas is divided by the count.
     """
     if stride <= 0 or window <= 0:
         raise ValueError(f"sliding_logits: expected window and stride > 0, got {window}, {stride}")
-    _, _, h, w = x.shape
     wh, ww = min(window, h), min(window, w)
-
-    def origins(size: int, win: int) -> list[int]:
-        """Window starts along one axis; the last is pinned to the far edge."""
-        n = max(1, math.ceil((size - win) / stride) + 1)
-        return sorted({min(i * stride, size - win) for i in range(n)})
-
     probs: torch.Tensor | None = None
-    count = torch.zeros(1, 1, h, w, device=x.device)
-    for y in origins(h, wh):
-        for x0 in origins(w, ww):
-            p = _forward(model, x[:, :, y:y + wh, x0:x0 + ww]).float().softmax(1)
+    count: torch.Tensor | None = None
+    for y in _origins(h, wh, stride):
+        for x0 in _origins(w, ww, stride):
+            p = window_probs(y, x0, wh, ww)
             if probs is None:
-                probs = torch.zeros(x.shape[0], p.shape[1], h, w, device=x.device)
+                probs = torch.zeros(p.shape[0], p.shape[1], h, w, device=p.device)
+                count = torch.zeros(1, 1, h, w, device=p.device)
             probs[:, :, y:y + wh, x0:x0 + ww] += p
             count[:, :, y:y + wh, x0:x0 + ww] += 1
-    assert probs is not None
+    assert probs is not None and count is not None
     return probs / count
+
+
+@torch.no_grad()
+def sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int = 769,
+                   stride: int = 513) -> torch.Tensor:
+    """Softmax probabilities [B,C,H,W] of a PyTorch model averaged over overlapping windows."""
+    return _average_windows(
+        x.shape[2], x.shape[3], window, stride,
+        lambda y, x0, wh, ww: _forward(model, x[:, :, y:y + wh, x0:x0 + ww]).float().softmax(1))
+
+
+def segmenter_predictor(segmenter: Any, mode: str = "whole", window: int = 769,
+                        stride: int = 513) -> Predictor:
+    """Wrap an `ifa_rt.Segmenter` (the C++ runtime) as a predictor, whole-image or sliding."""
+    if mode not in ("whole", "slide"):
+        raise ValueError(f"segmenter_predictor: 'mode': expected 'whole' or 'slide', got {mode!r}")
+    if mode == "whole":
+        return segmenter
+
+    def window_probs(image: np.ndarray, y: int, x0: int, wh: int, ww: int) -> torch.Tensor:
+        logits = segmenter.logits(image[y:y + wh, x0:x0 + ww])  # [C,wh,ww] from the runtime
+        return torch.from_numpy(logits)[None].softmax(1)
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        probs = _average_windows(h, w, window, stride,
+                                 lambda *box: window_probs(image, *box))
+        return probs[0].argmax(0).to(torch.uint8).numpy()
+
+    return predict
 
 
 def model_predictor(model: torch.nn.Module, device: str = "cpu", mode: str = "whole",
@@ -191,7 +223,8 @@ def run_cli(args: argparse.Namespace) -> int:
                                     args.mode, args.window, args.stride)
     else:
         from . import Segmenter
-        predictor = Segmenter(args.artifact)
+        predictor = segmenter_predictor(Segmenter(args.artifact, device=args.device), args.mode,
+                                        args.window, args.stride)
     t0 = time.time()
     cm = evaluate(predictor, ds, info.num_classes, limit=args.limit, progress=True)
     res = cm.summary(info.classes)
