@@ -92,6 +92,31 @@ def make_plan(
     return plan
 
 
+def plot_rss(result: dict, samples: list[tuple[int, int]], warm: int, path: Path) -> None:
+    """The RSS curve over the run, the end of warm-up marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot([c for c, _ in samples], [r / 2**20 for _, r in samples], lw=1.2)
+    ax.axvline(warm, color="grey", ls="--", lw=0.8, label="end of warm-up")
+    ax.set_xlabel("calls")
+    ax.set_ylabel("RSS (MiB)")
+    ax.set_ylim(0, max(r for _, r in samples) / 2**20 * 1.15)
+    ax.set_title(
+        f"soak: {result['artifact']}, {result['calls']} calls, "
+        f"{result['unplanned_sizes']} unplanned sizes, shape_cache {result['shape_cache']}",
+        fontsize=9,
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the soak and print/write its summary; exit 1 if a check failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="out/soak.json")
+    parser.add_argument("--plot", default=None, help="write the RSS curve as a PNG here")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
@@ -201,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_peak = max(r for c, r in samples if c <= warm)
     later_peak = max((r for c, r in samples if c > warm), default=warm_peak)
     growth = (later_peak - warm_peak) / 2**20
+    all_samples = samples
     samples = [(c, r) for c, r in samples if c >= warm]
 
     stats = seg.stats()
@@ -252,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        plot_rss(result, all_samples, warm, Path(args.plot))
     print(
         json.dumps(
             {k: v for k, v in result.items() if k not in ("planned_shapes", "rss_curve_mib")},
