@@ -8,14 +8,17 @@ the same API, errors and memory-plan counters as fp32.
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 
 import numpy as np
 import pytest
 
 import ifa_rt
+from _reliability import fixture_dir
 from ifa_rt.data import camvid
 from ifa_rt.deploy import quantize as q
+from ifa_rt.deploy.int8_recipe import load_recipe, recipe_for
 from ifa_rt.evaluate import ConfusionMatrix
 from ifa_rt.models import resolve
 
@@ -157,6 +160,67 @@ def test_cpu_without_vnni_is_refused(monkeypatch, data, tmp_path):
         )
 
 
-def test_int8_on_a_torchscript_artifact_is_refused():
-    with pytest.raises(ValueError, match="'int8' runs from a quantized AOTInductor package"):
+def test_int8_needs_a_recipe_and_shapes(tmp_path):
+    lone = tmp_path / "lone.ifa.pt"
+    shutil.copy(resolve("camvid"), lone)
+    with pytest.raises(
+        ValueError, match=r"'int8' needs the artifact's int8 recipe \(lone\.int8\.pt"
+    ):
+        ifa_rt.Segmenter(lone, precision="int8", shapes=[SHAPE])
+    with pytest.raises(
+        ValueError, match="'shapes': expected the \\(height, width\\) sizes to compile"
+    ):
         ifa_rt.Segmenter("camvid", precision="int8")
+    with pytest.raises(
+        ValueError, match="'runtime': expected 'auto' or 'aoti' for precision 'int8'"
+    ):
+        ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], runtime="jit")
+    # A recipe calibrated for another artifact is refused, not silently applied.
+    (tmp_path / "lone.int8.pt").write_bytes(recipe_for(resolve("camvid")).read_bytes())
+    assert load_recipe(tmp_path / "lone.int8.pt", lone)["keep_fp32"]  # same bytes: accepted
+    tiny = fixture_dir() / "tiny.ifa.pt"
+    with pytest.raises(
+        ValueError, match="expected the calibration of .*quantize this artifact again"
+    ):
+        load_recipe(tmp_path / "lone.int8.pt", tiny)
+
+
+def test_bundled_recipe_compiles_the_gated_int8_model(tmp_path, monkeypatch, data, real_image):
+    """`Segmenter("camvid", precision="int8")`: the shipped recipe, compiled here, serves the
+    int8 model whose gate (measured on CamVid val when the recipe was made) is in its metadata."""
+    monkeypatch.setenv("IFA_RT_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(recipe_for(resolve("camvid")), resolve("camvid"))
+    gate = recipe["quantization"]["gate"]
+    assert gate["passed"] and gate["images"] >= 50 and gate["label_agreement"] >= 0.99
+    assert gate["miou_drop"] <= 0.01 and set(gate["per_class_iou"]) == {"fp32", "int8"}
+    seg = ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], threads=2)
+    assert seg.plan["precision"] == "int8" and seg.metadata["quantization"]["gate"] == gate
+    fp32 = ifa_rt.Segmenter("camvid", shapes=[SHAPE], threads=2)
+    frames = [_resize(image) for image in data[1][:4]]
+    agreement = np.mean([np.mean(seg(f) == fp32(f)) for f in frames])
+    assert agreement >= 0.98, agreement  # the gate's 99 % is over all val frames
+    assert len(list((tmp_path / "cache").glob("*.pt2"))) == 1
+    again = ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], threads=2)  # cached
+    np.testing.assert_array_equal(again(frames[0]), seg(frames[0]))
+
+    # "auto" probes fp32 against int8 on this machine and keeps the faster, saying so.
+    auto = ifa_rt.Segmenter("camvid", precision="auto", shapes=[SHAPE], threads=2)
+    probe = auto.plan["precision_probe"]
+    assert probe["candidates"] == ["fp32", "int8"] and set(probe["median_ms"]) == {"fp32", "int8"}
+    assert probe["chosen"] == min(probe["median_ms"], key=probe["median_ms"].get)
+    assert auto.plan["precision"] == probe["chosen"]
+    want = seg if probe["chosen"] == "int8" else fp32
+    np.testing.assert_array_equal(auto(frames[1]), want(frames[1]))
+
+
+def test_auto_without_a_gated_int8_is_fp32(tmp_path):
+    lone = tmp_path / "lone.ifa.pt"
+    shutil.copy(resolve("camvid"), lone)
+    auto = ifa_rt.Segmenter(lone, precision="auto", shapes=[SHAPE], threads=1)
+    probe = auto.plan["precision_probe"]
+    assert probe == {
+        "candidates": ["fp32"],
+        "chosen": "fp32",
+        "reason": "no int8 recipe beside the artifact",
+    }
+    assert auto.plan["precision"] == "fp32"

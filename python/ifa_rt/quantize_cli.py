@@ -1,7 +1,8 @@
 """`ifa-rt quantize`: an int8 AOTInductor package of an artifact, behind an accuracy gate.
 
-ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2
-    (calibrates on CamVid train frames, gates on the val frames with their labels)
+ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2 --recipe camvid.int8.pt
+    (calibrates on CamVid train frames, gates on the val frames with their labels; the recipe
+    lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any VNNI CPU)
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--keep-fp32", default="auto", help="'auto' or comma-separated module names kept fp32"
     )
     parser.add_argument("--force", action="store_true", help="write even if the gate fails")
+    parser.add_argument(
+        "--recipe",
+        type=Path,
+        help="also write the int8 recipe (calibration + gate) here, e.g. NAME.int8.pt beside "
+        "NAME.ifa.pt",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -67,8 +74,11 @@ def run_cli(args: argparse.Namespace) -> int:
         keep_fp32=keep,
         force=args.force,
         progress=lambda message: tqdm.write(f"quantize: {message}"),
+        recipe=args.recipe,
     )
     gate = {k: v for k, v in meta["quantization"]["gate"].items() if k != "per_class_iou"}
     print(json.dumps(gate, indent=1))
     print(f"wrote {args.output}: int8, {'passed' if gate['passed'] else 'FAILED (forced)'} gate")
+    if args.recipe:
+        print(f"wrote {args.recipe}: the int8 recipe")
     return 0

@@ -78,7 +78,13 @@ def _artifact(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> s
     cached (`ifa_rt.deploy.aoti.compile_artifact`, progress shown); a `.pt2` is used as is.
     """
     path = resolve(model, where)
-    if kwargs.get("runtime") != "aoti" or path.suffix == ".pt2":
+    if path.suffix == ".pt2":
+        return str(path)
+    if kwargs.get("precision") == "int8":
+        from .precision import int8_package
+
+        return str(int8_package(path, where, kwargs))
+    if kwargs.get("runtime") != "aoti":
         return str(path)
     shapes = kwargs.get("shapes")
     if not shapes:
@@ -203,7 +209,10 @@ class Segmenter(_Runner):
         model: an artifact path (`.ifa.pt`, or an AOTInductor package `.pt2`) or a bundled
             model name (see `ifa_rt.bundled_models()`).
         device: "cpu", "cuda" or "cuda:N".
-        precision: "fp32", "fp16" or "bf16" (the graph computes in the dtype of `mean`).
+        precision: "fp32", "fp16" or "bf16" (the graph computes in the dtype of `mean`);
+            "int8": the artifact's int8 recipe compiled for this CPU (needs VNNI and `shapes`;
+            cached); "auto": the fastest of those that passed their accuracy gate here,
+            measured at construction (`plan["precision_probe"]`). See `ifa_rt.precision`.
         max_batch: largest batch run at once; bigger inputs are split. A remainder runs as
             planned smaller batches on CPU (5 = 4 + 1) and is padded up to the next planned
             batch size (1, 2, 4, .., max_batch) on CUDA.
@@ -257,15 +266,31 @@ class Segmenter(_Runner):
             warmup=warmup,
             shape_cache=shape_cache,
         )
-        path = _artifact(model, where, settings)
-        self._engine = _core.Engine(path, _options(where, **settings))
+        self._precision_probe: dict[str, Any] | None = None
+        if precision == "auto":
+            from .precision import choose_precision
+
+            def build(name: str) -> _core.Engine:
+                chosen = dict(settings, precision=name)
+                return _core.Engine(_artifact(model, where, chosen), _options(where, **chosen))
+
+            self._engine, self._precision_probe = choose_precision(
+                resolve(model, where), settings, build
+            )
+        else:
+            path = _artifact(model, where, settings)
+            self._engine = _core.Engine(path, _options(where, **settings))
         self._metadata = json.loads(self._engine.metadata_json)
         self._num_classes = int(self._engine.num_classes)
 
     @property
     def plan(self) -> dict[str, Any]:
-        """Every preallocated buffer with its bytes, the buckets and the runtime chosen."""
-        return self._engine.plan()
+        """Every preallocated buffer with its bytes, the buckets and the runtime chosen (and,
+        for precision="auto", the probe that chose the precision)."""
+        plan = self._engine.plan()
+        if self._precision_probe is not None:
+            plan["precision_probe"] = self._precision_probe
+        return plan
 
     def stats(self) -> dict[str, Any]:
         """Calls, images, per-bucket latency, fallback runs, allocations after warm-up."""

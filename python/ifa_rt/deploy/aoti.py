@@ -35,6 +35,7 @@ __all__ = [
     "FALLBACK_FILE",
     "bucket_batches",
     "cache_dir",
+    "cache_key",
     "compile_artifact",
     "compile_package",
     "compile_triton_model",
@@ -237,11 +238,18 @@ def cache_dir() -> Path:
     return Path(base) / "ifa_rt" / "aoti"
 
 
-def _cache_key(artifact: Path, shapes: Sequence[tuple[int, int]], max_batch: int, threads: int):
+def cache_key(
+    artifact: Path,
+    shapes: Sequence[tuple[int, int]],
+    max_batch: int,
+    threads: int,
+    variant: str = "",
+) -> str:
+    """The cache name of a package: artifact bytes, plan, machine, torch (and a variant)."""
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
     facts = machine_facts()
     plan = ",".join(f"{h}x{w}" for h, w in shapes)
-    raw = f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}"
+    raw = f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}|{variant}"
     return f"{digest}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
@@ -264,7 +272,7 @@ def compile_artifact(
     threads = int(threads or torch.get_num_threads())
     shapes = [(int(h), int(w)) for h, w in shapes]
     if output is None:
-        target = cache_dir() / f"{_cache_key(artifact, shapes, max_batch, threads)}{SUFFIX}"
+        target = cache_dir() / f"{cache_key(artifact, shapes, max_batch, threads)}{SUFFIX}"
         if target.is_file():
             return target
     else:

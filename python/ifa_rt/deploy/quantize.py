@@ -31,9 +31,17 @@ from torch import nn
 from .aoti import aot_compile, compile_package, export_graph, model_name
 from .rebuild import rebuild_from_artifact
 
-__all__ = ["GateFailed", "QuantizationGate", "cpu_has_vnni", "quantize", "quantize_artifact"]
+__all__ = [
+    "GateFailed",
+    "QuantizationGate",
+    "cpu_has_vnni",
+    "quantize",
+    "quantize_artifact",
+    "save_recipe",
+]
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+RECIPE_VERSION = 1
 
 
 class GateFailed(ValueError):
@@ -119,6 +127,15 @@ class _Calibrated:
             raise RuntimeError(
                 "quantize: the quantizer inserted no observers (nothing to quantize)"
             )
+
+    @classmethod
+    def from_state(
+        cls, wrapper: nn.Module, state: dict[str, torch.Tensor], keep_fp32: Sequence[str]
+    ) -> _Calibrated:
+        """Statistics saved from an earlier calibration (an int8 recipe): no images needed."""
+        self = cls.__new__(cls)
+        self.wrapper, self.state, self.keep_fp32 = wrapper, dict(state), list(keep_fp32)
+        return self
 
     def convert(self, batch: int, height: int, width: int) -> tuple[nn.Module, torch.Tensor]:
         """The int8 graph of one bucket, with the calibrated statistics."""
@@ -254,6 +271,7 @@ def quantize_artifact(
     keep_fp32: Sequence[str] | str = "auto",
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    recipe: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the int8 AOTInductor package of a fused TorchScript artifact; return its metadata.
 
@@ -261,6 +279,10 @@ def quantize_artifact(
     first planned shape). `gate_images` (and `gate_labels`, train-id maps with 255 = ignore)
     must be held out of calibration and training. `keep_fp32`: module names of the artifact
     module (e.g. "net.encoder._conv_stem") that stay fp32, or "auto" (see `_calibrate`).
+    `recipe`: also write the calibration (observer statistics, fp32 modules, gate) there, so
+    the same int8 model can be compiled on another machine without images
+    (`ifa_rt.deploy.int8_recipe`; `<name>.int8.pt` beside an artifact is found by
+    `Segmenter(..., precision="int8")`).
     Raises GateFailed, without writing, when the gate is missed and `force` is false;
     RuntimeError on a CPU without VNNI.
     """
@@ -307,7 +329,26 @@ def quantize_artifact(
         facts["gate"] = report
         # The gate is known only now: rewrite the package with it (the models are unchanged).
         package_meta = _with_metadata(staged, output, dict(package_meta, quantization=facts))
+    if recipe is not None:
+        save_recipe(recipe, artifact, calibrated, facts)
     return package_meta
+
+
+def save_recipe(path: str | Path, artifact: Path, calibrated: _Calibrated, facts: dict) -> None:
+    """The int8 recipe of `artifact`: what compiling its int8 model needs besides the artifact."""
+    import hashlib
+    import json
+
+    torch.save(
+        {
+            "format_version": RECIPE_VERSION,
+            "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+            "keep_fp32": list(calibrated.keep_fp32),
+            "observers": {k: v.detach().clone() for k, v in calibrated.state.items()},
+            "quantization": json.dumps(facts),  # plain data: loadable with weights_only=True
+        },
+        path,
+    )
 
 
 def _describe(report: dict[str, Any]) -> str:
