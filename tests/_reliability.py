@@ -11,6 +11,8 @@ import functools
 import importlib.util
 import shutil
 import tempfile
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -70,3 +72,15 @@ def assert_logits_close(got: np.ndarray, want: np.ndarray) -> None:
     """The fp32 contract of DESIGN.md: max |Δlogit| <= 1e-4 of the logit scale."""
     scale = float(np.abs(want).max())
     assert float(np.abs(got - want).max()) <= 1e-4 * scale
+
+
+def run_threads(target, count: int, deadline_s: float) -> None:
+    """Run target(0..count-1) on threads; fail (not hang) if any is alive after deadline_s."""
+    threads = [threading.Thread(target=target, args=(t,), daemon=True) for t in range(count)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(0.0, deadline_s - (time.monotonic() - start)))
+    alive = sum(t.is_alive() for t in threads)
+    assert alive == 0, f"{alive} threads still running after {deadline_s} s: deadlock?"

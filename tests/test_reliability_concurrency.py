@@ -7,12 +7,11 @@ do overlap in C++.
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
-from _reliability import fixture_dir, rand_images
+from _reliability import fixture_dir, rand_images, run_threads
 from ifa_rt import Segmenter, SegmenterPool
 
 THREADS = 8
@@ -76,14 +75,7 @@ def _hammer(runner, serial: dict[int, object]) -> dict[str, int]:
                 if kind == "bad" or not _same(got, serial[i]):
                     counts["mismatch"] += 1
 
-    threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(THREADS)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=max(0.0, DEADLINE_S - (time.monotonic() - start)))
-    alive = sum(t.is_alive() for t in threads)
-    assert alive == 0, f"{alive} threads still running after {DEADLINE_S} s: deadlock?"
+    run_threads(worker, THREADS, DEADLINE_S)
     return counts
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _reliability import run_threads
 from ifa_rt import Segmenter, SegmenterPool
 from ifa_rt.batcher import runner_batcher
 
@@ -60,16 +60,6 @@ def _same(a, b) -> bool:
     return np.array_equal(a, b)
 
 
-def _run_threads(target, count: int) -> None:
-    threads = [threading.Thread(target=target, args=(t,), daemon=True) for t in range(count)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=max(0.0, DEADLINE_S - (time.monotonic() - start)))
-    assert not any(t.is_alive() for t in threads), f"threads still running after {DEADLINE_S} s"
-
-
 def _hammer(runner, mix) -> dict[str, int]:
     serial = {i: _call(runner, *mix[i]) for i in range(10) if mix[i][0] != "bad"}
     counts = {"ok": 0, "mismatch": 0, "rejected": 0, "unexpected": 0}
@@ -89,7 +79,7 @@ def _hammer(runner, mix) -> dict[str, int]:
             with lock:
                 counts[outcome] += 1
 
-    _run_threads(worker, THREADS)
+    run_threads(worker, THREADS, DEADLINE_S)
     return counts
 
 
@@ -124,7 +114,7 @@ def test_concurrent_submit_on_the_real_model(mix):
             if not np.array_equal(future.result(DEADLINE_S), want[k]):
                 mismatches.append((t, k))
 
-    _run_threads(worker, THREADS)
+    run_threads(worker, THREADS, DEADLINE_S)
     assert mismatches == []
     assert runner_batcher(seg).stats()["completed"] == THREADS * 15
 

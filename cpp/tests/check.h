@@ -2,6 +2,7 @@
 // Minimal test helpers: CHECK macros that count failures, fixture loading. A test binary
 // takes the fixture folder (written by tests/fixtures/make_fixtures.py) as its argument and
 // exits non-zero when any check failed.
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ifa_rt/segmenter.h"
@@ -67,6 +69,16 @@ void expect_throw(const char* file, int line, const std::function<void()>& body,
   ::check::expect_throw<E>(__FILE__, __LINE__, [&] { body; }, message)
 #define CHECK_THROWS_CONTAINS(E, body, message) \
   ::check::expect_throw<E>(__FILE__, __LINE__, [&] { body; }, message, false)
+
+// Ends the process (exit 3) if it still runs after `seconds`: a deadlock fails the test at
+// once instead of hanging until ctest's timeout.
+inline void watchdog(const char* test, int seconds) {
+  std::thread([test, seconds] {
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    std::fprintf(stderr, "%s: watchdog: still running after %d s (deadlock?)\n", test, seconds);
+    std::_Exit(3);
+  }).detach();
+}
 
 inline std::string path(const std::string& name) { return fixtures() + "/" + name; }
 

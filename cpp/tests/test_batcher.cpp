@@ -71,12 +71,7 @@ std::string error_of(std::future<Result>& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Watchdog: a deadlock in the batcher would otherwise hang until ctest's timeout.
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(100));
-    std::fprintf(stderr, "test_batcher: watchdog: still running after 100 s (deadlock?)\n");
-    std::_Exit(3);
-  }).detach();
+  check::watchdog("test_batcher", 100);
 
   return check::run(argc, argv, [] {
     const auto a_in = check::read_bin<uint8_t>("ref_5x32x48.input.bin");

@@ -143,11 +143,7 @@ int main(int argc, char** argv) {
   g_main = std::this_thread::get_id();
   find_library(reinterpret_cast<const void*>(&ifa_rt::version));
   if (g_hi == 0) return 2;
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(100));
-    std::fprintf(stderr, "test_batcher_lifetime: watchdog: still running after 100 s (deadlock?)\n");
-    std::_Exit(3);
-  }).detach();
+  check::watchdog("test_batcher_lifetime", 100);
 
   return check::run(argc, argv, [] {
     const auto input = check::read_bin<uint8_t>("ref_5x32x48.input.bin");

@@ -39,6 +39,7 @@ __all__ = [
     "compile_artifact",
     "compile_package",
     "compile_triton_model",
+    "compile_with_progress",
     "aot_compile",
     "export_graph",
     "machine_facts",
@@ -238,6 +239,41 @@ def cache_dir() -> Path:
     return Path(base) / "ifa_rt" / "aoti"
 
 
+def compile_with_progress(
+    wrapper: nn.Module,
+    meta: dict[str, Any],
+    artifact: Path,
+    target: Path,
+    shapes: Sequence[tuple[int, int]],
+    max_batch: int,
+    threads: int,
+    what: str,
+    show_progress: bool,
+    **package: Any,
+) -> dict[str, Any]:
+    """`compile_package` with a progress bar of its buckets (`package`: its other arguments)."""
+    from tqdm.auto import tqdm
+
+    total = len(shapes) * len(bucket_batches(max_batch))
+    with tqdm(total=total, desc=f"ifa_rt: {what} compile", disable=not show_progress) as bar:
+
+        def compiled(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        return compile_package(
+            wrapper,
+            meta,
+            artifact,
+            target,
+            shapes=shapes,
+            max_batch=max_batch,
+            threads=threads,
+            progress=compiled,
+            **package,
+        )
+
+
 def cache_key(
     artifact: Path,
     shapes: Sequence[tuple[int, int]],
@@ -278,24 +314,8 @@ def compile_artifact(
     else:
         target = Path(output)
     wrapper, meta = rebuild_from_artifact(artifact)
-    total = len(shapes) * len(bucket_batches(max_batch))
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc="ifa_rt: AOTInductor compile", disable=not show_progress) as bar:
-
-        def compiled(name: str) -> None:
-            bar.set_postfix_str(name)
-            bar.update(1)
-
-        compile_package(
-            wrapper,
-            meta,
-            artifact,
-            target,
-            shapes=shapes,
-            max_batch=max_batch,
-            threads=threads,
-            progress=compiled,
-        )
+    compile_with_progress(
+        wrapper, meta, artifact, target, shapes, max_batch, threads, "AOTInductor", show_progress
+    )
     log.info("compiled %s -> %s", artifact, target)
     return target

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .aoti import SUFFIX, bucket_batches, cache_dir, cache_key, compile_package
+from .aoti import SUFFIX, cache_dir, cache_key, compile_with_progress
 from .quantize import RECIPE_VERSION, _Calibrated, cpu_has_vnni
 from .rebuild import rebuild_from_artifact
 
@@ -87,21 +87,18 @@ def compile_int8(
         raise ValueError(f"int8 recipe '{recipe}': its accuracy gate failed; it is not used")
     wrapper, meta = rebuild_from_artifact(artifact)
     calibrated = _Calibrated.from_state(wrapper, spec["observers"], spec["keep_fp32"])
-    from tqdm.auto import tqdm
-
-    total = len(shapes) * len(bucket_batches(max_batch))
-    with tqdm(total=total, desc="ifa_rt: int8 compile", disable=not show_progress) as bar:
-        compile_package(
-            wrapper,
-            meta,
-            artifact,
-            target,
-            shapes=shapes,
-            max_batch=max_batch,
-            threads=threads,
-            progress=lambda name: (bar.set_postfix_str(name), bar.update(1)),
-            precision="int8",
-            compile_bucket=calibrated.compile,
-            extra={"quantization": dict(facts, recipe=recipe.name)},
-        )
+    compile_with_progress(
+        wrapper,
+        meta,
+        artifact,
+        target,
+        shapes,
+        max_batch,
+        threads,
+        "int8",
+        show_progress,
+        precision="int8",
+        compile_bucket=calibrated.compile,
+        extra={"quantization": dict(facts, recipe=recipe.name)},
+    )
     return target
