@@ -1,16 +1,22 @@
-"""Reduced precision for `Segmenter`: "int8" from an artifact's recipe, and "auto".
+"""Reduced precision for `Segmenter`: "int8" from an artifact's recipe, gates, and "auto".
 
 precision="int8" on a TorchScript artifact compiles its int8 recipe (`name.int8.pt` beside
-it; `ifa_rt.deploy.int8_recipe`) for this machine on first use, cached. precision="auto"
-builds every precision that may serve here (fp32 always; int8 when a recipe passed its
-accuracy gate and the CPU has VNNI, and shapes are planned), times each on the first planned
+it; `ifa_rt.deploy.int8_recipe`) for this machine on first use, cached. bf16 and fp16 need no
+recipe, only a passed gate: `gate_precision` measures one through the C++ runtime and writes
+`name.bf16.json` / `name.fp16.json` beside the artifact (`ifa-rt quantize --precision bf16`).
+
+precision="auto" builds every precision that may serve here, times each on the first planned
 shape with the same probe image, keeps the fastest engine and reports the probe in
-`Segmenter.plan["precision_probe"]`. bf16/fp16 are not candidates: on CPUs without AMX they are
-slower than fp32, and their label agreement is not gated yet.
+`Segmenter.plan["precision_probe"]`: fp32 always; int8 when its recipe passed the gate, the
+CPU has VNNI and shapes are planned; bf16 when its gate passed and the CPU has AMX (without
+AMX bf16 is slower than fp32: docs/benchmarks.md) or the device is CUDA; fp16 on CUDA when
+its gate passed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,9 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["choose_precision", "int8_package"]
+__all__ = ["choose_precision", "gate_file", "gate_precision", "int8_package"]
+
+GATE_VERSION = 1
 
 PROBE_RUNS = 5  # per candidate, after the engine's own warm-up; interleaved
 
@@ -55,25 +63,112 @@ def int8_package(path: Path, where: str, settings: dict[str, Any]) -> Path:
     )
 
 
+def gate_file(artifact: Path, precision: str) -> Path:
+    """Where the gate of `precision` for `artifact` lives: `name.<precision>.json` beside it."""
+    return artifact.with_name(
+        f"{artifact.name.removesuffix('.pt').removesuffix('.ifa')}.{precision}.json"
+    )
+
+
+def gate_precision(
+    artifact: str | Path,
+    precision: str,
+    images: list[np.ndarray],
+    labels: list[np.ndarray] | None,
+    *,
+    gate: Any = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    output: str | Path | None = None,
+) -> dict[str, Any]:
+    """Measure the gate of bf16 or fp16 against fp32 through the C++ runtime; write it to
+    `output` (default: `gate_file(artifact, precision)`) and return the written record."""
+    from .deploy.gate import Gate, compare
+    from .segmenter import Segmenter
+
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"gate: 'precision': expected 'bf16' or 'fp16', got '{precision}'")
+    artifact = Path(artifact)
+    fp32 = Segmenter(artifact, device=device, threads=threads)
+    reduced = Segmenter(artifact, device=device, threads=threads, precision=precision)
+    report = compare(
+        precision,
+        fp32,
+        reduced,
+        images,
+        labels,
+        fp32.classes,
+        gate or Gate(),
+        fp32.metadata.get("ignore_index", 255),
+    )
+    from .deploy.aoti import machine_facts
+
+    record = {
+        "format_version": GATE_VERSION,
+        "precision": precision,
+        "device": device,
+        "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "machine": machine_facts(),
+        "gate": report,
+    }
+    out = Path(output) if output else gate_file(artifact, precision)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _gate_passed(artifact: Path, precision: str) -> bool:
+    """True when `precision` has a passed gate written for exactly this artifact."""
+    path = gate_file(artifact, precision)
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text())
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    return (
+        record.get("format_version") == GATE_VERSION
+        and record.get("artifact_sha256") == digest
+        and bool(record.get("gate", {}).get("passed"))
+    )
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
 def candidates(path: Path, settings: dict[str, Any]) -> tuple[list[str], str]:
-    """The precisions worth probing for this artifact here, and why int8 is not one if not."""
+    """The precisions worth probing for this artifact here, and why others are not."""
     from .deploy.int8_recipe import load_recipe, recipe_for
     from .deploy.quantize import cpu_has_vnni
 
     if path.suffix == ".pt2":
         return [], "a package runs the precision it was compiled for"
-    if settings.get("device", "cpu") != "cpu":
-        return ["fp32"], "int8 is a CPU path"
+    cuda = str(settings.get("device") or "cpu").startswith("cuda")
+    names, why = ["fp32"], []
+    if cuda:
+        names += [p for p in ("fp16", "bf16") if _gate_passed(path, p)]
+        why.append("int8 is a CPU path")
+        return names, "; ".join(why)
+    if _gate_passed(path, "bf16"):
+        if "amx_bf16" in _cpu_flags():
+            names.append("bf16")
+        else:
+            why.append("bf16 passed its gate but this CPU has no AMX (slower than fp32)")
     recipe = recipe_for(path)
     if recipe is None:
-        return ["fp32"], "no int8 recipe beside the artifact"
-    if not settings.get("shapes"):
-        return ["fp32"], "int8 is compiled per planned shape and none were given"
-    if not cpu_has_vnni():
-        return ["fp32"], "this CPU has no VNNI"
-    if not load_recipe(recipe, path)["quantization"].get("gate", {}).get("passed", False):
-        return ["fp32"], "the int8 recipe failed its accuracy gate"
-    return ["fp32", "int8"], ""
+        why.append("no int8 recipe beside the artifact")
+    elif not settings.get("shapes"):
+        why.append("int8 is compiled per planned shape and none were given")
+    elif not cpu_has_vnni():
+        why.append("this CPU has no VNNI")
+    elif not load_recipe(recipe, path)["quantization"].get("gate", {}).get("passed", False):
+        why.append("the int8 recipe failed its accuracy gate")
+    else:
+        names.append("int8")
+    return names, "; ".join(why)
 
 
 def choose_precision(path: Path, settings: dict[str, Any], build) -> tuple[Any, dict[str, Any]]:
@@ -84,10 +179,15 @@ def choose_precision(path: Path, settings: dict[str, Any], build) -> tuple[Any, 
     names, why = candidates(path, settings)
     if not names:
         return build("fp32"), {"chosen": "package", "reason": why}
+    if len(names) > 1 and not settings.get("shapes"):
+        names = ["fp32"]
+        why = "; ".join(filter(None, [why, "no planned shape to time the candidates on"]))
     engines = {name: build(name) for name in names}
     report: dict[str, Any] = {"candidates": names}
+    if why:
+        report["reason"] = why
     if len(names) == 1:
-        report.update(chosen=names[0], reason=why)
+        report["chosen"] = names[0]
         return engines[names[0]], report
     h, w = settings["shapes"][0]
     image = np.random.default_rng(0).integers(0, 256, (int(h), int(w), 3), dtype=np.uint8)

@@ -3,6 +3,9 @@
 ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2 --recipe camvid.int8.pt
     (calibrates on CamVid train frames, gates on the val frames with their labels; the recipe
     lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any VNNI CPU)
+ifa-rt quantize --precision bf16 --model m.ifa.pt
+    (measures bf16 against fp32 through the C++ runtime on the gate split; writes m.bf16.json
+    beside the artifact, which precision="auto" requires before it considers bf16)
 """
 
 from __future__ import annotations
@@ -17,8 +20,15 @@ import numpy as np
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `ifa-rt quantize`."""
     parser.add_argument("--model", required=True, help="bundled model name or .ifa.pt artifact")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="package path (.pt2)")
-    parser.add_argument("--shapes", required=True, help="input sizes to compile, e.g. 360x480")
+    parser.add_argument(
+        "--precision",
+        default="int8",
+        choices=["int8", "bf16", "fp16"],
+        help="int8: calibrate, compile and gate a package; bf16/fp16: measure the gate only",
+    )
+    parser.add_argument("-o", "--output", type=Path, help="int8 package path (.pt2)")
+    parser.add_argument("--shapes", help="int8: input sizes to compile, e.g. 360x480")
+    parser.add_argument("--device", default="cpu", help="bf16/fp16: where to measure the gate")
     parser.add_argument("--max-batch", type=int, default=1, help="largest compiled batch")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
     parser.add_argument("--dataset", default="camvid", choices=["camvid", "cityscapes"])
@@ -52,13 +62,18 @@ def run_cli(args: argparse.Namespace) -> int:
     from .shapes import parse_shape
 
     reader = {"camvid": camvid, "cityscapes": cityscapes}[args.dataset]
-    calibration_set = reader(args.calibration_split, args.data)
     gate_set = reader(args.gate_split, args.data)
+    n_gate = len(gate_set) if args.gate_count <= 0 else min(args.gate_count, len(gate_set))
+    gate = QuantizationGate(args.min_agreement, args.max_miou_drop)
+    if args.precision != "int8":
+        return _gate_only(args, gate_set, n_gate, gate)
+    if args.output is None or args.shapes is None:
+        raise ValueError("quantize: '--output' and '--shapes': expected both for int8, got none")
+    calibration_set = reader(args.calibration_split, args.data)
     rng = np.random.default_rng(args.seed)
     count = min(args.calibration_count, len(calibration_set))
     picks = rng.choice(len(calibration_set), count, replace=False)
     calibration = [calibration_set.read(int(i))[0] for i in tqdm(picks, desc="calibration")]
-    n_gate = len(gate_set) if args.gate_count <= 0 else min(args.gate_count, len(gate_set))
     pairs = [gate_set.read(i) for i in tqdm(range(n_gate), desc="gate images")]
     keep = "auto" if args.keep_fp32 == "auto" else [s for s in args.keep_fp32.split(",") if s]
     meta = quantize_artifact(
@@ -70,7 +85,7 @@ def run_cli(args: argparse.Namespace) -> int:
         shapes=[parse_shape(s) for s in args.shapes.split(",")],
         max_batch=args.max_batch,
         threads=args.threads,
-        gate=QuantizationGate(args.min_agreement, args.max_miou_drop),
+        gate=gate,
         keep_fp32=keep,
         force=args.force,
         progress=lambda message: tqdm.write(f"quantize: {message}"),
@@ -81,4 +96,30 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: int8, {'passed' if gate['passed'] else 'FAILED (forced)'} gate")
     if args.recipe:
         print(f"wrote {args.recipe}: the int8 recipe")
+    return 0
+
+
+def _gate_only(args: argparse.Namespace, gate_set, count: int, gate) -> int:
+    """`--precision bf16|fp16`: measure the gate through the runtime and write it."""
+    from tqdm.auto import tqdm
+
+    from .models import resolve
+    from .precision import gate_file, gate_precision
+
+    artifact = resolve(args.model, where="quantize")
+    pairs = [gate_set.read(i) for i in tqdm(range(count), desc="gate images")]
+    out = args.recipe or gate_file(artifact, args.precision)
+    record = gate_precision(
+        artifact,
+        args.precision,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        gate=gate,
+        device=args.device,
+        threads=args.threads,
+        output=out,
+    )
+    report = {k: v for k, v in record["gate"].items() if k != "per_class_iou"}
+    print(json.dumps(report, indent=1))
+    print(f"wrote {out}: {args.precision} gate {'passed' if report['passed'] else 'FAILED'}")
     return 0

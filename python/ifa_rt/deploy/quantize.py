@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from .aoti import aot_compile, compile_package, export_graph, model_name
+from .gate import Gate, compare, describe
 from .rebuild import rebuild_from_artifact
 
 __all__ = [
@@ -48,12 +48,7 @@ class GateFailed(ValueError):
     """The int8 model missed the accuracy gate; the report says by how much."""
 
 
-@dataclass(frozen=True)
-class QuantizationGate:
-    """What an int8 model must reach on held-out images to be written."""
-
-    min_label_agreement: float = 0.99  # fraction of pixels whose int8 label equals fp32's
-    max_miou_drop: float = 0.01  # mIoU(fp32) - mIoU(int8), on labelled images
+QuantizationGate = Gate  # the name it had before bf16/fp16 were gated too
 
 
 def cpu_has_vnni(flags: set[str] | None = None) -> bool:
@@ -166,48 +161,34 @@ def _gate_report(
     meta: dict[str, Any],
     gate: QuantizationGate,
 ) -> dict[str, Any]:
-    """Label agreement int8 vs fp32 and mIoU of each on the gate images, per class too."""
+    """The gate (`deploy.gate.compare`) of the package's int8 model against the fp32
+    artifact, both at the first planned shape (the images are resized to it)."""
     from torch._inductor.package import load_package
 
-    from ..evaluate import ConfusionMatrix
     from .artifact import load_artifact
 
     fp32, _ = load_artifact(artifact)
     int8 = load_package(str(package), model_name(1, *shape))
-    classes = meta["classes"]
-    same = total = 0
-    cms = {
-        k: ConfusionMatrix(len(classes), meta.get("ignore_index", 255)) for k in ("fp32", "int8")
-    }
-    with torch.no_grad():
-        for k, image in enumerate(images):
-            x = torch.from_numpy(_resized(image, shape))[None]
-            want = fp32(x)[0].numpy()
-            got = int8(x)
-            got = (got[0] if isinstance(got, (list, tuple)) else got)[0].numpy()
-            same += int((got == want).sum())
-            total += want.size
-            if labels is not None:
-                truth = _resized_labels(labels[k], shape)
-                cms["fp32"].update(want, truth)
-                cms["int8"].update(got, truth)
-    report: dict[str, Any] = {
-        "images": len(images),
-        "shape": list(shape),
-        "label_agreement": same / total,
-        "min_label_agreement": gate.min_label_agreement,
-        "max_miou_drop": gate.max_miou_drop,
-    }
-    passed = report["label_agreement"] >= gate.min_label_agreement
-    if labels is not None:
-        summaries = {k: cm.summary(classes) for k, cm in cms.items()}
-        report["miou_fp32"] = summaries["fp32"]["miou"]
-        report["miou_int8"] = summaries["int8"]["miou"]
-        report["miou_drop"] = report["miou_fp32"] - report["miou_int8"]
-        report["per_class_iou"] = {k: s["per_class_iou"] for k, s in summaries.items()}
-        passed = passed and report["miou_drop"] <= gate.max_miou_drop
-    report["passed"] = bool(passed)
-    return report
+
+    def run(model) -> Callable[[np.ndarray], np.ndarray]:
+        def predict(image: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                out = model(torch.from_numpy(image)[None])
+            return (out[0] if isinstance(out, (list, tuple)) else out)[0].numpy()
+
+        return predict
+
+    report = compare(
+        "int8",
+        run(fp32),
+        run(int8),
+        [_resized(image, shape) for image in images],
+        None if labels is None else [_resized_labels(t, shape) for t in labels],
+        meta["classes"],
+        gate,
+        meta.get("ignore_index", 255),
+    )
+    return {**report, "shape": list(shape)}
 
 
 def _simulated_agreement(
@@ -267,7 +248,7 @@ def quantize_artifact(
     shapes: Sequence[tuple[int, int]],
     max_batch: int = 1,
     threads: int | None = None,
-    gate: QuantizationGate = QuantizationGate(),
+    gate: Gate | None = None,
     keep_fp32: Sequence[str] | str = "auto",
     force: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -299,6 +280,7 @@ def quantize_artifact(
         raise ValueError(
             f"quantize: 'gate_labels': expected {len(gate_images)} maps, got {len(gate_labels)}"
         )
+    gate = gate or Gate()
     artifact, output = Path(artifact), Path(output)
     shapes = [(int(h), int(w)) for h, w in shapes]
     wrapper, meta = rebuild_from_artifact(artifact)
@@ -325,7 +307,7 @@ def quantize_artifact(
         )
         report = _gate_report(staged, artifact, shapes[0], gate_images, gate_labels, meta, gate)
         if not report["passed"] and not force:
-            raise GateFailed(f"quantize: the int8 model missed the gate: {_describe(report)}")
+            raise GateFailed(f"quantize: the int8 model missed the gate: {describe(report)}")
         facts["gate"] = report
         # The gate is known only now: rewrite the package with it (the models are unchanged).
         package_meta = _with_metadata(staged, output, dict(package_meta, quantization=facts))
@@ -349,19 +331,6 @@ def save_recipe(path: str | Path, artifact: Path, calibrated: _Calibrated, facts
         },
         path,
     )
-
-
-def _describe(report: dict[str, Any]) -> str:
-    text = (
-        f"label agreement {report['label_agreement']:.4f} "
-        f"(needs >= {report['min_label_agreement']})"
-    )
-    if "miou_drop" in report:
-        text += (
-            f", mIoU {report['miou_fp32']:.4f} -> {report['miou_int8']:.4f} "
-            f"(drop {report['miou_drop']:.4f}, allowed {report['max_miou_drop']})"
-        )
-    return text + f" on {report['images']} images"
 
 
 def _with_metadata(src: Path, dst: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,104 @@
+"""Gates for bf16/fp16 and how precision="auto" picks its candidates (no VNNI needed here).
+
+The gate is measured through the C++ runtime on real CamVid val frames and recomputed here
+independently; a gate belongs to one artifact (sha256); bf16 is a candidate only where it
+passed its gate and the CPU has AMX (without AMX it is slower than fp32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+import ifa_rt
+from ifa_rt import precision as p
+from ifa_rt.cli import main as cli_main
+from ifa_rt.data import camvid
+from ifa_rt.models import resolve
+
+
+@pytest.fixture(scope="module")
+def lone(tmp_path_factory):
+    """A copy of the bundled artifact with nothing beside it."""
+    path = tmp_path_factory.mktemp("lone") / "lone.ifa.pt"
+    shutil.copy(resolve("camvid"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def val(camvid_root):
+    pairs = [camvid("val", camvid_root).read(i) for i in (0, 30, 60)]
+    return [x for x, _ in pairs], [t for _, t in pairs]
+
+
+def test_bf16_gate_is_measured_on_real_frames(lone, val, tmp_path):
+    images, labels = val
+    record = p.gate_precision(lone, "bf16", images, labels, threads=2, output=tmp_path / "g.json")
+    assert json.loads((tmp_path / "g.json").read_text()) == record
+    gate = record["gate"]
+    fp32 = ifa_rt.Segmenter(lone, threads=2)
+    bf16 = ifa_rt.Segmenter(lone, threads=2, precision="bf16")
+    same = sum(int((fp32(x) == bf16(x)).sum()) for x in images)
+    assert gate["label_agreement"] == same / sum(x.shape[0] * x.shape[1] for x in images)
+    assert 0.95 < gate["label_agreement"] < 1.0  # bf16 does change some labels
+    assert gate["passed"] == (gate["label_agreement"] >= 0.99 and gate["miou_drop"] <= 0.01)
+    assert set(gate["per_class_iou"]) == {"fp32", "bf16"} and gate["images"] == 3
+    assert record["artifact_sha256"] and record["precision"] == "bf16"
+
+
+def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch, tmp_path):
+    settings = {"device": "cpu", "shapes": [(64, 96)]}
+    names, why = p.candidates(lone, settings)
+    assert "bf16" not in names and "no int8 recipe beside the artifact" in why
+    digest = hashlib.sha256(lone.read_bytes()).hexdigest()
+    passed = {"format_version": 1, "precision": "bf16", "gate": {"passed": True}}
+    passed["artifact_sha256"] = digest
+    p.gate_file(lone, "bf16").write_text(json.dumps(passed))
+    try:
+        monkeypatch.setattr(p, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+        names, why = p.candidates(lone, settings)
+        assert names == ["fp32"] and "bf16 passed its gate but this CPU has no AMX" in why
+        monkeypatch.setattr(p, "_cpu_flags", lambda: {"amx_bf16", "amx_tile"})
+        assert p.candidates(lone, settings)[0] == ["fp32", "bf16"]
+        # A gate written for other bytes (or one that failed) does not count.
+        p.gate_file(lone, "bf16").write_text(json.dumps({**passed, "artifact_sha256": "0" * 64}))
+        assert p.candidates(lone, settings)[0] == ["fp32"]
+        failed = {**passed, "gate": {"passed": False}}
+        p.gate_file(lone, "bf16").write_text(json.dumps(failed))
+        assert p.candidates(lone, settings)[0] == ["fp32"]
+        # On CUDA, fp16/bf16 with passed gates are candidates and int8 never is.
+        p.gate_file(lone, "bf16").write_text(json.dumps(passed))
+        names, why = p.candidates(lone, {"device": "cuda", "shapes": [(64, 96)]})
+        assert names == ["fp32", "bf16"] and why == "int8 is a CPU path"
+    finally:
+        p.gate_file(lone, "bf16").unlink()
+
+
+def test_auto_with_one_candidate_says_why(lone):
+    auto = ifa_rt.Segmenter(lone, precision="auto", shapes=[(64, 96)], threads=1)
+    probe = auto.plan["precision_probe"]
+    assert probe["candidates"] == ["fp32"] and probe["chosen"] == "fp32"
+    assert "no int8 recipe beside the artifact" in probe["reason"]
+    assert auto.plan["precision"] == "fp32"
+
+
+def test_bundled_bf16_gate_belongs_to_the_bundled_artifact():
+    record = json.loads(p.gate_file(resolve("camvid"), "bf16").read_text())
+    assert p._gate_passed(resolve("camvid"), "bf16")
+    gate = record["gate"]
+    assert gate["images"] == 101 and gate["label_agreement"] >= 0.99 and gate["passed"]
+    assert gate["miou_drop"] <= 0.01
+
+
+def test_cli_writes_the_gate(lone, camvid_root, capsys):
+    argv = ["quantize", "--precision", "bf16", "--model", str(lone), "--gate-count", "2"]
+    assert cli_main([*argv, "--data", str(camvid_root.parent), "--threads", "2"]) == 0
+    record = json.loads(p.gate_file(lone, "bf16").read_text())
+    p.gate_file(lone, "bf16").unlink()
+    assert record["gate"]["images"] == 2
+    assert "bf16 gate" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="expected 'bf16' or 'fp16', got 'int4'"):
+        p.gate_precision(lone, "int4", [], None)
