@@ -2,7 +2,7 @@
 
 The gate is measured through the C++ runtime on real CamVid val frames and recomputed here
 independently; a gate belongs to one artifact (sha256); bf16 is a candidate only where it
-passed its gate and the CPU has AMX (without AMX it is slower than fp32).
+passed its gate and the CPU computes bf16 natively (the probe then decides).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_bf16_gate_is_measured_on_real_frames(lone, val, tmp_path):
     assert record["artifact_sha256"] and record["precision"] == "bf16"
 
 
-def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch, tmp_path):
+def test_auto_takes_bf16_only_with_a_passed_gate_and_native_bf16(lone, monkeypatch, tmp_path):
     settings = {"device": "cpu", "shapes": [(64, 96)]}
     names, why = p.candidates(lone, settings)
     assert "bf16" not in names and "no int8 recipe beside the artifact" in why
@@ -58,11 +58,12 @@ def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch, tmp_
     passed["artifact_sha256"] = digest
     p.gate_file(lone, "bf16").write_text(json.dumps(passed))
     try:
-        monkeypatch.setattr(p, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+        monkeypatch.setattr(p, "_cpu_flags", lambda: {"avx2", "avx512f"})
         names, why = p.candidates(lone, settings)
-        assert names == ["fp32"] and "bf16 passed its gate but this CPU has no AMX" in why
-        monkeypatch.setattr(p, "_cpu_flags", lambda: {"amx_bf16", "amx_tile"})
-        assert p.candidates(lone, settings)[0] == ["fp32", "bf16"]
+        assert names == ["fp32"] and "bf16 passed its gate but this CPU has no native" in why
+        for flags in ({"avx512f", "avx512_bf16"}, {"amx_bf16", "amx_tile"}):
+            monkeypatch.setattr(p, "_cpu_flags", lambda flags=flags: flags)
+            assert p.candidates(lone, settings)[0] == ["fp32", "bf16"]
         # A gate written for other bytes (or one that failed) does not count.
         p.gate_file(lone, "bf16").write_text(json.dumps({**passed, "artifact_sha256": "0" * 64}))
         assert p.candidates(lone, settings)[0] == ["fp32"]

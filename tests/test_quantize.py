@@ -206,11 +206,13 @@ def test_bundled_recipe_compiles_the_gated_int8_model(tmp_path, monkeypatch, dat
     # "auto" probes fp32 against int8 on this machine and keeps the faster, saying so.
     auto = ifa_rt.Segmenter("camvid", precision="auto", shapes=[SHAPE], threads=2)
     probe = auto.plan["precision_probe"]
-    assert probe["candidates"] == ["fp32", "int8"] and set(probe["median_ms"]) == {"fp32", "int8"}
+    assert {"fp32", "int8"} <= set(probe["candidates"])  # bf16 too where the CPU has it
+    assert set(probe["median_ms"]) == set(probe["candidates"])
     assert probe["chosen"] == min(probe["median_ms"], key=probe["median_ms"].get)
     assert auto.plan["precision"] == probe["chosen"]
-    want = seg if probe["chosen"] == "int8" else fp32
-    np.testing.assert_array_equal(auto(frames[1]), want(frames[1]))
+    if probe["chosen"] in ("int8", "fp32"):  # the engine kept is the one that was chosen
+        want = seg if probe["chosen"] == "int8" else fp32
+        np.testing.assert_array_equal(auto(frames[1]), want(frames[1]))
 
 
 def test_auto_without_a_gated_int8_is_fp32(tmp_path):

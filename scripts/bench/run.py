@@ -6,6 +6,7 @@ Variants (runners.py), all uint8 images [B,H,W,3] in, uint8 labels [B,H,W] out, 
   segmenter       ifa_rt.Segmenter on the TorchScript artifact (.ifa.pt)
   segmenter_aoti  ifa_rt.Segmenter on the AOTInductor package (.pt2)
   segmenter_int8  ifa_rt.Segmenter on the int8 package (ifa_rt.quantize; reduced precision)
+  segmenter_bf16  ifa_rt.Segmenter computing in bf16 (reduced precision; slow without AMX)
   torch_compile   torch.compile (inductor, freezing) of the fused model
   onnxruntime     ONNX Runtime, CPU EP, on the fused ONNX export
   openvino        OpenVINO, CPU, on the same ONNX file

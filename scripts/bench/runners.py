@@ -25,6 +25,7 @@ VARIANTS = (
     "segmenter",
     "segmenter_aoti",
     "segmenter_int8",
+    "segmenter_bf16",
     "torch_compile",
     "onnxruntime",
     "openvino",
@@ -68,10 +69,19 @@ class SegmenterRunner(Runner):
 
     name = "segmenter"
 
-    def __init__(self, path: Path, shape: tuple[int, int], max_batch: int, threads: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int],
+        max_batch: int,
+        threads: int,
+        precision: str = "fp32",
+    ) -> None:
         from ifa_rt import Segmenter
 
-        self.seg = Segmenter(str(path), threads=threads, shapes=[shape], max_batch=max_batch)
+        self.seg = Segmenter(
+            str(path), threads=threads, shapes=[shape], max_batch=max_batch, precision=precision
+        )
         stats = self.seg.stats()
         self.info = {
             "artifact": path.name,
@@ -83,6 +93,15 @@ class SegmenterRunner(Runner):
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Labels from the C++ engine (it copies them out of its planned buffer)."""
         return self.seg(images)
+
+
+class SegmenterBf16Runner(SegmenterRunner):
+    """The same Segmenter computing in bf16 (reduced precision, reported apart from fp32)."""
+
+    name = "segmenter_bf16"
+
+    def __init__(self, path: Path, shape: tuple[int, int], max_batch: int, threads: int) -> None:
+        super().__init__(path, shape, max_batch, threads, precision="bf16")
 
 
 class SegmenterAotiRunner(SegmenterRunner):
@@ -227,6 +246,8 @@ def make_runner(
         return SegmenterAotiRunner(source, shape, max_batch, threads)
     if name == "segmenter_int8":
         return SegmenterInt8Runner(source, shape, max_batch, threads)
+    if name == "segmenter_bf16":
+        return SegmenterBf16Runner(source.artifact(), shape, max_batch, threads)
     if name == "torch_compile":
         return TorchCompileRunner(source, shape)
     if name == "onnxruntime":
