@@ -18,6 +18,7 @@ from ifa_rt import precision as p
 from ifa_rt.cli import main as cli_main
 from ifa_rt.data import camvid
 from ifa_rt.models import resolve
+from ifa_rt.precision_gate import gate_precision
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def val(camvid_root):
 
 def test_bf16_gate_is_measured_on_real_frames(lone, val, tmp_path):
     images, labels = val
-    record = p.gate_precision(lone, "bf16", images, labels, threads=2, output=tmp_path / "g.json")
+    record = gate_precision(lone, "bf16", images, labels, threads=2, output=tmp_path / "g.json")
     assert json.loads((tmp_path / "g.json").read_text()) == record
     gate = record["gate"]
     fp32 = ifa_rt.Segmenter(lone, threads=2)
@@ -102,4 +103,4 @@ def test_cli_writes_the_gate(lone, camvid_root, capsys):
     assert record["gate"]["images"] == 2
     assert "bf16 gate" in capsys.readouterr().out
     with pytest.raises(ValueError, match="expected 'bf16' or 'fp16', got 'int4'"):
-        p.gate_precision(lone, "int4", [], None)
+        gate_precision(lone, "int4", [], None)

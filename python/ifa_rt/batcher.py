@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .segmenter import _as_array, _type_name
+from .inputs import as_array as _as_array
+from .inputs import type_name as _type_name
 
 __all__ = ["Batcher"]
 

@@ -2,8 +2,9 @@
 
 precision="int8" on a TorchScript artifact compiles its int8 recipe (`name.int8.pt` beside
 it; `ifa_rt.deploy.int8_recipe`) for this machine on first use, cached. bf16 and fp16 need no
-recipe, only a passed gate: `gate_precision` measures one through the C++ runtime and writes
-`name.bf16.json` / `name.fp16.json` beside the artifact (`ifa-rt quantize --precision bf16`).
+recipe, only a passed gate: `ifa_rt.precision_gate.gate_precision` measures one through the
+C++ runtime and writes `name.bf16.json` / `name.fp16.json` beside the artifact (`ifa-rt
+quantize --precision bf16`).
 
 precision="auto" builds every precision that may serve here, times each on the first planned
 shape with the same probe image, keeps the fastest engine and reports the probe in
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["choose_precision", "gate_file", "gate_precision", "int8_package"]
+__all__ = ["choose_precision", "gate_file", "int8_package"]
 
 GATE_VERSION = 1
 
@@ -68,52 +69,6 @@ def gate_file(artifact: Path, precision: str) -> Path:
     return artifact.with_name(
         f"{artifact.name.removesuffix('.pt').removesuffix('.ifa')}.{precision}.json"
     )
-
-
-def gate_precision(
-    artifact: str | Path,
-    precision: str,
-    images: list[np.ndarray],
-    labels: list[np.ndarray] | None,
-    *,
-    gate: Any = None,
-    device: str = "cpu",
-    threads: int | None = None,
-    output: str | Path | None = None,
-) -> dict[str, Any]:
-    """Measure the gate of bf16 or fp16 against fp32 through the C++ runtime; write it to
-    `output` (default: `gate_file(artifact, precision)`) and return the written record."""
-    from .deploy.gate import Gate, compare
-    from .segmenter import Segmenter
-
-    if precision not in ("bf16", "fp16"):
-        raise ValueError(f"gate: 'precision': expected 'bf16' or 'fp16', got '{precision}'")
-    artifact = Path(artifact)
-    fp32 = Segmenter(artifact, device=device, threads=threads)
-    reduced = Segmenter(artifact, device=device, threads=threads, precision=precision)
-    report = compare(
-        precision,
-        fp32,
-        reduced,
-        images,
-        labels,
-        fp32.classes,
-        gate or Gate(),
-        fp32.metadata.get("ignore_index", 255),
-    )
-    from .deploy.aoti import machine_facts
-
-    record = {
-        "format_version": GATE_VERSION,
-        "precision": precision,
-        "device": device,
-        "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
-        "machine": machine_facts(),
-        "gate": report,
-    }
-    out = Path(output) if output else gate_file(artifact, precision)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    return record
 
 
 def _gate_passed(artifact: Path, precision: str) -> bool:

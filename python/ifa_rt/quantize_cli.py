@@ -104,7 +104,8 @@ def _gate_only(args: argparse.Namespace, gate_set, count: int, gate) -> int:
     from tqdm.auto import tqdm
 
     from .models import resolve
-    from .precision import gate_file, gate_precision
+    from .precision import gate_file
+    from .precision_gate import gate_precision
 
     artifact = resolve(args.model, where="quantize")
     pairs = [gate_set.read(i) for i in tqdm(range(count), desc="gate images")]

@@ -1,0 +1,63 @@
+"""Measure the accuracy gate of bf16 or fp16 for an artifact through the C++ runtime.
+
+The record it writes beside the artifact (`precision.gate_file`) is what `precision="auto"`
+requires before it considers that precision (`ifa_rt.precision`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .precision import GATE_VERSION, gate_file
+from .segmenter import Segmenter
+
+__all__ = ["gate_precision"]
+
+
+def gate_precision(
+    artifact: str | Path,
+    precision: str,
+    images: list[np.ndarray],
+    labels: list[np.ndarray] | None,
+    *,
+    gate: Any = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    output: str | Path | None = None,
+) -> dict[str, Any]:
+    """Measure the gate of bf16 or fp16 against fp32 through the C++ runtime; write it to
+    `output` (default: `gate_file(artifact, precision)`) and return the written record."""
+    from .deploy.aoti import machine_facts
+    from .deploy.gate import Gate, compare
+
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"gate: 'precision': expected 'bf16' or 'fp16', got '{precision}'")
+    artifact = Path(artifact)
+    fp32 = Segmenter(artifact, device=device, threads=threads)
+    reduced = Segmenter(artifact, device=device, threads=threads, precision=precision)
+    report = compare(
+        precision,
+        fp32,
+        reduced,
+        images,
+        labels,
+        fp32.classes,
+        gate or Gate(),
+        fp32.metadata.get("ignore_index", 255),
+    )
+    record = {
+        "format_version": GATE_VERSION,
+        "precision": precision,
+        "device": device,
+        "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "machine": machine_facts(),
+        "gate": report,
+    }
+    out = Path(output) if output else gate_file(artifact, precision)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return record

@@ -1,0 +1,67 @@
+"""The package's modules import each other in one direction only: no import circles.
+
+Every import counts, also one inside a function: a late import hides a circle from the
+interpreter, not from a reader. A package's `__init__` importing its own submodules is the
+way down, not a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ifa_rt
+
+ROOT = Path(ifa_rt.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """ifa_rt modules (and names) that `module` (file `path`) imports anywhere."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("ifa_rt"):
+                found.add(target)
+                found.update(f"{target}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("ifa_rt"))
+    return found
+
+
+def test_no_import_circles():
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    graph = {
+        m: {t for t in _imports(p, m) if t in modules and t != m}
+        for m, p in modules.items()
+    }
+    for m in graph:
+        graph[m] = {t for t in graph[m] if not t.startswith(m + ".")}
+    cycles = []
+
+    def visit(node: str, stack: list[str], done: set[str]) -> None:
+        if node in stack:
+            cycles.append(stack[stack.index(node) :] + [node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, stack + [node], done)
+        done.add(node)
+
+    done: set[str] = set()
+    for m in sorted(graph):
+        visit(m, [], done)
+    assert cycles == [], "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+    assert "ifa_rt.inputs" in graph["ifa_rt.batcher"]  # the scan sees real edges
