@@ -7,17 +7,25 @@ from importlib import metadata as _metadata
 
 import torch as _torch
 
-from . import _build_info
 from ._torch_check import check_torch_matches
 
-check_torch_matches(_build_info.TORCH_VERSION, _torch.__version__)
-
-from . import _core  # noqa: E402  (only after the torch check: a mismatch can fail to link)
+try:
+    from . import _build_info
+except ImportError:  # no compiled extension: model, data, deploy and train still work
+    _build_info = None
+if _build_info is not None:
+    # Before anything loads `_core` (segmenter, batcher): a mismatch can fail to link.
+    check_torch_matches(_build_info.TORCH_VERSION, _torch.__version__)
 
 try:
     __version__ = _metadata.version("ifa-rt")
-except _metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = _core.version()
+except _metadata.PackageNotFoundError:  # a source tree, not installed
+    if _build_info is not None:
+        from . import _core
+
+        __version__ = _core.version()
+    else:
+        __version__ = "0+source"
 
 __all__ = [
     "Segmenter",
@@ -45,7 +53,9 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    """Import a public name on first use."""
+    """Import a public name (or the `_core` extension) on first use."""
+    if name == "_core":
+        return importlib.import_module("ifa_rt._core")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ifa_rt' has no attribute '{name}'")
