@@ -109,8 +109,9 @@ def candidates(path: Path, settings: dict[str, Any]) -> tuple[list[str], str]:
         return names, "; ".join(why)
     if _gate_passed(path, "bf16"):
         # Native bf16 (AVX512_BF16 or AMX); emulated bf16 is always slower than fp32. Whether
-        # native bf16 pays off depends on the model (lite0 1.8x faster, R50 1.4x slower on
-        # the same AVX512_BF16 CPU): the probe decides.
+        # native bf16 pays off depends on the model and the layout (on this project's
+        # AVX512_BF16 CPU: lite0 1.8x and R50 2.0x faster with channels-last weights, R50
+        # slower without them): the probe decides.
         if _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
             names.append("bf16")
         else:
