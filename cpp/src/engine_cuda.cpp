@@ -9,7 +9,9 @@
 //   3. warm up every bucket `warmup` times on the stream (the profiling executor specialises
 //      and fuses on the 2nd call);
 //   4. capture each bucket's graph(s) on the stream into one private memory pool
-//      (graph_pool_handle); the captured outputs are the device output buffers;
+//      (graph_pool_handle), one capture at a time in the process, in thread-local capture
+//      mode; a failed capture is ended and its pool use released before the error is thrown;
+//      the captured outputs are the device output buffers;
 //   5. replay each bucket once and record the caching allocator's statistics.
 // A call on a planned bucket then: copies images into pinned staging (host), H2D async on the
 // stream, replays, D2H async into pinned output, synchronises the stream, copies out. No
@@ -22,7 +24,10 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/script.h>
 
+#include <cuda_runtime_api.h>
+
 #include <cstring>
+#include <mutex>
 
 #include "artifact.h"
 #include "engine.h"
@@ -42,6 +47,14 @@ AllocSnapshot device_allocations(int device) {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
   const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
   return {stats.allocation[agg].allocated, stats.allocated_bytes[agg].allocated};
+}
+
+// One capture at a time in the process: with thread-local capture mode another thread's CUDA
+// work no longer breaks a capture, but two engines capturing into the caching allocator at
+// once would still interleave their pools' bookkeeping.
+std::mutex& capture_mutex() {
+  static std::mutex m;
+  return m;
 }
 
 struct CudaBucket {
@@ -123,12 +136,18 @@ class CudaEngine final : public Engine {
       run_unplanned(images, n, what, outs);
       return false;
     }
-    TorchScope scope(options_.threads);
+    TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
     c10::cuda::CUDAGuard device_guard(device_);
     const AllocSnapshot before = device_allocations(device_index_);
-    for (int64_t i = 0; i < n; ++i) cb.host_in.select(0, i).copy_(image_tensor(images[i]));
-    const at::Tensor& host_out = replay(cb, what);
-    copy_out(host_out, n, outs);
+    try {
+      for (int64_t i = 0; i < n; ++i) cb.host_in.select(0, i).copy_(image_tensor(images[i]));
+      const at::Tensor& host_out = replay(cb, what);
+      copy_out(host_out, n, outs);
+    } catch (const std::exception& e) {  // c10::Error from a copy or the replay: one line
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
+                  " replay failed on bucket " + cb.bucket.name() + " (" + options_.device +
+                  "): " + error_summary(e.what()));
+    }
     const AllocSnapshot after = device_allocations(device_index_);
     new_blocks_ += after.count - before.count;
     new_bytes_ += after.bytes - before.bytes;
@@ -136,22 +155,29 @@ class CudaEngine final : public Engine {
   }
 
   void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
-    TorchScope scope(options_.threads);
+    TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
     c10::cuda::CUDAGuard device_guard(device_);
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
     const int64_t h = images[0].height, w = images[0].width;
-    at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).pinned_memory(true));
-    for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(image_tensor(images[i]));
+    at::Tensor out;
     try {
+      at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).pinned_memory(true));
+      for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(image_tensor(images[i]));
       std::vector<c10::IValue> args{input.to(device_, /*non_blocking=*/true)};
-      at::Tensor out = (what == Output::labels ? forward_ : logits_).forward(std::move(args)).toTensor();
-      at::Tensor host = out.to(at::kCPU, what == Output::labels ? at::kByte : at::kFloat).contiguous();
-      copy_out(host, n, outs);
+      out = (what == Output::labels ? forward_ : logits_).forward(std::move(args)).toTensor();
     } catch (const c10::Error& e) {
       throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
                   " failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
-                  "): " + first_line(e.what_without_backtrace()));
+                  "): " + error_summary(e.what_without_backtrace()));
+    } catch (const std::exception& e) {  // torch::jit::JITException: raised inside the graph
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
+                  " failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
+                  "): " + error_summary(e.what()));
     }
+    // Checked before copying: a graph whose output shape depends on the pixels must not
+    // write past the caller's buffers (the CPU engine's finding 1, docs/reliability.md).
+    check_result(out, what, n, h, w, num_classes_);
+    copy_out(out.to(at::kCPU, what == Output::labels ? at::kByte : at::kFloat).contiguous(), n, outs);
   }
 
   AllocCounters counters() const override { return {new_blocks_, new_bytes_, 0, reserved_after_capture_}; }
@@ -173,7 +199,10 @@ class CudaEngine final : public Engine {
   }
 
   void warm_up() {
-    TorchScope scope(options_.threads);
+    TorchScope scope;
+    // Setup (moving weights, freezing, zero-filled buffers) ran on the current stream, not on
+    // stream_: finish it before work on stream_ reads those tensors.
+    c10::cuda::device_synchronize();
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
     bool first = true;
     for (auto& cb : buckets_) {
@@ -187,32 +216,27 @@ class CudaEngine final : public Engine {
           if (first) first_call_ms_ = ms_since(t0);
           first = false;
         }
-      } catch (const c10::Error& e) {
+      } catch (const std::exception& e) {
         throw Error("Segmenter: warm-up of bucket " + cb.bucket.name() + " on " + options_.device +
-                    " failed: " + first_line(e.what_without_backtrace()));
+                    " failed: " + error_summary(e.what()));
       }
     }
   }
 
   void capture() {
-    TorchScope scope(options_.threads);
+    TorchScope scope;
+    std::lock_guard<std::mutex> one_capture(capture_mutex());
+    c10::cuda::device_synchronize();  // as torch.cuda.graph does: nothing pending before capture
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
     pool_ = at::cuda::graph_pool_handle();
     for (auto& cb : buckets_) {
       try {
-        cb.labels_graph = std::make_unique<at::cuda::CUDAGraph>();
-        cb.labels_graph->capture_begin(pool_);
-        cb.dev_labels = call(forward_, cb.dev_in);
-        cb.labels_graph->capture_end();
-        if (options_.plan_logits) {
-          cb.logits_graph = std::make_unique<at::cuda::CUDAGraph>();
-          cb.logits_graph->capture_begin(pool_);
-          cb.dev_logits = call(logits_, cb.dev_in);
-          cb.logits_graph->capture_end();
-        }
-      } catch (const c10::Error& e) {
+        cb.dev_labels = capture_one(cb.labels_graph, forward_, cb.dev_in);
+        if (options_.plan_logits) cb.dev_logits = capture_one(cb.logits_graph, logits_, cb.dev_in);
+      } catch (const std::exception& e) {
         throw Error("Segmenter: CUDA graph capture of bucket " + cb.bucket.name() + " on " + options_.device +
-                    " failed (is every op capturable?): " + first_line(e.what_without_backtrace()));
+                    " failed (is every op capturable?); the capture was ended and its memory pool " +
+                    "released: " + error_summary(e.what()));
       }
       const Bucket& b = cb.bucket;
       if (cb.dev_labels.scalar_type() != at::kByte ||
@@ -236,6 +260,45 @@ class CudaEngine final : public Engine {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
     reserved_after_capture_ =
         stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].current;
+  }
+
+  // Captures one call of `method` into `graph` (thread-local capture mode: CUDA work on other
+  // threads neither fails nor invalidates it). On failure the capture is ended, the partial
+  // graph destroyed and this graph's use of the pool released, so the process's CUDA state
+  // (the stream, the caching allocator) is as before, then the error propagates.
+  at::Tensor capture_one(std::unique_ptr<at::cuda::CUDAGraph>& graph, torch::jit::Module& method,
+                         const at::Tensor& input) {
+    graph = std::make_unique<at::cuda::CUDAGraph>();
+    graph->capture_begin(pool_, cudaStreamCaptureModeThreadLocal);
+    try {
+      at::Tensor out = call(method, input);
+      graph->capture_end();
+      return out;
+    } catch (...) {
+      abandon_capture();
+      graph.reset();
+      throw;
+    }
+  }
+
+  // Only a capture still open is ours to end: when capture_end() itself failed, it had
+  // already ended the capture and the allocation, and the graph's reset() releases its pool.
+  void abandon_capture() noexcept {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    const bool open =
+        cudaStreamIsCapturing(stream_->stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone;
+    if (open) {
+      cudaGraph_t partial = nullptr;
+      if (cudaStreamEndCapture(stream_->stream(), &partial) == cudaSuccess && partial != nullptr)
+        cudaGraphDestroy(partial);
+    }
+    (void)cudaGetLastError();  // the failed capture's error must not surface in a later call
+    if (!open) return;
+    try {  // what capture_end() would have done for this graph's share of the pool
+      c10::cuda::CUDACachingAllocator::endAllocateToPool(device_.index(), pool_);
+      c10::cuda::CUDACachingAllocator::releasePool(device_.index(), pool_);
+    } catch (...) {
+    }
   }
 
   // H2D, replay, D2H on the engine's stream; returns the pinned host output.
