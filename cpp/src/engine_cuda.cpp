@@ -89,7 +89,6 @@ class CudaEngine final : public Engine {
           if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
       module.to(device_);
       configure_cache(module, options_);
-      for (const auto& p : module.parameters()) weight_bytes_ += static_cast<int64_t>(p.nbytes());
       forward_ = freeze_method(module, "forward");
       logits_ = freeze_method(module, "logits");
     } catch (const c10::Error& e) {
@@ -101,7 +100,6 @@ class CudaEngine final : public Engine {
     warm_up();
     capture();
     for (auto& cb : buckets_) replay(cb, Output::labels);  // settle, then start counting
-    warm_ = device_allocations(device_index_);
   }
 
   Plan plan() const override {
@@ -142,7 +140,7 @@ class CudaEngine final : public Engine {
     try {
       for (int64_t i = 0; i < n; ++i) cb.host_in.select(0, i).copy_(image_tensor(images[i]));
       const at::Tensor& host_out = replay(cb, what);
-      copy_out(host_out, n, outs);
+      copy_out(host_out, n, what, outs);
     } catch (const std::exception& e) {  // c10::Error from a copy or the replay: one line
       throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
                   " replay failed on bucket " + cb.bucket.name() + " (" + options_.device +
@@ -177,7 +175,7 @@ class CudaEngine final : public Engine {
     // Checked before copying: a graph whose output shape depends on the pixels must not
     // write past the caller's buffers (the CPU engine's finding 1, docs/reliability.md).
     check_result(out, what, n, h, w, num_classes_);
-    copy_out(out.to(at::kCPU, what == Output::labels ? at::kByte : at::kFloat).contiguous(), n, outs);
+    copy_out(out.to(at::kCPU), n, what, outs);  // converts dtype and layout on the way
   }
 
   AllocCounters counters() const override { return {new_blocks_, new_bytes_, 0, reserved_after_capture_}; }
@@ -320,24 +318,14 @@ class CudaEngine final : public Engine {
     return at::empty_strided(t.sizes(), t.strides(), at::TensorOptions(t.scalar_type()).pinned_memory(true));
   }
 
-  // Image i of a host [B,...] result into the contiguous outs[i] (strided CPU copy).
-  static void copy_out(const at::Tensor& host, int64_t n, void* const* outs) {
-    for (int64_t i = 0; i < n; ++i) {
-      at::Tensor src = host.select(0, i);
-      at::from_blob(outs[i], src.sizes(), at::TensorOptions(src.scalar_type())).copy_(src);
-    }
-  }
-
   Options options_;
   int device_index_ = 0;
   at::Device device_{at::kCUDA, 0};
   int64_t num_classes_ = 0;
-  int64_t weight_bytes_ = 0;
   torch::jit::Module forward_, logits_;
   std::optional<c10::cuda::CUDAStream> stream_;
   c10::MempoolId_t pool_{0, 0};
   std::vector<CudaBucket> buckets_;
-  AllocSnapshot warm_;
   int64_t new_blocks_ = 0, new_bytes_ = 0, reserved_after_capture_ = 0;
   double first_call_ms_ = 0;
 };
