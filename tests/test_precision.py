@@ -17,6 +17,7 @@ import ifa_rt
 from ifa_rt import precision as p
 from ifa_rt.cli import main as cli_main
 from ifa_rt.data import camvid
+from ifa_rt.deploy import quantize as q
 from ifa_rt.models import resolve
 from ifa_rt.precision_gate import gate_precision
 
@@ -59,11 +60,11 @@ def test_auto_takes_bf16_only_with_a_passed_gate_and_native_bf16(lone, monkeypat
     passed["artifact_sha256"] = digest
     p.gate_file(lone, "bf16").write_text(json.dumps(passed))
     try:
-        monkeypatch.setattr(p, "_cpu_flags", lambda: {"avx2", "avx512f"})
+        monkeypatch.setattr(q, "cpu_flags", lambda: {"avx2", "avx512f"})
         names, why = p.candidates(lone, settings)
         assert names == ["fp32"] and "bf16 passed its gate but this CPU has no native" in why
         for flags in ({"avx512f", "avx512_bf16"}, {"amx_bf16", "amx_tile"}):
-            monkeypatch.setattr(p, "_cpu_flags", lambda flags=flags: flags)
+            monkeypatch.setattr(q, "cpu_flags", lambda flags=flags: flags)
             assert p.candidates(lone, settings)[0] == ["fp32", "bf16"]
         # A gate written for other bytes (or one that failed) does not count.
         p.gate_file(lone, "bf16").write_text(json.dumps({**passed, "artifact_sha256": "0" * 64}))

@@ -16,7 +16,6 @@ decides) or the device is CUDA; fp16 on CUDA when its gate passed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -66,9 +65,9 @@ def int8_package(path: Path, where: str, settings: dict[str, Any]) -> Path:
 
 def gate_file(artifact: Path, precision: str) -> Path:
     """Where the gate of `precision` for `artifact` lives: `name.<precision>.json` beside it."""
-    return artifact.with_name(
-        f"{artifact.name.removesuffix('.pt').removesuffix('.ifa')}.{precision}.json"
-    )
+    from .deploy.artifact import beside
+
+    return beside(artifact, f".{precision}.json")
 
 
 def _gate_passed(artifact: Path, precision: str) -> bool:
@@ -76,28 +75,20 @@ def _gate_passed(artifact: Path, precision: str) -> bool:
     path = gate_file(artifact, precision)
     if not path.is_file():
         return False
+    from .deploy.artifact import file_sha256
+
     record = json.loads(path.read_text())
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     return (
         record.get("format_version") == GATE_VERSION
-        and record.get("artifact_sha256") == digest
+        and record.get("artifact_sha256") == file_sha256(artifact)
         and bool(record.get("gate", {}).get("passed"))
     )
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
 
 
 def candidates(path: Path, settings: dict[str, Any]) -> tuple[list[str], str]:
     """The precisions worth probing for this artifact here, and why others are not."""
     from .deploy.int8_recipe import load_recipe, recipe_for
-    from .deploy.quantize import cpu_has_vnni
+    from .deploy.quantize import cpu_flags, cpu_has_vnni
 
     if path.suffix == ".pt2":
         return [], "a package runs the precision it was compiled for"
@@ -112,7 +103,7 @@ def candidates(path: Path, settings: dict[str, Any]) -> tuple[list[str], str]:
         # native bf16 pays off depends on the model and the layout (on this project's
         # AVX512_BF16 CPU: lite0 1.8x and R50 2.0x faster with channels-last weights, R50
         # slower without them): the probe decides.
-        if _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        if cpu_flags() & {"avx512_bf16", "amx_bf16"}:
             names.append("bf16")
         else:
             why.append("bf16 passed its gate but this CPU has no native bf16 (AVX512_BF16/AMX)")

@@ -6,7 +6,6 @@ requires before it considers that precision (`ifa_rt.precision`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ def gate_precision(
     """Measure the gate of bf16 or fp16 against fp32 through the C++ runtime; write it to
     `output` (default: `gate_file(artifact, precision)`) and return the written record."""
     from .deploy.aoti import machine_facts
+    from .deploy.artifact import file_sha256
     from .deploy.gate import Gate, compare
 
     if precision not in ("bf16", "fp16"):
@@ -54,7 +54,7 @@ def gate_precision(
         "format_version": GATE_VERSION,
         "precision": precision,
         "device": device,
-        "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "artifact_sha256": file_sha256(artifact),
         "machine": machine_facts(),
         "gate": report,
     }

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .artifact import file_sha256
 from .metadata import EXTRA_FILE
 from .rebuild import rebuild_from_artifact
 
@@ -282,7 +283,7 @@ def cache_key(
     variant: str = "",
 ) -> str:
     """The cache name of a package: artifact bytes, plan, machine, torch (and a variant)."""
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
+    digest = file_sha256(artifact)[:16]
     facts = machine_facts()
     plan = ",".join(f"{h}x{w}" for h, w in shapes)
     raw = f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}|{variant}"

@@ -11,7 +11,6 @@ uses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from .aoti import SUFFIX, cache_dir, cache_key, compile_with_progress
+from .artifact import beside, file_sha256
 from .quantize import RECIPE_VERSION, _Calibrated, cpu_has_vnni
 from .rebuild import rebuild_from_artifact
 
@@ -30,9 +30,7 @@ RECIPE_SUFFIX = ".int8.pt"
 
 def recipe_for(artifact: str | Path) -> Path | None:
     """The recipe beside an artifact (`name.ifa.pt` -> `name.int8.pt`), if there is one."""
-    artifact = Path(artifact)
-    stem = artifact.name.removesuffix(".pt").removesuffix(".ifa")
-    path = artifact.with_name(stem + RECIPE_SUFFIX)
+    path = beside(artifact, RECIPE_SUFFIX)
     return path if path.is_file() else None
 
 
@@ -44,7 +42,7 @@ def load_recipe(path: str | Path, artifact: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"int8 recipe '{path}': 'format_version': expected {RECIPE_VERSION}, got {got}"
         )
-    digest = hashlib.sha256(Path(artifact).read_bytes()).hexdigest()
+    digest = file_sha256(artifact)
     if recipe["artifact_sha256"] != digest:
         raise ValueError(
             f"int8 recipe '{path}': expected the calibration of '{artifact}' "
@@ -77,7 +75,7 @@ def compile_int8(
     artifact, recipe = Path(artifact), Path(recipe)
     threads = int(threads or torch.get_num_threads())
     shapes = [(int(h), int(w)) for h, w in shapes]
-    variant = "int8:" + hashlib.sha256(recipe.read_bytes()).hexdigest()[:16]
+    variant = "int8:" + file_sha256(recipe)[:16]
     target = cache_dir() / f"{cache_key(artifact, shapes, max_batch, threads, variant)}{SUFFIX}"
     if target.is_file():
         return target

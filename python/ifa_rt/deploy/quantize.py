@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from .aoti import aot_compile, compile_package, export_graph, model_name
+from .artifact import file_sha256
 from .gate import Gate, compare, describe
 from .rebuild import rebuild_from_artifact
 
@@ -51,16 +52,19 @@ class GateFailed(ValueError):
 QuantizationGate = Gate  # the name it had before bf16/fp16 were gated too
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
 def cpu_has_vnni(flags: set[str] | None = None) -> bool:
     """True when this CPU (or the given /proc/cpuinfo flags) has int8 dot-product instructions."""
-    if flags is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-        flags = set(line.partition(":")[2].split())
-    return any(f in flags for f in VNNI_FLAGS)
+    return any(f in (cpu_flags() if flags is None else flags) for f in VNNI_FLAGS)
 
 
 def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -318,13 +322,12 @@ def quantize_artifact(
 
 def save_recipe(path: str | Path, artifact: Path, calibrated: _Calibrated, facts: dict) -> None:
     """The int8 recipe of `artifact`: what compiling its int8 model needs besides the artifact."""
-    import hashlib
     import json
 
     torch.save(
         {
             "format_version": RECIPE_VERSION,
-            "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+            "artifact_sha256": file_sha256(artifact),
             "keep_fp32": list(calibrated.keep_fp32),
             "observers": {k: v.detach().clone() for k, v in calibrated.state.items()},
             "quantization": json.dumps(facts),  # plain data: loadable with weights_only=True
