@@ -23,23 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-
-__all__ = ["choose_precision", "gate_file", "int8_package"]
+__all__ = ["choose_precision", "gate_file", "int8_recipe"]
 
 GATE_VERSION = 1
 
 PROBE_RUNS = 5  # per candidate, after the engine's own warm-up; interleaved
 
 
-def int8_package(path: Path, where: str, settings: dict[str, Any]) -> Path:
-    """The compiled int8 package of a TorchScript artifact, from the recipe beside it."""
-    from .deploy.int8_recipe import RECIPE_SUFFIX, compile_int8, recipe_for
+def int8_recipe(path: Path, where: str, runtime: str | None) -> Path:
+    """The int8 recipe beside a TorchScript artifact, or ValueError saying why int8 cannot run
+    (`Segmenter` then compiles it: `ifa_rt.deploy.int8_recipe.compile_int8`)."""
+    from .deploy.int8_recipe import RECIPE_SUFFIX, recipe_for
 
-    if settings.get("runtime") not in (None, "auto", "aoti"):
+    if runtime not in (None, "auto", "aoti"):
         raise ValueError(
             f"{where}: 'runtime': expected 'auto' or 'aoti' for precision 'int8' (an "
-            f"AOTInductor package), got '{settings['runtime']}'"
+            f"AOTInductor package), got '{runtime}'"
         )
     recipe = recipe_for(path)
     if recipe is None:
@@ -48,19 +47,7 @@ def int8_package(path: Path, where: str, settings: dict[str, Any]) -> Path:
             f"({path.name.removesuffix('.ifa.pt')}{RECIPE_SUFFIX} beside it), got none; "
             "write one with `ifa-rt quantize --recipe`"
         )
-    shapes = settings.get("shapes")
-    if not shapes:
-        raise ValueError(
-            f"{where}: 'shapes': expected the (height, width) sizes to compile for precision "
-            "'int8', got none"
-        )
-    return compile_int8(
-        path,
-        recipe,
-        shapes=[(int(h), int(w)) for h, w in shapes],
-        max_batch=int(settings.get("max_batch") or _core.Options().max_batch),
-        threads=settings.get("threads"),
-    )
+    return recipe
 
 
 def gate_file(artifact: Path, precision: str) -> Path:

@@ -34,36 +34,39 @@ _D = _core.Options()  # the C++ defaults, declared once there
 
 
 def _artifact(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
-    """The file the engine loads: the artifact, or for runtime="aoti" its compiled package.
+    """The file the engine loads: the artifact, or its package compiled for this machine.
 
-    A TorchScript artifact with runtime="aoti" is compiled for this machine on first use and
-    cached (`ifa_rt.deploy.aoti.compile_artifact`, progress shown); a `.pt2` is used as is.
+    A TorchScript artifact with runtime="aoti" (or precision="int8", from the int8 recipe
+    beside it) is compiled on first use and cached (`ifa_rt.deploy.aoti.compile_artifact`,
+    `ifa_rt.deploy.int8_recipe.compile_int8`; progress shown); a `.pt2` is used as is.
     """
     path = resolve(model, where)
-    if path.suffix == ".pt2":
+    int8 = kwargs.get("precision") == "int8"
+    if path.suffix == ".pt2" or (not int8 and kwargs.get("runtime") != "aoti"):
         return str(path)
-    if kwargs.get("precision") == "int8":
-        from .precision import int8_package
+    if int8:
+        from .precision import int8_recipe
 
-        return str(int8_package(path, where, kwargs))
-    if kwargs.get("runtime") != "aoti":
-        return str(path)
+        recipe = int8_recipe(path, where, kwargs.get("runtime"))
     shapes = kwargs.get("shapes")
     if not shapes:
         raise ValueError(
-            f"{where}: 'shapes': expected the (height, width) sizes to compile for runtime "
-            "'aoti', got none"
+            f"{where}: 'shapes': expected the (height, width) sizes to compile for "
+            f"{'precision' if int8 else 'runtime'} '{'int8' if int8 else 'aoti'}', got none"
         )
     _shapes(shapes, where)  # type errors first, before a long compile
+    plan = {
+        "shapes": [(int(h), int(w)) for h, w in shapes],
+        "max_batch": int(kwargs.get("max_batch") or _D.max_batch),
+        "threads": kwargs.get("threads"),
+    }
+    if int8:
+        from .deploy.int8_recipe import compile_int8
+
+        return str(compile_int8(path, recipe, **plan))
     from .deploy.aoti import compile_artifact
 
-    package = compile_artifact(
-        path,
-        shapes=[(int(h), int(w)) for h, w in shapes],
-        max_batch=int(kwargs.get("max_batch") or _D.max_batch),
-        threads=kwargs.get("threads"),
-    )
-    return str(package)
+    return str(compile_artifact(path, **plan))
 
 
 def _options(where: str, **kwargs: Any) -> _core.Options:
