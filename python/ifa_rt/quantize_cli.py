@@ -59,7 +59,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from .data import camvid, cityscapes
     from .deploy.quantize import QuantizationGate, quantize_artifact
     from .models import resolve
-    from .shapes import parse_shape
+    from .shapes import parse_shapes
 
     reader = {"camvid": camvid, "cityscapes": cityscapes}[args.dataset]
     gate_set = reader(args.gate_split, args.data)
@@ -82,7 +82,7 @@ def run_cli(args: argparse.Namespace) -> int:
         calibration=calibration,
         gate_images=[p[0] for p in pairs],
         gate_labels=[p[1] for p in pairs],
-        shapes=[parse_shape(s) for s in args.shapes.split(",")],
+        shapes=parse_shapes(args.shapes),
         max_batch=args.max_batch,
         threads=args.threads,
         gate=gate,

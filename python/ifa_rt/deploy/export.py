@@ -213,14 +213,14 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def _compile_cli(args: argparse.Namespace, artifact: Path) -> int:
     """`ifa-rt export --format aoti`: compile a TorchScript artifact into a `.pt2` package."""
-    from ..shapes import parse_shape
+    from ..shapes import parse_shapes
     from .aoti import compile_artifact
 
     if not args.shapes or not (args.output or args.triton):
         raise ValueError(
             "export: --format aoti needs --shapes HxW[,HxW..] and -o PACKAGE.pt2 or --triton REPO"
         )
-    shapes = [parse_shape(s) for s in args.shapes.split(",")]
+    shapes = parse_shapes(args.shapes)
     if args.triton:
         if len(shapes) != 1:
             raise ValueError("export: --triton with --format aoti takes one --shapes HxW")

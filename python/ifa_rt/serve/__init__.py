@@ -25,6 +25,7 @@ import sys
 import threading
 from typing import Any
 
+from ..shapes import parse_shapes
 from .codec import Limits
 
 __all__ = ["configure_parser", "exposure_warning", "run_cli", "start", "stop"]
@@ -116,7 +117,7 @@ def stop() -> None:
 def _shapes(text: str) -> list[tuple[int, int]]:
     """'360x480,720x960' -> [(360, 480), (720, 960)]."""
     try:
-        return [(int(h), int(w)) for h, w in (s.lower().split("x") for s in text.split(","))]
+        return parse_shapes(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected HxW sizes separated by commas (e.g. 360x480,720x960), got '{text}'"
