@@ -61,27 +61,29 @@ def run_cli(args: argparse.Namespace) -> int:
     from .models import resolve
     from .shapes import parse_shapes
 
+    if args.precision == "int8" and (args.output is None or args.shapes is None):
+        raise ValueError("quantize: '--output' and '--shapes': expected both for int8, got none")
     reader = {"camvid": camvid, "cityscapes": cityscapes}[args.dataset]
+    artifact = resolve(args.model, where="quantize")
     gate_set = reader(args.gate_split, args.data)
     n_gate = len(gate_set) if args.gate_count <= 0 else min(args.gate_count, len(gate_set))
+    pairs = [gate_set.read(i) for i in tqdm(range(n_gate), desc="gate images")]
+    images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
     gate = QuantizationGate(args.min_agreement, args.max_miou_drop)
     if args.precision != "int8":
-        return _gate_only(args, gate_set, n_gate, gate)
-    if args.output is None or args.shapes is None:
-        raise ValueError("quantize: '--output' and '--shapes': expected both for int8, got none")
+        return _gate_only(args, artifact, images, labels, gate)
     calibration_set = reader(args.calibration_split, args.data)
     rng = np.random.default_rng(args.seed)
     count = min(args.calibration_count, len(calibration_set))
     picks = rng.choice(len(calibration_set), count, replace=False)
     calibration = [calibration_set.read(int(i))[0] for i in tqdm(picks, desc="calibration")]
-    pairs = [gate_set.read(i) for i in tqdm(range(n_gate), desc="gate images")]
     keep = "auto" if args.keep_fp32 == "auto" else [s for s in args.keep_fp32.split(",") if s]
     meta = quantize_artifact(
-        resolve(args.model, where="quantize"),
+        artifact,
         args.output,
         calibration=calibration,
-        gate_images=[p[0] for p in pairs],
-        gate_labels=[p[1] for p in pairs],
+        gate_images=images,
+        gate_labels=labels,
         shapes=parse_shapes(args.shapes),
         max_batch=args.max_batch,
         threads=args.threads,
@@ -91,36 +93,35 @@ def run_cli(args: argparse.Namespace) -> int:
         progress=lambda message: tqdm.write(f"quantize: {message}"),
         recipe=args.recipe,
     )
-    gate = {k: v for k, v in meta["quantization"]["gate"].items() if k != "per_class_iou"}
-    print(json.dumps(gate, indent=1))
-    print(f"wrote {args.output}: int8, {'passed' if gate['passed'] else 'FAILED (forced)'} gate")
+    passed = _print_gate(meta["quantization"]["gate"])
+    print(f"wrote {args.output}: int8, {'passed' if passed else 'FAILED (forced)'} gate")
     if args.recipe:
         print(f"wrote {args.recipe}: the int8 recipe")
     return 0
 
 
-def _gate_only(args: argparse.Namespace, gate_set, count: int, gate) -> int:
+def _gate_only(args: argparse.Namespace, artifact, images, labels, gate) -> int:
     """`--precision bf16|fp16`: measure the gate through the runtime and write it."""
-    from tqdm.auto import tqdm
-
-    from .models import resolve
     from .precision import gate_file
     from .precision_gate import gate_precision
 
-    artifact = resolve(args.model, where="quantize")
-    pairs = [gate_set.read(i) for i in tqdm(range(count), desc="gate images")]
     out = args.recipe or gate_file(artifact, args.precision)
     record = gate_precision(
         artifact,
         args.precision,
-        [p[0] for p in pairs],
-        [p[1] for p in pairs],
+        images,
+        labels,
         gate=gate,
         device=args.device,
         threads=args.threads,
         output=out,
     )
-    report = {k: v for k, v in record["gate"].items() if k != "per_class_iou"}
-    print(json.dumps(report, indent=1))
-    print(f"wrote {out}: {args.precision} gate {'passed' if report['passed'] else 'FAILED'}")
+    passed = _print_gate(record["gate"])
+    print(f"wrote {out}: {args.precision} gate {'passed' if passed else 'FAILED'}")
     return 0
+
+
+def _print_gate(report: dict) -> bool:
+    """Print a gate report without its per-class table; whether it passed."""
+    print(json.dumps({k: v for k, v in report.items() if k != "per_class_iou"}, indent=1))
+    return bool(report["passed"])
