@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import IGNORE_INDEX, camvid, cityscapes, dataset_info, train_transform
+from .recipes import ConfigAction
 
 __all__ = ["ohem_cross_entropy", "poly_lr", "param_groups", "train", "save_final",
            "configure_parser", "run_cli"]
@@ -105,6 +106,25 @@ def _batches(dataset, batch: int, seed: int, epoch: int, skip: int) -> Iterator:
         yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
+def _datasets(args: argparse.Namespace):
+    """Training and validation splits; `--holdout` validates on whole recordings kept out."""
+    reader = camvid if args.dataset == "camvid" else cityscapes
+    transform = train_transform(tuple(args.crop), tuple(args.scale), args.color_jitter)
+    train_set = reader(args.train_split, args.data_root, transform, cache=True)
+    val_set = None
+    if args.holdout:
+        val_set = reader(args.train_split, args.data_root, cache=True)
+        val_set.keep_sequences(args.holdout, keep=True)
+        train_set.keep_sequences(args.holdout, keep=False)
+    elif args.val_every:
+        val_set = reader(args.val_split, args.data_root, cache=True)
+    if args.train_limit:
+        train_set.pairs = train_set.pairs[:args.train_limit]
+    if not args.val_every:
+        val_set = None
+    return train_set, val_set
+
+
 def _build(preset: str, num_classes: int, overrides: dict):
     """Build the preset; `pretrained_backbone` (offline ImageNet Lite0 weights) comes from it."""
     from .model import build_model
@@ -115,6 +135,36 @@ def save_final(model: torch.nn.Module, path: Path, preset: str, meta: dict) -> N
     """Save in the project checkpoint format (`ifa_rt.deploy.checkpoint`)."""
     from .deploy.checkpoint import save_checkpoint
     save_checkpoint(model, str(path), preset=preset, meta=meta)
+
+
+def _source_commit() -> str | None:
+    """`git describe --always --dirty` of the checkout this code runs from, if it is one."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], check=True,
+                              capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _training_facts(args: argparse.Namespace, train_set, val_set, seconds: float) -> dict:
+    """What a model card needs to say how the weights were made (kept in the checkpoint)."""
+    recipe = None
+    if args.config:
+        recipe = {"file": Path(args.config).name, "text": Path(args.config).read_text()}
+    return {
+        "recipe": recipe,
+        "data": {"dataset": args.dataset, "train_split": args.train_split,
+                 "train_images": len(train_set), "train_sequences": train_set.sequences(),
+                 "holdout_sequences": list(args.holdout or []),
+                 "val_split": (f"{args.train_split} [{'+'.join(args.holdout)}]" if args.holdout
+                               else args.val_split) if val_set is not None else None,
+                 "val_images": len(val_set) if val_set is not None else 0},
+        "commit": _source_commit(),
+        "torch": torch.__version__,
+        "train_seconds": round(seconds, 1),
+    }
 
 
 def _args_dict(args: argparse.Namespace) -> dict:
@@ -152,10 +202,24 @@ def _open_log(path: Path, step: int):
     return open(path, "a", newline="")
 
 
+def _amp_dtype(amp: str, device_type: str) -> torch.dtype | None:
+    """Autocast dtype for `--amp` on this device; 'auto' is fp16 on CUDA, fp32 on CPU."""
+    if amp == "auto":
+        amp = "fp16" if device_type == "cuda" else "off"
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def _train_seconds(log_path: Path) -> float:
+    """Wall time of all steps in the per-step log (it survives resumes, unlike a timer)."""
+    with open(log_path, newline="") as f:
+        return sum(float(r["sec_per_step"]) for r in csv.DictReader(f))
+
+
 def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler, x: torch.Tensor,
                 y: torch.Tensor, weight: torch.Tensor | None, args: argparse.Namespace) -> float:
     """One step: OHEM CE (+ aux_weight × aux OHEM CE), AMP on CUDA; returns the loss."""
-    with torch.autocast("cuda", enabled=x.is_cuda):
+    amp = _amp_dtype(args.amp, x.device.type)
+    with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
         out = model(x)
     logits, aux = out if isinstance(out, (tuple, list)) else (out, None)
     loss = ohem_cross_entropy(logits.float(), y, args.ohem_thresh, args.min_kept, weight)
@@ -177,15 +241,10 @@ def train(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     _seed_all(args.seed)
     device = args.device
-    use_amp = device.startswith("cuda")
+    # The loss scaler only matters for fp16 (bf16 has fp32's exponent range).
+    use_amp = _amp_dtype(args.amp, torch.device(device).type) == torch.float16
     info = dataset_info(args.dataset)
-    reader = camvid if args.dataset == "camvid" else cityscapes
-    crop = tuple(args.crop)
-    train_set = reader(args.train_split, args.data_root,
-                       train_transform(crop, tuple(args.scale)), cache=True)
-    if args.train_limit:
-        train_set.pairs = train_set.pairs[:args.train_limit]
-    val_set = reader(args.val_split, args.data_root, cache=True) if args.val_every else None
+    train_set, val_set = _datasets(args)
     overrides = json.loads(args.overrides) if args.overrides else {}
     if args.aux is not None:
         overrides["aux"] = args.aux
@@ -275,7 +334,9 @@ def train(args: argparse.Namespace) -> dict:
     log_f.close()
     final = history[-1] if history else {}
     save_final(model, out / "final.pt", args.preset,
-               {"val": final, "step": step, "args": _args_dict(args)})
+               {"val": final, "step": step, "args": _args_dict(args),
+                "training": _training_facts(args, train_set, val_set,
+                                            _train_seconds(out / "train_log.csv"))})
     checkpoint(out / "last.pt")
     (out / "summary.json").write_text(json.dumps(
         {"final": final, "best_miou": best, "steps": step,
@@ -295,6 +356,9 @@ def _bool(s: str) -> bool:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `ifa-rt train`."""
     a = parser.add_argument
+    a("--config", action=ConfigAction, default=None, metavar="RECIPE",
+      help="a bundled recipe name (camvid-lite0) or a TOML file of these settings; "
+           "flags after it override it")
     a("--preset", default="camvid-lite0", help="model preset, e.g. camvid-lite0, camvid-r18")
     a("--pretrained", type=_bool, default=None,
       help="ImageNet encoder weights true/false (offline, Lite0 only); default: the preset's")
@@ -303,11 +367,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
       help="enable/disable the aux head (true/false); default: the preset's")
     a("--dataset", default="camvid", choices=["camvid", "cityscapes"])
     a("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")
-    a("--train-split", default="train")
+    a("--train-split", default="train", help="folder(s) to train on, e.g. train or train+val")
     a("--val-split", default="val")
+    a("--holdout", nargs="+", default=None, metavar="SEQ",
+      help="validate on these whole recordings of the training split (e.g. 0006R0), "
+           "kept out of training; replaces --val-split")
     a("--train-limit", type=int, default=0, help="use only the first N training images")
     a("--crop", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     a("--scale", type=float, nargs=2, default=[0.5, 1.0], metavar=("MIN", "MAX"))
+    a("--color-jitter", type=float, default=0.0,
+      help="brightness/contrast/saturation jitter strength (0: off)")
     a("--batch", type=int, default=8)
     a("--epochs", type=int, default=10)
     a("--steps", type=int, default=0, help="total steps (overrides --epochs)")
@@ -330,6 +399,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--out", default="runs/camvid")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    a("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
+      help="autocast precision (weights stay fp32); auto: fp16 on CUDA, off on CPU")
     a("--seed", type=int, default=0)
     a("--no-progress", action="store_true")
 

@@ -1,7 +1,8 @@
 """Segmentation data: dataset facts, folder readers (CamVid, Cityscapes layout), transforms."""
 from .facts import DATASETS, IGNORE_INDEX, MEAN, STD, DatasetInfo, dataset_info
-from .folders import SegFolder, camvid, cityscapes, default_data_root, find_pairs
+from .folders import SegFolder, camvid, cityscapes, default_data_root, find_pairs, sequence_of
 from .transforms import (
+                         ColorJitter,
                          Compose,
                          RandomCrop,
                          RandomHFlip,
@@ -15,7 +16,7 @@ from .transforms import (
 
 __all__ = [
     "DATASETS", "IGNORE_INDEX", "MEAN", "STD", "DatasetInfo", "dataset_info",
-    "SegFolder", "camvid", "cityscapes", "default_data_root", "find_pairs",
-    "Compose", "RandomCrop", "RandomHFlip", "RandomScale", "Resize", "ToTensor",
+    "SegFolder", "camvid", "cityscapes", "default_data_root", "find_pairs", "sequence_of",
+    "ColorJitter", "Compose", "RandomCrop", "RandomHFlip", "RandomScale", "Resize", "ToTensor",
     "eval_transform", "normalize", "train_transform",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ from PIL import Image
 
 from .facts import IGNORE_INDEX, DatasetInfo, dataset_info
 
-__all__ = ["default_data_root", "SegFolder", "camvid", "cityscapes", "find_pairs"]
+__all__ = ["default_data_root", "SegFolder", "camvid", "cityscapes", "find_pairs", "sequence_of"]
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 PathLike = str | os.PathLike
@@ -33,8 +33,18 @@ def _require_dir(path: Path, where: str) -> None:
         raise FileNotFoundError(f"{where}: expected folder '{path}', it does not exist")
 
 
+def sequence_of(image: Path, layout: str) -> str:
+    """The recording an image belongs to: CamVid's stem prefix (0006R0), Cityscapes' city folder."""
+    return image.parent.name if layout == "cityscapes" else image.stem.split("_")[0]
+
+
 def find_pairs(layout: str, root: Path, split: str) -> list[tuple[Path, Path]]:
-    """List (image, label) paths for `layout` 'camvid' or 'cityscapes'; each image needs a label."""
+    """List (image, label) paths for `layout` 'camvid' or 'cityscapes'; each image needs a label.
+
+    `split` may join several folders with '+' ("train+val"), listed in that order.
+    """
+    if "+" in split:
+        return [pair for part in split.split("+") for pair in find_pairs(layout, root, part)]
     where = f"{layout} reader (split {split!r})"
     pairs: list[tuple[Path, Path]] = []
     if layout == "camvid":
@@ -72,6 +82,7 @@ class SegFolder:
         self.info = info
         self.root = Path(root)
         self.split = split
+        self.layout = layout
         self.pairs = find_pairs(layout, self.root, split)
         self.transform = transform
         self._cache: dict | None = {} if cache else None
@@ -86,6 +97,26 @@ class SegFolder:
     def __len__(self) -> int:
         """Number of (image, label) pairs."""
         return len(self.pairs)
+
+    def sequences(self) -> list[str]:
+        """The recordings in this split, in first-seen order."""
+        return list(dict.fromkeys(sequence_of(img, self.layout) for img, _ in self.pairs))
+
+    def keep_sequences(self, names: Sequence[str], keep: bool = True) -> SegFolder:
+        """Keep only (keep=True) or drop (keep=False) the frames of the named recordings.
+
+        Validating on a whole recording held out of training is the honest check: frames of
+        one recording are near-duplicates of their neighbours.
+        """
+        unknown = sorted(set(names) - set(self.sequences()))
+        if unknown:
+            raise ValueError(f"SegFolder: split {self.split!r}: expected sequences among "
+                             f"{self.sequences()}, got {unknown}")
+        if self._cache:
+            raise RuntimeError("SegFolder.keep_sequences: call it before reading any item")
+        self.pairs = [(img, lbl) for img, lbl in self.pairs
+                      if (sequence_of(img, self.layout) in names) == keep]
+        return self
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded pair i: RGB uint8 [H,W,3] and train-id uint8 [H,W] (255 = ignore)."""

@@ -14,7 +14,8 @@ from PIL import Image
 
 from .facts import IGNORE_INDEX, MEAN, STD
 
-__all__ = ["Compose", "RandomScale", "Resize", "RandomCrop", "RandomHFlip", "ToTensor",
+__all__ = ["Compose", "RandomScale", "Resize", "RandomCrop", "RandomHFlip", "ColorJitter",
+           "ToTensor",
            "train_transform", "eval_transform", "normalize"]
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -101,6 +102,41 @@ class RandomHFlip:
         return image, label
 
 
+class ColorJitter:
+    """Random brightness, contrast and saturation factors in [1 − s, 1 + s], in random order.
+
+    A new street is mostly new light (dusk, overcast, another camera): photometric jitter
+    is what keeps a model trained on a few recordings from memorising their colours.
+    """
+
+    def __init__(self, strength: float = 0.3) -> None:
+        self.strength = strength
+
+    def __call__(self, image, label) -> Pair:
+        """Jitter one image; the label is untouched."""
+        if self.strength <= 0:
+            return image, label
+        img = image.astype(np.float32)
+        ops = [self._brightness, self._contrast, self._saturation]
+        random.shuffle(ops)
+        for op in ops:
+            img = op(img, random.uniform(1 - self.strength, 1 + self.strength))
+        return np.clip(img, 0, 255).round().astype(np.uint8), label
+
+    @staticmethod
+    def _brightness(img: np.ndarray, f: float) -> np.ndarray:
+        return img * f
+
+    @staticmethod
+    def _contrast(img: np.ndarray, f: float) -> np.ndarray:
+        return (img - img.mean()) * f + img.mean()
+
+    @staticmethod
+    def _saturation(img: np.ndarray, f: float) -> np.ndarray:
+        grey = img @ np.array([0.299, 0.587, 0.114], np.float32)
+        return (img - grey[..., None]) * f + grey[..., None]
+
+
 def normalize(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 [H,W,3] -> normalised float [3,H,W] (mean/std of IFA_SPEC §1)."""
     # np.array copies: PIL-decoded arrays are read-only, which torch.from_numpy warns about.
@@ -118,9 +154,13 @@ class ToTensor:
         return normalize(image), torch.from_numpy(np.array(label, dtype=np.int64))
 
 
-def train_transform(crop: tuple[int, int], scale: tuple[float, float] = (0.5, 2.0)) -> Compose:
-    """Reference training recipe: random scale, crop (255-padded labels), flip, normalise."""
-    return Compose([RandomScale(scale), RandomCrop(crop), RandomHFlip(), ToTensor()])
+def train_transform(crop: tuple[int, int], scale: tuple[float, float] = (0.5, 2.0),
+                    color_jitter: float = 0.0) -> Compose:
+    """Training recipe: random scale, crop (255-padded labels), flip, [jitter,] normalise."""
+    steps: list[Callable] = [RandomScale(scale), RandomCrop(crop), RandomHFlip()]
+    if color_jitter > 0:
+        steps.append(ColorJitter(color_jitter))
+    return Compose(steps + [ToTensor()])
 
 
 def eval_transform() -> Compose:
