@@ -148,7 +148,8 @@ def _source_commit() -> str | None:
         return None
 
 
-def _training_facts(args: argparse.Namespace, train_set, val_set, seconds: float) -> dict:
+def _training_facts(args: argparse.Namespace, train_set, val_set, seconds: float,
+                    commit: str | None) -> dict:
     """What a model card needs to say how the weights were made (kept in the checkpoint)."""
     recipe = None
     if args.config:
@@ -161,7 +162,7 @@ def _training_facts(args: argparse.Namespace, train_set, val_set, seconds: float
                  "val_split": (f"{args.train_split} [{'+'.join(args.holdout)}]" if args.holdout
                                else args.val_split) if val_set is not None else None,
                  "val_images": len(val_set) if val_set is not None else 0},
-        "commit": _source_commit(),
+        "commit": commit,
         "torch": torch.__version__,
         "train_seconds": round(seconds, 1),
     }
@@ -245,6 +246,7 @@ def train(args: argparse.Namespace) -> dict:
     use_amp = _amp_dtype(args.amp, torch.device(device).type) == torch.float16
     info = dataset_info(args.dataset)
     train_set, val_set = _datasets(args)
+    commit = _source_commit()  # now: the checkout may change while a long run trains
     overrides = json.loads(args.overrides) if args.overrides else {}
     if args.aux is not None:
         overrides["aux"] = args.aux
@@ -336,7 +338,8 @@ def train(args: argparse.Namespace) -> dict:
     save_final(model, out / "final.pt", args.preset,
                {"val": final, "step": step, "args": _args_dict(args),
                 "training": _training_facts(args, train_set, val_set,
-                                            _train_seconds(out / "train_log.csv"))})
+                                            _train_seconds(out / "train_log.csv"),
+                                            commit)})
     checkpoint(out / "last.pt")
     (out / "summary.json").write_text(json.dumps(
         {"final": final, "best_miou": best, "steps": step,
