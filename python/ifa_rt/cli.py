@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, RuntimeError, OSError) as exc:
+    except (ValueError, RuntimeError, OSError, ImportError) as exc:
         # 1 for a failed run; argparse keeps 2 for usage errors.
         print(f"ifa-rt {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,11 +1,13 @@
-"""`ifa-rt segment`: segment image files with the C++ runtime, write label PNGs and overlays.
+"""`ifa-rt segment`: segment images or videos with the C++ runtime, write labels and overlays.
 
-    ifa-rt segment IMAGES_OR_DIRS... -o OUT [--model camvid|PATH] [--device cpu] [--threads N]
+    ifa-rt segment IMAGES_DIRS_OR_VIDEOS... -o OUT [--model camvid|PATH] [--device cpu]
 
 For each image, OUT/<stem>_labels.png (palettised: pixel values are the class ids) and
 OUT/<stem>_overlay.png (image | labels blended over it, with a legend of the classes found).
-The distinct image sizes (up to --plan-sizes of the most common) are planned, so each image
-runs on a preallocated bucket. Prints per-image latency and a p50/p90 and images/s summary.
+For each video (.mp4, .mov, .mkv, .avi, .webm; needs PyAV), OUT/<stem>_overlay.mp4 with the
+labels blended over every frame. The distinct sizes (up to --plan-sizes of the most common)
+are planned, so each image or frame runs on a preallocated bucket. Prints per-image (or a
+per-frame progress bar with) latency and a p50/p90 and images/s summary.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .deploy.metadata import MIN_INPUT_SIZE
+from .video import is_video, video_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -29,8 +32,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs",
         nargs="+",
-        metavar="IMAGES_OR_DIRS",
-        help="image files, or folders (their images, sorted)",
+        metavar="IMAGES_DIRS_OR_VIDEOS",
+        help="image files, folders (their images, sorted) or video files",
     )
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument(
@@ -47,6 +50,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-overlay", action="store_true", help="write label PNGs only")
     parser.add_argument(
+        "--max-frames", type=int, default=None, help="videos: segment at most N frames each"
+    )
+    parser.add_argument(
         "--runtime",
         default=None,
         choices=["auto", "jit", "static", "aoti"],
@@ -56,7 +62,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
-    """Image files named, or found (sorted) in the folders named; ValueError if none/missing."""
+    """Image or video files named, or images found (sorted) in the folders named;
+    ValueError if none/missing."""
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -72,6 +79,22 @@ def collect_images(inputs: list[str]) -> list[Path]:
     if not paths:
         raise ValueError(f"segment: 'inputs': expected at least one image, got none in {inputs}")
     return paths
+
+
+def _frame_sizes(paths: list[Path]) -> Counter:
+    """(height, width) -> count over the images (headers only) and videos (first stream)."""
+    sizes: Counter = Counter()
+    for p in paths:
+        try:
+            if is_video(p):
+                height, width, frames = video_size(p)
+                sizes[(height, width)] += frames
+                continue
+            with Image.open(p) as im:  # reads the header only
+                sizes[(im.height, im.width)] += 1
+        except (OSError, ValueError):
+            pass  # reported by name when its turn comes
+    return sizes
 
 
 def output_stems(paths: list[Path]) -> list[str]:
@@ -100,19 +123,12 @@ def _label_png(labels: np.ndarray, palette: list[list[int]]) -> Image.Image:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Segment every image; returns 0."""
-    from tqdm import tqdm
-
     from .segmenter import Segmenter
-    from .viz import side_by_side
 
     paths = collect_images(args.inputs)
-    sizes = Counter()
-    for p in paths:
-        try:
-            with Image.open(p) as im:  # reads the header only
-                sizes[(im.height, im.width)] += 1
-        except OSError:
-            pass  # reported by name when its turn comes
+    videos = [p for p in paths if is_video(p)]
+    paths = [p for p in paths if not is_video(p)]
+    sizes = _frame_sizes(paths + videos)
 
     # Sizes below the exporter's minimum are not planned (the artifact would refuse the
     # plan); such an image is then refused alone, by name, when its turn comes.
@@ -129,6 +145,22 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     print(f"{seg} ready in {time.perf_counter() - t0:.1f} s")
     args.output.mkdir(parents=True, exist_ok=True)
+    status = _segment_images(seg, paths, args) if paths else 0
+    for video, stem in zip(videos, output_stems(videos), strict=True):
+        from .video import segment_video
+
+        report = segment_video(seg, video, args.output / f"{stem}_overlay.mp4",
+                               max_frames=args.max_frames)
+        print(f"{video.name}: {report.summary()}; wrote {report.output}")
+    return status
+
+
+def _segment_images(seg, paths: list[Path], args: argparse.Namespace) -> int:
+    """Segment the image files: label PNGs, overlays, per-image latency and a summary."""
+    from tqdm import tqdm
+
+    from .viz import side_by_side
+
     latencies = []
     found: Counter = Counter()
     start = time.perf_counter()

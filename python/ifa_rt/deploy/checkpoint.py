@@ -130,11 +130,22 @@ def _load_into(model: IFASegmentor, state: dict[str, Tensor], where: str) -> Non
     model.load_state_dict(state, strict=True)
 
 
+def _bundled_checkpoint(path: str) -> str:
+    """The shipped training checkpoint for a bundled model name ('camvid'), else `path`."""
+    from ..models import CHECKPOINT_SUFFIX, MODELS_DIR
+
+    bundled = MODELS_DIR / f"{path}{CHECKPOINT_SUFFIX}"
+    if not os.path.exists(path) and os.sep not in path and bundled.is_file():
+        return str(bundled)
+    return path
+
+
 def load_checkpoint(path: str, preset: str | None = None) -> IFASegmentor:
     """Load our checkpoint or a reference one (IFA_SPEC §2) into a model in eval mode.
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or a bundled model's name ("camvid") for the training
+            checkpoint shipped with it (to fine-tune, re-export or quantize).
         preset: for reference checkpoints, the preset to build (default 'cityscapes-r50'; the
             class count follows the checkpoint). Ours carry their own preset and config, which win.
 
@@ -143,7 +154,7 @@ def load_checkpoint(path: str, preset: str | None = None) -> IFASegmentor:
         ValueError: not a checkpoint, or an unknown format version.
         CheckpointMismatchError: keys or shapes do not fit the model.
     """
-    path = os.fspath(path)
+    path = _bundled_checkpoint(os.fspath(path))
     obj = _read(path)
     if _kind(obj, path) == "ours":
         stored = obj["preset"]
@@ -159,7 +170,9 @@ def load_checkpoint(path: str, preset: str | None = None) -> IFASegmentor:
         model = IFASegmentor(cfg.replace(pretrained_backbone=False), preset=stored)
         model.cfg = cfg
         _load_into(model, dict(obj["state_dict"]), f"load_checkpoint: '{path}' (preset {stored!r})")
-        model.checkpoint_meta = dict(obj.get("meta") or {})
+        from .artifact import file_sha256
+
+        model.checkpoint_meta = {**(obj.get("meta") or {}), "checkpoint_sha256": file_sha256(path)}
         return model.eval()
 
     if preset is None:

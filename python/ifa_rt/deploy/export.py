@@ -99,6 +99,7 @@ def export(
     preset = preset or getattr(model, "preset", None)
     known_classes, known_palette = _class_facts(dataset, preset, num_classes)
     meta = build_metadata(
+        training=training_record(model),
         num_classes=num_classes,
         classes=classes if classes is not None else known_classes,
         palette=palette if palette is not None else known_palette,
@@ -117,6 +118,27 @@ def export(
         _verify(model, path, mean, std)
     log.info("exported %s (%s form, %d classes)", path, form, num_classes)
     return meta
+
+
+def training_record(model: nn.Module) -> dict[str, Any] | None:
+    """How the weights were made, from the checkpoint they came from (None when unknown).
+
+    Recipe, data, steps, validation metrics, source commit and the checkpoint's sha256, so
+    an artifact found on a disk can be traced back to a reproducible training run.
+    """
+    meta = dict(getattr(model, "checkpoint_meta", None) or {})
+    facts = dict(meta.get("training") or {})
+    if not facts:
+        return None
+    val = meta.get("val") or {}
+    facts.update(
+        steps=meta.get("step"),
+        validation={k: val[k] for k in ("miou", "pixel_accuracy", "per_class_iou") if k in val},
+        checkpoint_sha256=meta.get("checkpoint_sha256"),
+    )
+    if facts.get("recipe"):
+        facts["recipe"] = {"file": facts["recipe"].get("file")}  # its text lives in the card
+    return facts
 
 
 def _probe_num_classes(model: nn.Module) -> int:

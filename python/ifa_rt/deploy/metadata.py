@@ -41,6 +41,7 @@ def build_metadata(
     mean: tuple[float, ...] = DEFAULT_MEAN,
     std: tuple[float, ...] = DEFAULT_STD,
     ignore_index: int = IGNORE_INDEX,
+    training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble and validate the metadata dict of format version 1."""
     import torch
@@ -80,6 +81,7 @@ def build_metadata(
         },
         "outputs": {"forward": "labels uint8 [B,H,W]", "logits": "float32 [B,C,H,W]"},
         "form": form,
+        **({"training": training} if training else {}),
     }
 
 

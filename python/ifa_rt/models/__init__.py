@@ -1,4 +1,5 @@
-"""Bundled models: artifacts shipped inside the package as `ifa_rt/models/<name>.ifa.pt`."""
+"""Bundled models: artifacts shipped inside the package as `ifa_rt/models/<name>.ifa.pt`,
+with the training checkpoint they were exported from as `<name>.ckpt.pt`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ __all__ = ["bundled_models", "resolve"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 SUFFIX = ".ifa.pt"
+CHECKPOINT_SUFFIX = ".ckpt.pt"  # the training checkpoint shipped beside an artifact
 
 
 def bundled_models() -> list[str]:
