@@ -163,7 +163,7 @@ def _training_facts(args: argparse.Namespace, train_set, val_set, seconds: float
                                else args.val_split) if val_set is not None else None,
                  "val_images": len(val_set) if val_set is not None else 0},
         "commit": commit,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # TorchVersion would break weights_only loads
         "train_seconds": round(seconds, 1),
     }
 
