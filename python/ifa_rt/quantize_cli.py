@@ -36,6 +36,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-split", default="train")
     parser.add_argument("--calibration-count", type=int, default=200, help="images (random)")
     parser.add_argument("--gate-split", default="val", help="held-out labelled split")
+    parser.add_argument("--gate-sequences", nargs="+", metavar="SEQ",
+                        help="gate on these recordings of --gate-split only (e.g. 0006R0)")
     parser.add_argument("--gate-count", type=int, default=0, help="gate images (0: all)")
     parser.add_argument("--min-agreement", type=float, default=0.99, help="int8 = fp32 labels")
     parser.add_argument("--max-miou-drop", type=float, default=0.01, help="mIoU points / 100")
@@ -66,6 +68,8 @@ def run_cli(args: argparse.Namespace) -> int:
     reader = {"camvid": camvid, "cityscapes": cityscapes}[args.dataset]
     artifact = resolve(args.model, where="quantize")
     gate_set = reader(args.gate_split, args.data)
+    if args.gate_sequences:
+        gate_set.keep_sequences(args.gate_sequences)
     n_gate = len(gate_set) if args.gate_count <= 0 else min(args.gate_count, len(gate_set))
     pairs = [gate_set.read(i) for i in tqdm(range(n_gate), desc="gate images")]
     images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
