@@ -240,6 +240,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("strict", &ifa_rt::Options::strict)
       .def_readonly("plan_logits", &ifa_rt::Options::plan_logits)
       .def_readonly("channels_last", &ifa_rt::Options::channels_last)
+      .def_readonly("tf32", &ifa_rt::Options::tf32)
       .def_readonly("runtime", &ifa_rt::Options::runtime)
       .def_readonly("optimize", &ifa_rt::Options::optimize)
       .def_readonly("warmup", &ifa_rt::Options::warmup)

@@ -2,9 +2,11 @@
 //
 // Construction (one error per phase, each naming the bucket):
 //   1. check a device is present ("no CUDA device"); load + validate the artifact; cast to the
-//      precision, optionally channels_last weights; move to the device; freeze `forward` and
-//      `logits` into fully inlined modules;
-//   2. take a dedicated stream from the pool; allocate per bucket a pinned host input, a
+//      precision, NHWC weights (the input is NHWC, so cuDNN runs NHWC and would otherwise
+//      convert NCHW weights on every call, inside every graph); move to the device; freeze
+//      `forward` and `logits` into fully inlined modules;
+//   2. create the engine's own stream (not one of torch's shared pool streams, which Python's
+//      torch.cuda.Stream() also hands out); allocate per bucket a pinned host input, a
 //      device input, a pinned host output (labels; logits too when planned);
 //   3. warm up every bucket `warmup` times on the stream (the profiling executor specialises
 //      and fuses on the 2nd call);
@@ -17,6 +19,7 @@
 // stream, replays, D2H async into pinned output, synchronises the stream, copies out. No
 // caching-allocator call happens (checked with getDeviceStats around every planned run).
 // Replays are serialised by the Segmenter's mutex, so buckets may share the graph pool.
+// TF32 is off unless Options::tf32: cuDNN's default would let fp32 differ from CPU fp32.
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -27,7 +30,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <optional>
 
 #include "artifact.h"
 #include "engine.h"
@@ -43,6 +48,11 @@ struct AllocSnapshot {
   int64_t count = 0, bytes = 0;
 };
 
+// Device-wide: CUDA has no per-stream allocation statistics, so another engine or Python
+// torch allocating on the same device during a call shows up here too. A planned call itself
+// allocates nothing (its work is a graph replay and copies into preallocated buffers).
+// Under PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync these statistics are not kept at all,
+// and the engine reports -1 ("not tracked") instead of a reassuring 0.
 AllocSnapshot device_allocations(int device) {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
   const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
@@ -56,6 +66,49 @@ std::mutex& capture_mutex() {
   static std::mutex m;
   return m;
 }
+
+// cuDNN/cuBLAS TF32 for the engine's work, restoring the process's setting afterwards (the
+// flags are process-wide; the graphs keep the kernels chosen while capturing).
+class Tf32Scope {
+ public:
+  explicit Tf32Scope(bool allow)
+      : cudnn_(at::globalContext().allowTF32CuDNN()), cublas_(at::globalContext().allowTF32CuBLAS()) {
+    at::globalContext().setAllowTF32CuDNN(allow);
+    at::globalContext().setAllowTF32CuBLAS(allow);
+  }
+  ~Tf32Scope() {
+    at::globalContext().setAllowTF32CuDNN(cudnn_);
+    at::globalContext().setAllowTF32CuBLAS(cublas_);
+  }
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
+
+ private:
+  bool cudnn_, cublas_;
+};
+
+// A stream of the engine's own, destroyed with it (after its work has finished).
+class OwnStream {
+ public:
+  explicit OwnStream(c10::DeviceIndex device) {
+    int least = 0, greatest = 0;
+    C10_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    C10_CUDA_CHECK(cudaStreamCreateWithPriority(&raw_, cudaStreamNonBlocking, greatest));
+    stream_.emplace(c10::cuda::getStreamFromExternal(raw_, device));
+  }
+  ~OwnStream() {
+    if (raw_ == nullptr) return;
+    (void)cudaStreamSynchronize(raw_);
+    (void)cudaStreamDestroy(raw_);
+  }
+  OwnStream(const OwnStream&) = delete;
+  OwnStream& operator=(const OwnStream&) = delete;
+  c10::cuda::CUDAStream stream() const { return *stream_; }
+
+ private:
+  cudaStream_t raw_ = nullptr;
+  std::optional<c10::cuda::CUDAStream> stream_;
+};
 
 struct CudaBucket {
   Bucket bucket;
@@ -82,11 +135,11 @@ class CudaEngine final : public Engine {
     check_plan(options_, *metadata);
     num_classes_ = metadata->num_classes;
     TorchScope scope(options_.threads);
+    Tf32Scope tf32(options_.tf32);
     try {
       module.to(scalar_type(options_.precision));
-      if (options_.channels_last)
-        for (auto p : module.parameters())
-          if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+      for (auto p : module.parameters())
+        if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
       module.to(device_);
       configure_cache(module, options_);
       forward_ = freeze_method(module, "forward");
@@ -95,7 +148,9 @@ class CudaEngine final : public Engine {
       throw Error("Segmenter: failed to prepare artifact '" + path + "' on " + options.device + ": " +
                   first_line(e.what_without_backtrace()));
     }
-    stream_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index()));
+    allocator_tracked_ = c10::cuda::CUDACachingAllocator::name() == "native";
+    own_stream_ = std::make_unique<OwnStream>(device_.index());
+    stream_.emplace(own_stream_->stream());
     for (const Bucket& b : make_buckets(options_.shapes, options_.max_batch)) allocate(b);
     warm_up();
     capture();
@@ -154,6 +209,7 @@ class CudaEngine final : public Engine {
 
   void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
     TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
+    Tf32Scope tf32(options_.tf32);
     c10::cuda::CUDAGuard device_guard(device_);
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
     const int64_t h = images[0].height, w = images[0].width;
@@ -178,7 +234,10 @@ class CudaEngine final : public Engine {
     copy_out(out.to(at::kCPU), n, what, outs);  // converts dtype and layout on the way
   }
 
-  AllocCounters counters() const override { return {new_blocks_, new_bytes_, 0, reserved_after_capture_}; }
+  AllocCounters counters() const override {
+    if (!allocator_tracked_) return {-1, -1, 0, reserved_after_capture_};
+    return {new_blocks_, new_bytes_, 0, reserved_after_capture_};
+  }
 
   double first_call_ms() const override { return first_call_ms_; }
 
@@ -198,6 +257,7 @@ class CudaEngine final : public Engine {
 
   void warm_up() {
     TorchScope scope;
+    Tf32Scope tf32(options_.tf32);
     // Setup (moving weights, freezing, zero-filled buffers) ran on the current stream, not on
     // stream_: finish it before work on stream_ reads those tensors.
     c10::cuda::device_synchronize();
@@ -223,6 +283,7 @@ class CudaEngine final : public Engine {
 
   void capture() {
     TorchScope scope;
+    Tf32Scope tf32(options_.tf32);
     std::lock_guard<std::mutex> one_capture(capture_mutex());
     c10::cuda::device_synchronize();  // as torch.cuda.graph does: nothing pending before capture
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
@@ -323,10 +384,12 @@ class CudaEngine final : public Engine {
   at::Device device_{at::kCUDA, 0};
   int64_t num_classes_ = 0;
   torch::jit::Module forward_, logits_;
+  std::unique_ptr<OwnStream> own_stream_;  // outlives the buckets' graphs and buffers
   std::optional<c10::cuda::CUDAStream> stream_;
   c10::MempoolId_t pool_{0, 0};
   std::vector<CudaBucket> buckets_;
   int64_t new_blocks_ = 0, new_bytes_ = 0, reserved_after_capture_ = 0;
+  bool allocator_tracked_ = true;
   double first_call_ms_ = 0;
 };
 

@@ -14,7 +14,7 @@ namespace {
 
 const char* const kKnownKeys[] = {"device", "precision", "max_batch", "shapes", "threads",
                                   "strict", "plan_logits", "channels_last", "runtime",
-                                  "optimize", "warmup", "shape_cache"};
+                                  "optimize", "warmup", "shape_cache", "tf32"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -119,6 +119,7 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
     else if (key == "strict") o.strict = parse_bool(key, value);
     else if (key == "plan_logits") o.plan_logits = parse_bool(key, value);
     else if (key == "channels_last") o.channels_last = parse_bool(key, value);
+    else if (key == "tf32") o.tf32 = parse_bool(key, value);
     else if (key == "runtime") o.runtime = value;
     else if (key == "optimize") o.optimize = parse_bool(key, value);
     else if (key == "warmup") o.warmup = static_cast<int>(parse_int(key, value));

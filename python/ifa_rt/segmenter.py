@@ -190,7 +190,7 @@ class Segmenter(_Runner):
             path. A `.pt2` package always runs on its compiled models.
         shape_cache: unplanned input sizes whose per-shape constants stay cached (an LRU, default
             4); planned sizes always stay. Bounds memory whatever sizes are served.
-        plan_logits, optimize, channels_last, warmup: see `ifa_rt::Options`.
+        plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
     """
@@ -212,6 +212,7 @@ class Segmenter(_Runner):
         warmup: int | None = None,
         shape_cache: int | None = None,
         max_delay_us: int | None = None,
+        tf32: bool | None = None,
     ) -> None:
         where = "Segmenter"
         from .batcher import check_max_delay_us
@@ -230,6 +231,7 @@ class Segmenter(_Runner):
             channels_last=channels_last,
             warmup=warmup,
             shape_cache=shape_cache,
+            tf32=tf32,
         )
         self._precision_probe: dict[str, Any] | None = None
         if precision == "auto":

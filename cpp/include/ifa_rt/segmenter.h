@@ -72,7 +72,12 @@ struct Options {
   int threads = 0;                        ///< intra-op threads inside a call; 0 = torch's
   bool strict = false;                    ///< unplanned shape: error (true) or fallback path
   bool plan_logits = false;               ///< also preallocate/capture `logits` per bucket
-  bool channels_last = false;             ///< make 4-D weights NHWC (new exports already are)
+  /// CPU: make 4-D weights NHWC (artifacts of this exporter already are). CUDA ignores it:
+  /// the input is NHWC, so cuDNN runs NHWC and weights are always made NHWC there.
+  bool channels_last = false;
+  /// CUDA fp32: let cuDNN and cuBLAS use TF32 (faster on Ampere+, ~1e-3 relative error).
+  /// Off by default: fp32 means fp32.
+  bool tf32 = false;
   /// CPU: "jit" (frozen module), "static" (Static Runtime), or "auto" = "jit" with
   /// optimize = true (measured fastest TorchScript setting; see cpp/README.md). For an
   /// AOTInductor package (a `.pt2` path) "auto" = "aoti", its only runtime.
@@ -150,7 +155,9 @@ struct Stats {
   int64_t padded_images = 0;   ///< pad slots computed to fill a bucket
   int64_t fallback_calls = 0;  ///< engine runs on the unplanned (slower, allocating) path
   /// New memory obtained by the engine after warm-up on planned buckets: CPU, blocks that its
-  /// cache had to take from the system; CUDA, caching-allocator allocations on its device.
+  /// cache had to take from the system; CUDA, caching-allocator allocations on its device
+  /// during its planned calls (device-wide statistics: concurrent CUDA work of others on the
+  /// same device counts too; -1 under the cudaMallocAsync backend, which keeps none).
   int64_t allocations_after_warmup = 0;
   int64_t bytes_allocated_after_warmup = 0;
   /// CPU: allocator requests served from the engine's cache after warm-up (how many tensor

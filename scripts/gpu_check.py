@@ -1,0 +1,379 @@
+"""The CUDA path's one prepared check: accuracy, memory, concurrency, capture safety, latency.
+
+    python scripts/gpu_check.py --out DIR [--dry-run] [--data DATA]
+
+Run by scripts/gpu_check.sh after it built the extension with CUDA against this machine's
+torch. Every step is timed and recorded even when it fails, so one run on a scarce GPU
+returns everything it learnt: DIR/gpu_check.json (all numbers) and DIR/gpu_check.md (the
+tables for docs/benchmarks.md). `--dry-run` runs the same steps on the CPU at small sizes
+(no CUDA graph capture, no torch.compile), to test this script where no GPU is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+# Shapes per model; the dry run keeps the trained model at its real size (its agreement goal
+# means something there) and shrinks the R50, whose CPU cost is the dry run's time.
+FULL_SHAPES = {"camvid": [(360, 480), (512, 1024)],
+               "r50": [(360, 480), (512, 1024), (1024, 2048)]}
+DRY_SHAPES = {"camvid": [(360, 480)], "r50": [(64, 96)]}
+AGREEMENT_GOAL = {"fp32": 0.999, "fp16": 0.995, "bf16": 0.995}
+
+
+class StepFailed(AssertionError):
+    """A step's goal was missed; `details` (e.g. its table) still go into the report."""
+
+    def __init__(self, message: str, **details) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class Report:
+    """Named steps with their outcome, seconds and numbers; written as JSON and markdown."""
+
+    def __init__(self, out: Path, dry_run: bool) -> None:
+        self.out, self.steps = out, []
+        self.facts = {"dry_run": dry_run, "python": platform.python_version(),
+                      "torch": torch.__version__, "cuda": torch.version.cuda,
+                      "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+    def step(self, name: str, fn: Callable[[], dict]) -> dict | None:
+        """Run one step; a failure is recorded with its error and the run goes on."""
+        print(f"[gpu_check] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        entry = {"step": name}
+        try:
+            entry.update(ok=True, **(fn() or {}))
+        except Exception as exc:  # noqa: BLE001 - every failure is data for the report
+            entry.update(ok=False, error=f"{type(exc).__name__}: {exc}",
+                         trace=traceback.format_exc(limit=6),
+                         **getattr(exc, "details", {}))
+            print(f"[gpu_check] {name} FAILED: {entry['error']}", flush=True)
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        self.steps.append(entry)
+        self.write()
+        return entry if entry["ok"] else None
+
+    def write(self) -> None:
+        """Rewrite both files (after every step: a run cut short still reports)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        doc = {"facts": self.facts, "steps": self.steps}
+        (self.out / "gpu_check.json").write_text(json.dumps(doc, indent=1, default=str))
+        (self.out / "gpu_check.md").write_text(markdown(doc))
+
+
+def markdown(doc: dict) -> str:
+    """The report as markdown: facts, a line per step, the accuracy and latency tables."""
+    f = doc["facts"]
+    lines = [f"# GPU check ({'DRY RUN on CPU' if f['dry_run'] else f['gpu']})", "",
+             f"torch {f['torch']}, CUDA {f['cuda']}, Python {f['python']}", "",
+             "| step | ok | s | note |", "|---|---|---|---|"]
+    for s in doc["steps"]:
+        note = s.get("error") or s.get("note") or ""
+        lines.append(f"| {s['step']} | {'yes' if s['ok'] else '**NO**'} | {s['seconds']} | "
+                     f"{str(note)[:160]} |")
+    for s in doc["steps"]:
+        if s.get("rows"):
+            keys = list(s["rows"][0])
+            lines += ["", f"## {s['step']}", "", "| " + " | ".join(keys) + " |",
+                      "|" + "---|" * len(keys)]
+            lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in s["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def load_images(data: Path, shape: tuple[int, int], count: int) -> list[np.ndarray]:
+    """Real street frames (CamVid val, then the Cityscapes demo frame) resized to `shape`."""
+    paths = sorted((data / "camvid" / "images" / "val").glob("*.jpg"))[: max(1, count - 1)]
+    paths += [data / "cityscapes_sample" / "demo_frankfurt_1024x512.png"]
+    h, w = shape
+    return [np.asarray(Image.open(p).convert("RGB").resize((w, h), Image.BILINEAR))
+            for p in paths if p.is_file()][:count]
+
+
+def percentiles(ms: list[float]) -> dict:
+    """p50/p90/p99 of a latency list, in ms, rounded."""
+    p50, p90, p99 = np.percentile(np.asarray(ms), [50, 90, 99])
+    return {"p50_ms": round(float(p50), 2), "p90_ms": round(float(p90), 2),
+            "p99_ms": round(float(p99), 2)}
+
+
+def time_calls(fn: Callable[[], object], iters: int, sync: bool) -> list[float]:
+    """Wall time of each of `iters` calls (device synchronised when `sync`)."""
+    out = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        out.append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def hammer(runner, images: list[np.ndarray], threads: int = 8, calls: int = 20) -> list[str]:
+    """`threads` threads each make `calls` calls; the results that differ from serial ones."""
+    want = [runner(im) for im in images]
+    errors: list[str] = []
+
+    def work(k: int) -> None:
+        for i in range(calls):
+            j = (i + k) % len(images)
+            if not np.array_equal(runner(images[j]), want[j]):
+                errors.append(f"thread {k} call {i}")
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return errors
+
+
+class GpuCheck:
+    """The steps, sharing the artifacts they export and the device they test."""
+
+    def __init__(self, args: argparse.Namespace, report: Report) -> None:
+        self.args, self.report = args, report
+        self.dry = args.dry_run
+        self.device = "cpu" if self.dry else "cuda"
+        self.shapes = DRY_SHAPES if self.dry else FULL_SHAPES
+        self.artifacts: dict[str, Path] = {}
+
+    def environment(self) -> dict:
+        from ifa_rt import _core
+        has_cuda = _core.has_cuda_engine()
+        if not self.dry and not has_cuda:
+            raise RuntimeError("the extension was built without the CUDA engine")
+        return {"cuda_engine": has_cuda, "devices": torch.cuda.device_count(),
+                "note": f"CUDA engine compiled in: {has_cuda}"}
+
+    def bundled_artifact(self) -> dict:
+        """The shipped artifact under this torch: it loads, or is refused with a clear error."""
+        from ifa_rt import Segmenter
+        try:
+            Segmenter("camvid")
+            return {"note": f"the bundled artifact loads under torch {torch.__version__}"}
+        except (RuntimeError, ValueError) as exc:
+            return {"note": f"refused cleanly under torch {torch.__version__} (re-exported "
+                            f"from the checkpoint below): {str(exc)[:200]}"}
+
+    def export_artifacts(self) -> dict:
+        """camvid from its shipped checkpoint; cityscapes-r50 with random BN statistics."""
+        from ifa_rt import load_checkpoint
+        from ifa_rt.deploy.export import export
+        from ifa_rt.model import build_model
+        out = self.report.out / "artifacts"
+        self.artifacts["camvid"] = out / "camvid.ifa.pt"
+        export(load_checkpoint(self.args.checkpoint), self.artifacts["camvid"])
+        r50 = build_model("cityscapes-r50", pretrained_backbone=False).eval()
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():  # trained-looking statistics, so labels are not all one class
+            for m in r50.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+        self.artifacts["r50"] = out / "cityscapes-r50.ifa.pt"
+        export(r50, self.artifacts["r50"], verify=False)
+        self.r50_eager = r50
+        return {"note": ", ".join(p.name for p in self.artifacts.values())}
+
+    def accuracy(self) -> dict:
+        """Labels of fp32/fp16/bf16 on the device vs CPU fp32, and allocations after warm-up."""
+        from ifa_rt import Segmenter
+        rows, failed = [], []
+        for name in ("camvid", "r50"):
+            for shape in self.shapes[name]:
+                images = load_images(self.args.data, shape, 2 if self.dry else 4)
+                cpu = Segmenter(str(self.artifacts[name]), shapes=[shape])
+                want = [cpu(im) for im in images]
+                for precision in ("fp32", "fp16", "bf16"):
+                    seg = Segmenter(str(self.artifacts[name]), device=self.device,
+                                    precision=precision, shapes=[shape])
+                    for _ in range(3):
+                        got = [seg(im) for im in images]
+                    agree = float(np.mean([np.mean(g == w)
+                                           for g, w in zip(got, want, strict=True)]))
+                    stats = seg.stats()
+                    row = {"model": name, "shape": f"{shape[0]}x{shape[1]}",
+                           "precision": precision, "agreement": f"{agree:.4%}",
+                           "allocations_after_warmup": stats["allocations_after_warmup"],
+                           "fallback_calls": stats["fallback_calls"]}
+                    rows.append(row)
+                    # Random R50 weights give near-ties everywhere: reported, not gated.
+                    if name == "camvid" and agree < AGREEMENT_GOAL[precision]:
+                        failed.append(f"{name} {row['shape']} {precision} {agree:.4%}")
+                    if stats["allocations_after_warmup"] != 0 or stats["fallback_calls"]:
+                        failed.append(f"{name} {row['shape']} {precision} allocated/fell back")
+        if failed:
+            raise StepFailed("; ".join(failed), rows=rows)
+        return {"rows": rows}
+
+    def threads(self) -> dict:
+        """8 threads on one engine and on a pool of 2: every result equals the serial one."""
+        from ifa_rt import Segmenter, SegmenterPool
+        shape = self.shapes["camvid"][0]
+        images = load_images(self.args.data, shape, 4)
+        notes = []
+        for runner in (Segmenter(str(self.artifacts["camvid"]), device=self.device,
+                                 shapes=[shape]),
+                       SegmenterPool(str(self.artifacts["camvid"]), size=2,
+                                     device=self.device, shapes=[shape])):
+            errors = hammer(runner, images, calls=4 if self.dry else 20)
+            if errors:
+                raise AssertionError(f"{type(runner).__name__}: wrong results: {errors[:5]}")
+            notes.append(f"{type(runner).__name__}: 8 threads, all results equal")
+        return {"note": "; ".join(notes)}
+
+    def second_engine_while_serving(self) -> dict:
+        """Build (warm up, capture) an engine while another serves on other threads."""
+        from ifa_rt import Segmenter
+        shape = self.shapes["camvid"][0]
+        image = load_images(self.args.data, shape, 1)[0]
+        first = Segmenter(str(self.artifacts["camvid"]), device=self.device, shapes=[shape])
+        want, stop, errors, calls = first(image), threading.Event(), [], [0]
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    if not np.array_equal(first(image), want):
+                        errors.append("wrong labels")
+                    calls[0] += 1
+                except Exception as exc:  # noqa: BLE001 - recorded for the report
+                    errors.append(str(exc))
+        workers = [threading.Thread(target=serve) for _ in range(2)]
+        for t in workers:
+            t.start()
+        try:
+            second = Segmenter(str(self.artifacts["r50"]), device=self.device,
+                               precision="fp16", shapes=[self.shapes["r50"][-1]])
+            second(load_images(self.args.data, self.shapes["r50"][-1], 1)[0])
+        finally:
+            stop.set()
+            for t in workers:
+                t.join()
+        if errors:
+            raise AssertionError(f"the serving engine failed while another was built: {errors[:3]}")
+        return {"note": f"{calls[0]} calls served while the second engine was built"}
+
+    def capture_failure(self) -> dict:
+        """An artifact that reads back to the host cannot be captured: a clear error, and
+        the process (an engine built before, one built after) stays healthy."""
+        if self.dry:
+            return {"note": "skipped in the dry run (no CUDA graphs on the CPU)"}
+        import subprocess
+        import sys
+
+        from ifa_rt import Segmenter
+        bad = self.report.out / "bad"
+        subprocess.run([sys.executable, str(REPO / "tests/fixtures/make_bad_artifacts.py"),
+                        str(bad)], check=True, capture_output=True)
+        shape = self.shapes["camvid"][0]
+        image = load_images(self.args.data, shape, 1)[0]
+        before = Segmenter(str(self.artifacts["camvid"]), device="cuda", shapes=[shape])
+        want = before(image)
+        try:
+            Segmenter(str(bad / "data_shape.ifa.pt"), device="cuda", shapes=[(64, 64)])
+        except RuntimeError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("a graph that syncs with the host was captured")
+        if "capture" not in message:
+            raise AssertionError(f"expected a capture error, got: {message}")
+        after = Segmenter(str(self.artifacts["camvid"]), device="cuda", shapes=[shape])
+        if not (np.array_equal(before(image), want) and np.array_equal(after(image), want)):
+            raise AssertionError("engines gave other labels after the failed capture")
+        return {"note": message[:200]}
+
+    def latency(self) -> dict:
+        """Segmenter fp32/fp16/bf16 at batch 1 and 8 vs eager and torch.compile, same GPU."""
+        from ifa_rt import Segmenter
+        from ifa_rt.data import MEAN, STD
+        shape = self.shapes["r50"][-1]
+        iters = 3 if self.dry else 50
+        batch8 = 2 if self.dry else 8
+        images = load_images(self.args.data, shape, 1) * batch8
+        one, many = images[0], np.stack(images)
+        sync = not self.dry
+        rows = []
+        for precision in ("fp32", "fp16", "bf16"):
+            t0 = time.perf_counter()
+            seg = Segmenter(str(self.artifacts["r50"]), device=self.device, precision=precision,
+                            shapes=[shape], max_batch=batch8)
+            built = time.perf_counter() - t0
+            first = time_calls(functools.partial(seg, one), 1, sync)[0]
+            for b, x in ((1, one), (batch8, many)):
+                ms = time_calls(functools.partial(seg, x), iters, sync)
+                rows.append({"engine": f"Segmenter {precision}", "batch": b, **percentiles(ms),
+                             "images_per_s": round(b * 1000 / np.median(ms), 1),
+                             "first_call_ms": round(first, 1) if b == 1 else "",
+                             "build_s": round(built, 1) if b == 1 else ""})
+        model = self.r50_eager.to(self.device)
+        mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
+
+        def eager_fn(net, x: np.ndarray, dtype):
+            def run():
+                with torch.inference_mode(), torch.autocast(
+                        self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    t = torch.from_numpy(x).to(self.device).reshape(-1, *x.shape[-3:])
+                    t = (t.permute(0, 3, 1, 2).float() - mean) / std
+                    return net(t).argmax(1).to(torch.uint8).cpu()
+            return run
+        variants = [("eager fp32", model, None), ("eager fp16 autocast", model, torch.float16)]
+        if not self.dry:
+            compiled = torch.compile(model)
+            variants += [("torch.compile fp32", compiled, None),
+                         ("torch.compile fp16 autocast", compiled, torch.float16)]
+        for label, net, dtype in variants:
+            for b, x in ((1, one), (batch8, many)):
+                fn = eager_fn(net, x, dtype)
+                time_calls(fn, 3, sync)  # compile / cudnn autotune outside the timing
+                ms = time_calls(fn, iters, sync)
+                rows.append({"engine": label, "batch": b, **percentiles(ms),
+                             "images_per_s": round(b * 1000 / np.median(ms), 1),
+                             "first_call_ms": "", "build_s": ""})
+        return {"rows": rows, "note": f"cityscapes-r50 {shape[0]}x{shape[1]}, {iters} calls"
+                + ("" if not self.dry else "; torch.compile skipped in the dry run")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every step; exit 1 if any failed (the report is written either way)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json / .md")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
+                   help="folder with camvid/ and cityscapes_sample/")
+    p.add_argument("--dry-run", action="store_true", help="same steps on the CPU, small sizes")
+    p.add_argument("--checkpoint", default="camvid",
+                   help="the trained CamVid checkpoint (default: the bundled one)")
+    args = p.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        p.error("no CUDA device; use --dry-run to test this script on a CPU")
+    report = Report(args.out, args.dry_run)
+    check = GpuCheck(args, report)
+    report.step("environment", check.environment)
+    report.step("bundled artifact under this torch", check.bundled_artifact)
+    if report.step("export artifacts from checkpoints", check.export_artifacts) is None:
+        return 1  # everything below needs them
+    report.step("labels vs CPU fp32, allocations after warm-up", check.accuracy)
+    report.step("8 threads: one engine, a pool of 2", check.threads)
+    report.step("second engine built while the first serves", check.second_engine_while_serving)
+    report.step("forced capture failure", check.capture_failure)
+    report.step("latency vs eager and torch.compile", check.latency)
+    failed = [s["step"] for s in report.steps if not s["ok"]]
+    print(f"[gpu_check] wrote {args.out}/gpu_check.md; failed steps: {failed or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
