@@ -8,12 +8,12 @@ import logging
 import pytest
 import torch
 
+from ifa_rt.cli.convert import configure_parser, run_cli
+from ifa_rt.deploy.artifact import file_sha256
 from ifa_rt.deploy.checkpoint import (
     CheckpointMismatchError,
-    configure_parser,
     load_checkpoint,
     make_reference_checkpoint,
-    run_cli,
     save_checkpoint,
 )
 from ifa_rt.model import build_model
@@ -88,7 +88,7 @@ def test_round_trip_our_format(tmp_path, small):
     assert (
         not loaded.training
         and loaded.preset == "cityscapes-r18"
-        and loaded.checkpoint_meta == {"miou": 0.5}
+        and loaded.checkpoint_meta == {"miou": 0.5, "checkpoint_sha256": file_sha256(path)}
     )
     assert loaded.cfg == small.cfg
     a, b = small.state_dict(), loaded.state_dict()

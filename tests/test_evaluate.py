@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from ifa_rt.cli.eval import configure_parser, run_cli
 from ifa_rt.data import default_data_root
 from ifa_rt.evaluate import (
     ConfusionMatrix,
-    configure_parser,
     evaluate,
     model_predictor,
     predict_logits,
-    run_cli,
     sliding_logits,
 )
 

@@ -65,3 +65,16 @@ def test_no_import_circles():
         visit(m, [], done)
     assert cycles == [], "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
     assert "ifa_rt.inputs" in graph["ifa_rt.batcher"]  # the scan sees real edges
+
+
+def test_command_line_parsing_lives_in_cli_only():
+    """Library modules take plain arguments; only ifa_rt/cli/ builds argparse parsers."""
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if path.relative_to(ROOT).parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr in ("ArgumentParser", "add_argument", "add_parser"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

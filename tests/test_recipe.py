@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from ifa_rt.cli import main as cli_main
+from ifa_rt.cli.train import configure_parser
 from ifa_rt.data import camvid, default_data_root
 from ifa_rt.deploy.artifact import file_sha256, load_artifact
 from ifa_rt.recipes import load_recipe
-from ifa_rt.train import configure_parser
 
 DATA = default_data_root()
 needs_data = pytest.mark.skipif(not (DATA / "camvid").is_dir(),

@@ -6,8 +6,9 @@ import csv
 import pytest
 import torch
 
+from ifa_rt.cli.train import configure_parser
 from ifa_rt.data import default_data_root
-from ifa_rt.train import configure_parser, ohem_cross_entropy, param_groups, poly_lr, train
+from ifa_rt.train import ohem_cross_entropy, param_groups, poly_lr, train
 
 DATA = default_data_root()
 needs_data = pytest.mark.skipif(not (DATA / "camvid").is_dir(),

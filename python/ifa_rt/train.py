@@ -10,7 +10,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import IGNORE_INDEX, camvid, cityscapes, dataset_info, train_transform
-from .recipes import ConfigAction
 
-__all__ = ["ohem_cross_entropy", "poly_lr", "param_groups", "train", "save_final",
-           "configure_parser", "run_cli"]
+__all__ = ["ohem_cross_entropy", "poly_lr", "param_groups", "train", "save_final"]
 
 
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7,
@@ -345,83 +343,3 @@ def train(args: argparse.Namespace) -> dict:
         {"final": final, "best_miou": best, "steps": step,
          "train_loss_last20": float(np.mean(losses[-20:])) if losses else None}, indent=1))
     return final
-
-
-def _bool(s: str) -> bool:
-    """Parse true/false style flags."""
-    if s.lower() in ("1", "true", "yes", "on"):
-        return True
-    if s.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `ifa-rt train`."""
-    a = parser.add_argument
-    a("--config", action=ConfigAction, default=None, metavar="RECIPE",
-      help="a bundled recipe name (camvid-lite0) or a TOML file of these settings; "
-           "flags after it override it")
-    a("--preset", default="camvid-lite0", help="model preset, e.g. camvid-lite0, camvid-r18")
-    a("--pretrained", type=_bool, default=None,
-      help="ImageNet encoder weights true/false (offline, Lite0 only); default: the preset's")
-    a("--overrides", default=None, help="JSON dict of config overrides for build_model")
-    a("--aux", type=_bool, default=None,
-      help="enable/disable the aux head (true/false); default: the preset's")
-    a("--dataset", default="camvid", choices=["camvid", "cityscapes"])
-    a("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")
-    a("--train-split", default="train", help="folder(s) to train on, e.g. train or train+val")
-    a("--val-split", default="val")
-    a("--holdout", nargs="+", default=None, metavar="SEQ",
-      help="validate on these whole recordings of the training split (e.g. 0006R0), "
-           "kept out of training; replaces --val-split")
-    a("--train-limit", type=int, default=0, help="use only the first N training images")
-    a("--crop", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
-    a("--scale", type=float, nargs=2, default=[0.5, 1.0], metavar=("MIN", "MAX"))
-    a("--color-jitter", type=float, default=0.0,
-      help="brightness/contrast/saturation jitter strength (0: off)")
-    a("--batch", type=int, default=8)
-    a("--epochs", type=int, default=10)
-    a("--steps", type=int, default=0, help="total steps (overrides --epochs)")
-    a("--optimizer", default="adamw", choices=["sgd", "adamw"])
-    a("--lr", type=float, default=1e-3)
-    a("--head-lr-mult", type=float, default=10.0)
-    a("--weight-decay", type=float, default=1e-4)
-    a("--warmup", type=int, default=0, help="linear warm-up steps")
-    a("--ohem-thresh", type=float, default=0.7)
-    a("--min-kept", type=int, default=100000)
-    a("--class-weights", type=float, nargs="+", default=None)
-    a("--aux-weight", type=float, default=0.4)
-    a("--ckpt-every", type=int, default=50, help="save last.pt every N steps")
-    a("--val-every", type=int, default=1, help="validate every N epochs (0: never)")
-    a("--val-limit", type=int, default=None, help="validate on the first N val images")
-    a("--resume", default=None, help="checkpoint to resume (default: <out>/last.pt if present)")
-    a("--no-auto-resume", action="store_true")
-    a("--stop-at", type=int, default=0,
-      help="checkpoint and stop at this step (time-boxed sessions); rerun to resume")
-    a("--out", default="runs/camvid")
-    a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    a("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    a("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
-      help="autocast precision (weights stay fp32); auto: fp16 on CUDA, off on CPU")
-    a("--seed", type=int, default=0)
-    a("--no-progress", action="store_true")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run `ifa-rt train`."""
-    final = train(args)
-    if final:
-        print(f"final val mIoU {final['miou']:.4f} pixel acc {final['pixel_accuracy']:.4f}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m ifa_rt.train ...` (same arguments as `ifa-rt train`)."""
-    p = argparse.ArgumentParser(prog="ifa_rt.train", description=__doc__)
-    configure_parser(p)
-    return run_cli(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,6 @@ preset is given by the caller.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Mapping
@@ -27,10 +26,8 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "CheckpointMismatchError",
-    "configure_parser",
     "load_checkpoint",
     "make_reference_checkpoint",
-    "run_cli",
     "save_checkpoint",
 ]
 
@@ -260,33 +257,3 @@ def make_reference_checkpoint(model: nn.Module, *, epoch: int = 0) -> dict[str, 
         "model_state": {f"module.{k}": v for k, v in model.state_dict().items()},
         "optimizer_state": {},
     }
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``ifa-rt convert REF_CKPT -o OURS [--preset P]``."""
-    parser.add_argument(
-        "reference", metavar="REF_CKPT", help="reference IFA checkpoint ({'model_state', ...})"
-    )
-    parser.add_argument("-o", "--output", required=True, help="our checkpoint to write")
-    parser.add_argument(
-        "--preset",
-        default=None,
-        help=f"preset the reference was trained as (default: {DEFAULT_REFERENCE_PRESET})",
-    )
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``ifa-rt convert``: load the reference checkpoint, validate it, save ours."""
-    model = load_checkpoint(args.reference, preset=args.preset)
-    preset = model.preset or DEFAULT_REFERENCE_PRESET
-    save_checkpoint(
-        model,
-        args.output,
-        preset=preset,
-        meta={"converted_from": os.path.abspath(args.reference), **model.checkpoint_meta},
-    )
-    n = sum(p.numel() for p in model.parameters())
-    print(
-        f"wrote {args.output}: preset {preset!r}, {model.cfg.num_classes} classes, {n:,} parameters"
-    )
-    return 0

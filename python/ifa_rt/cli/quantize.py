@@ -58,10 +58,10 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `ifa-rt quantize`."""
     from tqdm.auto import tqdm
 
-    from .data import camvid, cityscapes
-    from .deploy.quantize import QuantizationGate, quantize_artifact
-    from .models import resolve
-    from .shapes import parse_shapes
+    from ..data import camvid, cityscapes
+    from ..deploy.quantize import QuantizationGate, quantize_artifact
+    from ..models import resolve
+    from ..shapes import parse_shapes
 
     if args.precision == "int8" and (args.output is None or args.shapes is None):
         raise ValueError("quantize: '--output' and '--shapes': expected both for int8, got none")
@@ -106,8 +106,8 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def _gate_only(args: argparse.Namespace, artifact, images, labels, gate) -> int:
     """`--precision bf16|fp16`: measure the gate through the runtime and write it."""
-    from .precision import gate_file
-    from .precision_gate import gate_precision
+    from ..precision import gate_file
+    from ..precision_gate import gate_precision
 
     out = args.recipe or gate_file(artifact, args.precision)
     record = gate_precision(

@@ -9,21 +9,21 @@ import sys
 # subcommand -> (module that implements it, one-line help). Each module provides
 # `configure_parser(parser)` and `run_cli(args) -> int`; modules load only when used.
 COMMANDS = {
-    "export": ("ifa_rt.deploy.export", "export a model to a TorchScript artifact (.ifa.pt)"),
-    "convert": ("ifa_rt.deploy.checkpoint", "convert a reference IFA checkpoint to ours"),
-    "segment": ("ifa_rt.segment_cli", "segment images with the C++ runtime"),
-    "quantize": ("ifa_rt.quantize_cli", "int8 package of an artifact, behind an accuracy gate"),
-    "eval": ("ifa_rt.evaluate", "evaluate mIoU on a labelled dataset"),
-    "train": ("ifa_rt.train", "train an IFA model"),
-    "bench": ("ifa_rt.bench", "measure latency of the runtime"),
-    "serve": ("ifa_rt.serve", "serve a model over HTTP with Ray Serve"),
+    "export": ("ifa_rt.cli.export", "export a model to a TorchScript artifact (.ifa.pt)"),
+    "convert": ("ifa_rt.cli.convert", "convert a reference IFA checkpoint to ours"),
+    "segment": ("ifa_rt.cli.segment", "segment images with the C++ runtime"),
+    "quantize": ("ifa_rt.cli.quantize", "int8 package of an artifact, behind an accuracy gate"),
+    "eval": ("ifa_rt.cli.eval", "evaluate mIoU on a labelled dataset"),
+    "train": ("ifa_rt.cli.train", "train an IFA model"),
+    "bench": ("ifa_rt.cli.bench", "measure latency of the runtime"),
+    "serve": ("ifa_rt.cli.serve", "serve a model over HTTP with Ray Serve"),
 }
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser; only the chosen subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="ifa-rt", description=__doc__)
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"ifa-rt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -47,7 +47,3 @@ def main(argv: list[str] | None = None) -> int:
         # 1 for a failed run; argparse keeps 2 for usage errors.
         print(f"ifa-rt {args.command}: error: {exc}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .deploy.metadata import MIN_INPUT_SIZE
-from .video import is_video, video_size
+from ..deploy.metadata import MIN_INPUT_SIZE
+from ..video import is_video, video_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -123,7 +123,7 @@ def _label_png(labels: np.ndarray, palette: list[list[int]]) -> Image.Image:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Segment every image; returns 0."""
-    from .segmenter import Segmenter
+    from ..segmenter import Segmenter
 
     paths = collect_images(args.inputs)
     videos = [p for p in paths if is_video(p)]
@@ -147,7 +147,7 @@ def run_cli(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     status = _segment_images(seg, paths, args) if paths else 0
     for video, stem in zip(videos, output_stems(videos), strict=True):
-        from .video import segment_video
+        from ..video import segment_video
 
         report = segment_video(seg, video, args.output / f"{stem}_overlay.mp4",
                                max_frames=args.max_frames)
@@ -159,7 +159,7 @@ def _segment_images(seg, paths: list[Path], args: argparse.Namespace) -> int:
     """Segment the image files: label PNGs, overlays, per-image latency and a summary."""
     from tqdm import tqdm
 
-    from .viz import side_by_side
+    from ..viz import side_by_side
 
     latencies = []
     found: Counter = Counter()
