@@ -69,7 +69,7 @@ def rand_images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def assert_logits_close(got: np.ndarray, want: np.ndarray) -> None:
-    """The fp32 contract of DESIGN.md: max |Δlogit| <= 1e-4 of the logit scale."""
+    """The fp32 contract of docs/design.md: max |Δlogit| <= 1e-4 of the logit scale."""
     scale = float(np.abs(want).max())
     assert float(np.abs(got - want).max()) <= 1e-4 * scale
 

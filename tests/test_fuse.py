@@ -1,4 +1,4 @@
-"""The fused inference form (IFA_SPEC §4) reproduces the reference model exactly."""
+"""The fused inference form (docs/model.md §4) reproduces the reference model exactly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IFAConfig, presets and builders (IFA_SPEC §1; STYLE: builders, errors with the bad value)."""
+"""IFAConfig, presets and builders (docs/model.md §1): builders, and errors that name the bad value."""
 
 from __future__ import annotations
 

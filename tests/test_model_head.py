@@ -1,4 +1,4 @@
-"""IFA head facts (IFA_SPEC §1, §3): nearest index, positional encoding, parity, ensemble."""
+"""IFA head facts (docs/model.md §1, §3): nearest index, positional encoding, parity, ensemble."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Encoder and parameter-count facts of the shipped configuration (IFA_SPEC §1)."""
+"""Encoder and parameter-count facts of the shipped configuration (docs/model.md §1)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`ifa-rt bench`: latency of one artifact through `Segmenter`, and the statistics shared with
-the full interleaved benchmark of every runtime (`scripts/bench/run.py`, DESIGN.md "Measuring").
+the full interleaved benchmark of every runtime (`scripts/bench/run.py`, docs/benchmarks.md).
 
     ifa-rt bench camvid --shape 360x480 --batch 1 --reps 30
     ifa-rt bench cityscapes-r50 --shape 512x1024          # a preset: random weights, exported

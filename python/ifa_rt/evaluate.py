@@ -1,5 +1,5 @@
 """Evaluation: streaming confusion matrix, mIoU / per-class IoU / pixel accuracy, whole-image
-and sliding-window inference (IFA_SPEC §1: 769 window, 513 stride, softmax averaged), for a
+and sliding-window inference (docs/model.md §1: 769 window, 513 stride, softmax averaged), for a
 PyTorch model, a checkpoint, or any predictor callable `image HxWx3 uint8 -> labels HxW`
 (e.g. the C++ runtime's `ifa_rt.Segmenter(path)`).
 """

@@ -1,4 +1,4 @@
-"""Training (IFA_SPEC §1 recipe, scaled to the data): SGD/AdamW, poly lr (0.9), 10× lr for
+"""Training (docs/model.md §1 recipe, scaled to the data): SGD/AdamW, poly lr (0.9), 10× lr for
 neck/head, OHEM cross-entropy (+ 0.4 × aux), periodic resumable checkpoints, per-epoch
 validation mIoU, CSV/JSON logs, AMP on CUDA.
 """

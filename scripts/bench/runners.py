@@ -164,7 +164,7 @@ class TorchCompileRunner(Runner):
         # hold memory nor count towards dynamo's recompile limit (past it, calls run eager).
         torch._dynamo.reset()
         # freezing makes the weights constants (folded, convolution weights pre-packed), as
-        # measured in ANCHORS.md; passed as options so it applies to this compile only.
+        # measured in docs/benchmarks.md; passed as options so it applies to this compile only.
         # dynamic=False: one static graph per batch size, compiled during the warm-up, rather
         # than a slower dynamic-batch graph after the second size.
         self.fn = torch.compile(module, dynamic=False, options={"freezing": True})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 __all__ = ["IGNORE_INDEX", "MEAN", "STD", "DatasetInfo", "DATASETS", "dataset_info"]
 
 IGNORE_INDEX = 255
-# Pre-processing of IFA_SPEC.md §1 (RGB 0-255).
+# Pre-processing of docs/model.md §1 (RGB 0-255).
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 

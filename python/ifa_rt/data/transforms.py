@@ -1,4 +1,4 @@
-"""Joint image/label transforms for training and evaluation (reference recipe, IFA_SPEC §1).
+"""Joint image/label transforms for training and evaluation (reference recipe, docs/model.md §1).
 
 Every transform takes and returns (image, label): numpy RGB uint8 [H,W,3] and uint8 [H,W]
 until `ToTensor`, which normalises to float [3,H,W] and int64 [H,W].
@@ -138,7 +138,7 @@ class ColorJitter:
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 [H,W,3] -> normalised float [3,H,W] (mean/std of IFA_SPEC §1)."""
+    """RGB uint8 [H,W,3] -> normalised float [3,H,W] (mean/std of docs/model.md §1)."""
     # np.array copies: PIL-decoded arrays are read-only, which torch.from_numpy warns about.
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float()
     mean = torch.tensor(MEAN).view(3, 1, 1)

@@ -1,4 +1,4 @@
-"""Checkpoints: reference IFA checkpoints (IFA_SPEC §2) and the project's own format.
+"""Checkpoints: reference IFA checkpoints (docs/model.md §2) and the project's own format.
 
 Our format is a ``torch.save``-d dict::
 
@@ -138,7 +138,7 @@ def _bundled_checkpoint(path: str) -> str:
 
 
 def load_checkpoint(path: str, preset: str | None = None) -> IFASegmentor:
-    """Load our checkpoint or a reference one (IFA_SPEC §2) into a model in eval mode.
+    """Load our checkpoint or a reference one (docs/model.md §2) into a model in eval mode.
 
     Args:
         path: checkpoint file, or a bundled model's name ("camvid") for the training
@@ -251,7 +251,7 @@ def save_checkpoint(
 
 
 def make_reference_checkpoint(model: nn.Module, *, epoch: int = 0) -> dict[str, Any]:
-    """The dict a reference DDP run would save for ``model``: ``module.``-prefixed (IFA_SPEC §2)."""
+    """The dict a reference DDP run would save for ``model``: ``module.``-prefixed (docs/model.md §2)."""
     return {
         "epoch": epoch,
         "model_state": {f"module.{k}": v for k, v in model.state_dict().items()},

@@ -59,7 +59,7 @@ def export(
         preset: the preset name recorded in the metadata (default: the model's own).
         dataset: take default class names and palette from this dataset (default: the
             preset's prefix, e.g. "camvid" for "camvid-lite0", when it names a known dataset).
-        form: "fused" (BN folded, decomposed IFA head; IFA_SPEC §4) or "reference".
+        form: "fused" (BN folded, decomposed IFA head; docs/model.md §4) or "reference".
         verify: load the file back and check it reproduces the eager logits.
         format: "torchscript" (the portable `.ifa.pt`, default) or "aoti": an AOTInductor
             package (`.pt2`) compiled for this machine, one model per (batch, shape) bucket

@@ -1,4 +1,4 @@
-"""The exact, cheaper inference form of an IFA segmentor (IFA_SPEC §4).
+"""The exact, cheaper inference form of an IFA segmentor (docs/model.md §4).
 
 Algorithm (eval mode only):
   1. Fold every BatchNorm into the convolution before it (pairs found by one hooked run).
@@ -91,7 +91,7 @@ def _conv1x1(weight: Tensor, bias: Tensor | None) -> nn.Conv2d:
 
 
 class FusedIFA(nn.Module):
-    """IFA in its exact decomposed inference form (IFA_SPEC §4): same logits, far less work.
+    """IFA in its exact decomposed inference form (docs/model.md §4): same logits, far less work.
 
     Built from a trained ``IFASegmentor`` by ``fuse_model``; scriptable; ``forward`` maps
     normalised float [B,3,H,W] to logits [B,C,H,W] at the input size, like the original.
@@ -283,7 +283,7 @@ class FusedIFA(nn.Module):
 
 
 def fuse_model(model: nn.Module) -> FusedIFA:
-    """The exact fused inference form of an eval-mode IFASegmentor (IFA_SPEC §4).
+    """The exact fused inference form of an eval-mode IFASegmentor (docs/model.md §4).
 
     Its convolution weights are channels-last: the artifact's input already is NHWC, and
     weights stay channels-last through scripting, saving and freezing, so no convolution

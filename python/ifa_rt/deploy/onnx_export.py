@@ -1,6 +1,6 @@
 """Export the fused IFA model to ONNX for a fixed input size (the ONNX Runtime benchmark baseline).
 
-The graph is the artifact's (`ImageSegmenter` around the exact fused form, IFA_SPEC §4):
+The graph is the artifact's (`ImageSegmenter` around the exact fused form, docs/model.md §4):
 uint8 NHWC images in, uint8 labels (or float32 logits) out, so ONNX Runtime does the same work
 as the C++ runtime. Steps:
   1. Wrap the fused model and run it once at the export size: that fills its geometry cache
@@ -62,7 +62,7 @@ def export_onnx(
         path: the `.onnx` file to write (parent folders are created).
         height, width: the one input size the file serves (the geometry is baked in).
         output: "labels" (uint8 [B,H,W], the artifact's `forward`) or "logits" (float32).
-        form: "fused" (IFA_SPEC §4) or "reference", as in `export`.
+        form: "fused" (docs/model.md §4) or "reference", as in `export`.
         precision: "fp32" or "fp16" (the compute dtype follows `mean`, as in the artifact).
         opset: ONNX opset, at least 17.
     """

@@ -1,4 +1,4 @@
-"""Keyword-only builders, one per preset, as torchvision does (IFA_SPEC §1; STYLE "builders")."""
+"""Keyword-only builders, one per preset, as torchvision does (docs/model.md §1), in the style of torchvision."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def ifa_r50(
 
     Args:
         num_classes: output classes (Cityscapes: 19).
-        local_ensemble: LIIF local ensemble, done correctly (IFA_SPEC §3); off in the reference.
+        local_ensemble: LIIF local ensemble, done correctly (docs/model.md §3); off in the reference.
         unfold: LIIF 3×3 feature unfolding (MLP input ×9 features); off in the reference.
         aux: build the training-only auxiliary head on layer3.
     """
@@ -61,7 +61,7 @@ def ifa_r50_aspp(
 
     Args:
         num_classes: output classes.
-        local_ensemble: LIIF local ensemble (IFA_SPEC §3).
+        local_ensemble: LIIF local ensemble (docs/model.md §3).
         unfold: LIIF 3×3 feature unfolding.
         aux: build the training-only auxiliary head on layer3.
     """
@@ -81,7 +81,7 @@ def ifa_r101(
 
     Args:
         num_classes: output classes.
-        local_ensemble: LIIF local ensemble (IFA_SPEC §3).
+        local_ensemble: LIIF local ensemble (docs/model.md §3).
         unfold: LIIF 3×3 feature unfolding.
         aux: build the training-only auxiliary head on layer3.
     """
@@ -101,7 +101,7 @@ def ifa_r18(
 
     Args:
         num_classes: output classes.
-        local_ensemble: LIIF local ensemble (IFA_SPEC §3).
+        local_ensemble: LIIF local ensemble (docs/model.md §3).
         unfold: LIIF 3×3 feature unfolding.
         aux: build the training-only auxiliary head on layer3.
     """
@@ -121,7 +121,7 @@ def ifa_camvid_r18(
 
     Args:
         num_classes: output classes (CamVid: 11).
-        local_ensemble: LIIF local ensemble (IFA_SPEC §3).
+        local_ensemble: LIIF local ensemble (docs/model.md §3).
         unfold: LIIF 3×3 feature unfolding.
         aux: build the training-only auxiliary head on layer3.
     """
@@ -144,7 +144,7 @@ def ifa_camvid_lite0(
         num_classes: output classes (CamVid: 11).
         pretrained_backbone: ImageNet weights for the backbone (from the EfficientNet-Lite0
             encoder).
-        local_ensemble: LIIF local ensemble (IFA_SPEC §3).
+        local_ensemble: LIIF local ensemble (docs/model.md §3).
         unfold: LIIF 3×3 feature unfolding.
         aux: build the training-only auxiliary head on the stride-16 map.
     """

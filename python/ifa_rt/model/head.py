@@ -1,4 +1,4 @@
-"""The IFA head: nearest-source gather + positional encoding + one shared MLP (IFA_SPEC §1, §3).
+"""The IFA head: nearest-source gather + positional encoding + one shared MLP (docs/model.md §1, §3).
 
 LIIF-shaped (yinboc/liif ``models/liif.py``): features are encoded once by the neck, then
 ``IFAHead.query`` predicts logits at every point of the query grid. All geometry is computed
@@ -33,7 +33,7 @@ __all__ = [
 def make_coord(n: int, device: torch.device | None = None) -> Tensor:
     """Pixel-centre coordinates of an n-pixel axis in [-1, 1] — the align_corners=False convention.
 
-    v_k = -1 + (2k+1)/n, computed with the reference's exact fp32 op sequence (IFA_SPEC §1),
+    v_k = -1 + (2k+1)/n, computed with the reference's exact fp32 op sequence (docs/model.md §1),
     because nearest-pixel ties are decided by the last bit of these values.
     """
     r = 1.0 / n
@@ -52,7 +52,7 @@ def source_geometry(
     """Per-axis nearest source index [n_query] (int64) and relative offset [n_query] (fp32).
 
     Reproduces ``F.grid_sample(mode='nearest', align_corners=False)`` on coordinates clamped to
-    ±(1 − 1e-6), bit for bit (IFA_SPEC §1):
+    ±(1 − 1e-6), bit for bit (docs/model.md §1):
       1. q = query pixel centre (+ ``shift``, in [-1, 1] units), clamped;
       2. u = fma(q + 1, n_source / 2, −0.5) in fp32 — the x86 CPU kernel's unnormalisation,
          which the compiler contracts into one fused multiply-add (without the FMA, 1 pair in
@@ -76,7 +76,7 @@ def nearest_source_index(n_query: int, n_source: int, device: torch.device | Non
 
 
 def spatial_encoding(rel: Tensor, emb: Tensor) -> Tensor:
-    """[rel, sin(rel @ emb.T), cos(rel @ emb.T)] along the last dim — no π (IFA_SPEC §1)."""
+    """[rel, sin(rel @ emb.T), cos(rel @ emb.T)] along the last dim — no π (docs/model.md §1)."""
     y = torch.matmul(rel, emb.t())
     return torch.cat([rel, torch.sin(y), torch.cos(y)], dim=-1)
 
@@ -103,7 +103,7 @@ def ensemble_weights(feats: list[Tensor], h: int, w: int) -> Tensor:
 
 
 class SpatialEncoding(nn.Module):
-    """Learned Fourier encoding of a 2-D offset: 2 + 2·12 = 26 outputs (IFA_SPEC §1).
+    """Learned Fourier encoding of a 2-D offset: 2 + 2·12 = 26 outputs (docs/model.md §1).
 
     ``emb`` [12, 2] starts as rows 0–5 = [m_k, 0], rows 6–11 = [0, m_k], m = 2**linspace(0, 6, 6),
     and is trained, so after training it may mix the axes.
@@ -134,14 +134,14 @@ class IFAHead(nn.Module):
     """Implicit feature alignment: per query, 4 levels of [PE(offset) | nearest feature] → MLP.
 
     Keys ``pos1..pos4`` (``emb``) and ``imnet`` (Conv1d/BN1d, indices 0,1,3,4,6,7,9 for 3 hidden
-    layers) as in the reference (IFA_SPEC §1–2).
+    layers) as in the reference (docs/model.md §1–2).
 
     Args:
         channels: feature channels per level (the neck width).
         num_classes: logits per query.
         mlp_hidden: hidden widths of ``imnet``.
         unfold: LIIF feature unfolding — each level's feature becomes its 3×3 neighbourhood (×9).
-        local_ensemble: LIIF local ensemble, done correctly (IFA_SPEC §3): see ``query``.
+        local_ensemble: LIIF local ensemble, done correctly (docs/model.md §3): see ``query``.
     """
 
     def __init__(
@@ -198,7 +198,7 @@ class IFAHead(nn.Module):
         return ensemble_weights(feats, h, w)
 
     def query(self, feats: list[Tensor], h: int, w: int) -> Tensor:
-        """Logits [B, num_classes, h, w] at the pixel centres of an h×w query grid (IFA_SPEC §1)."""
+        """Logits [B, num_classes, h, w] at the pixel centres of an h×w query grid (docs/model.md §1)."""
         b = feats[0].shape[0]
         if not self.local_ensemble:
             return self.imnet(self.context(feats, h, w)).view(b, -1, h, w)

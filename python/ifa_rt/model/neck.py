@@ -1,4 +1,4 @@
-"""Lateral neck of IFA: per-level 1×1 projections, optional ASPP on the last level (IFA_SPEC §1)."""
+"""Lateral neck of IFA: per-level 1×1 projections, optional ASPP on the last level (docs/model.md §1)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["ASPP", "LateralNeck", "lateral"]
 
 
 def lateral(cin: int, cout: int) -> nn.Sequential:
-    """conv1×1 (with bias, as the reference) + BN + ReLU; keys ``.0``/``.1`` (IFA_SPEC §1)."""
+    """conv1×1 (with bias, as the reference) + BN + ReLU; keys ``.0``/``.1`` (docs/model.md §1)."""
     return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
@@ -25,7 +25,7 @@ def _branch(cin: int, cout: int, k: int, d: int) -> nn.Sequential:
 
 
 class ASPP(nn.Module):
-    """DeepLabv3 ASPP as the reference has it: pool + 1×1 + three dilated 3×3 (IFA_SPEC §1).
+    """DeepLabv3 ASPP as the reference has it: pool + 1×1 + three dilated 3×3 (docs/model.md §1).
 
     Keys: ``conv1.{1,2}`` (pool branch), ``conv{2..5}.{0,1}``; output channels 5 × inner.
     """
@@ -53,7 +53,7 @@ class ASPP(nn.Module):
 
 
 class LateralNeck(nn.Module):
-    """Four lateral projections to ``channels``, no top-down path (IFA_SPEC §1).
+    """Four lateral projections to ``channels``, no top-down path (docs/model.md §1).
 
     Keys ``enc1..enc3`` for levels 1–3; the last level goes through ``head`` (1×1) or, with
     ``aspp=True``, through ``aspp`` then ``head`` (3×3, bias-free, Dropout2d 0.1).
@@ -82,7 +82,7 @@ class LateralNeck(nn.Module):
         self.channels = channels
 
     def encode(self, feats: list[Tensor]) -> list[Tensor]:
-        """Project the 4 encoder maps to ``channels`` each, sizes unchanged (IFA_SPEC §1)."""
+        """Project the 4 encoder maps to ``channels`` each, sizes unchanged (docs/model.md §1)."""
         return [
             self.enc1(feats[0]),
             self.enc2(feats[1]),

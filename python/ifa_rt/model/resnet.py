@@ -1,4 +1,4 @@
-"""Deep-stem ResNet encoder of the reference IFA (IFA_SPEC §1), output stride 32, 4 feature maps."""
+"""Deep-stem ResNet encoder of the reference IFA (docs/model.md §1), output stride 32, 4 feature maps."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 
 class BasicBlock(nn.Module):
-    """ResNet-18/34 block; never dilated, as in the reference (IFA_SPEC §1)."""
+    """ResNet-18/34 block; never dilated, as in the reference (docs/model.md §1)."""
 
     expansion = 1
 
@@ -50,7 +50,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck: the stride sits on the 3×3 conv (IFA_SPEC §1)."""
+    """ResNet v1.5 bottleneck: the stride sits on the 3×3 conv (docs/model.md §1)."""
 
     expansion = 4
 
@@ -86,7 +86,7 @@ Block = type[BasicBlock] | type[Bottleneck]
 
 
 class ResNetEncoder(nn.Module):
-    """Deep-stem ResNet returning [layer1..layer4] at strides 4/8/16/32 (IFA_SPEC §1).
+    """Deep-stem ResNet returning [layer1..layer4] at strides 4/8/16/32 (docs/model.md §1).
 
     Keys match the reference checkpoints: ``conv1.{0,1,3,4,6}``, ``bn1``, ``layer{1-4}``.
     """
@@ -167,12 +167,12 @@ _ARCHS = {
 def resnet_encoder(
     name: str, *, multi_grid: bool = False, pretrained: bool = False
 ) -> ResNetEncoder:
-    """Build a deep-stem ResNet encoder by name (IFA_SPEC §1).
+    """Build a deep-stem ResNet encoder by name (docs/model.md §1).
 
     Args:
         name: one of 'resnet18', 'resnet34', 'resnet50', 'resnet101'.
         multi_grid: layer4 dilations (2, 2, 4); Bottleneck ResNets only.
-        pretrained: not available — torchvision weights do not fit the deep stem (IFA_SPEC §2);
+        pretrained: not available — torchvision weights do not fit the deep stem (docs/model.md §2);
             load a deep-stem backbone state dict into ``model.encoder`` yourself.
     """
     if name not in _ARCHS:
@@ -180,7 +180,7 @@ def resnet_encoder(
     if pretrained:
         raise ValueError(
             f"resnet_encoder: 'pretrained': no deep-stem ImageNet weights ship with ifa_rt for "
-            f"{name!r} (torchvision's stem does not fit, IFA_SPEC §2); got True, expected False"
+            f"{name!r} (torchvision's stem does not fit, docs/model.md §2); got True, expected False"
         )
     block, layers = _ARCHS[name]
     return ResNetEncoder(block, layers, multi_grid=multi_grid)

@@ -1,4 +1,4 @@
-"""The IFA segmentor: encoder → lateral neck → IFA head → bilinear upsample (IFA_SPEC §1)."""
+"""The IFA segmentor: encoder → lateral neck → IFA head → bilinear upsample (docs/model.md §1)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["AuxHead", "IFADecoder", "IFASegmentor", "build_encoder"]
 def build_encoder(cfg: IFAConfig) -> nn.Module:
     """Encoder for ``cfg.backbone``: ``encoder(x) -> List[Tensor]`` (strides 4–32), .channels."""
     if cfg.backbone == "efficientnet_lite0":
-        # Imported lazily: the module is a teammate's and optional for ResNet models.
+        # Imported lazily: ResNet models never need the EfficientNet module.
         from .efficientnet import EfficientNetLite0Encoder
 
         return EfficientNetLite0Encoder(pretrained=cfg.pretrained_backbone)
@@ -27,7 +27,7 @@ def build_encoder(cfg: IFAConfig) -> nn.Module:
 
 
 class IFADecoder(LateralNeck):
-    """Neck + IFA head under one prefix: keys ``decoder.enc1``, ``decoder.ifa`` (IFA_SPEC §2)."""
+    """Neck + IFA head under one prefix: keys ``decoder.enc1``, ``decoder.ifa`` (docs/model.md §2)."""
 
     def __init__(self, in_channels: list[int], cfg: IFAConfig) -> None:
         super().__init__(in_channels, cfg.neck_channels, aspp=cfg.aspp)
@@ -40,7 +40,7 @@ class IFADecoder(LateralNeck):
         )
 
     def decode(self, feats: list[Tensor]) -> Tensor:
-        """Logits on the layer1 grid from the 4 encoder maps (IFA_SPEC §1)."""
+        """Logits on the layer1 grid from the 4 encoder maps (docs/model.md §1)."""
         return self.ifa(self.encode(feats))
 
     def forward(self, feats: list[Tensor]) -> Tensor:  # type: ignore[override]
@@ -48,7 +48,7 @@ class IFADecoder(LateralNeck):
 
 
 class AuxHead(nn.Module):
-    """Training-only auxiliary head on layer3: key ``aux.{0,1,4}`` (IFA_SPEC §1)."""
+    """Training-only auxiliary head on layer3: key ``aux.{0,1,4}`` (docs/model.md §1)."""
 
     def __init__(self, cin: int, num_classes: int, inner: int = 256) -> None:
         super().__init__()
@@ -65,7 +65,7 @@ class AuxHead(nn.Module):
 
 
 class IFASegmentor(nn.Module):
-    """IFA (Hu et al., ECCV 2022, arXiv 2206.08655) as the reference builds it (IFA_SPEC §1).
+    """IFA (Hu et al., ECCV 2022, arXiv 2206.08655) as the reference builds it (docs/model.md §1).
 
     ``model(x)``: normalised float [B, 3, H, W] → logits [B, C, H, W] at the input size; in
     training mode with ``cfg.aux`` it returns ``(logits, aux_logits)``, both at the input size.
@@ -94,7 +94,7 @@ class IFASegmentor(nn.Module):
 
     @torch.jit.export
     def predict(self, x: Tensor) -> Tensor:
-        """Logits [B, C, H, W] at the input size (IFA_SPEC §1: bilinear, align_corners=True)."""
+        """Logits [B, C, H, W] at the input size (docs/model.md §1: bilinear, align_corners=True)."""
         h, w = x.shape[2], x.shape[3]
         logits = self.decoder.decode(self.encoder(x))
         return F.interpolate(logits, size=[h, w], mode="bilinear", align_corners=True)
