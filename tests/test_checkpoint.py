@@ -1,4 +1,4 @@
-"""Checkpoints: reference layout and loading (docs/model.md §2), our format, errors, `ifa-rt convert`."""
+"""Checkpoints: reference layout and loading (model.md §2), our format, errors, `ifa-rt convert`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IFAConfig, presets and builders (docs/model.md §1): builders, and errors that name the bad value."""
+"""IFAConfig, presets and builders (model.md §1): builders, and errors that name the bad value."""
 
 from __future__ import annotations
 

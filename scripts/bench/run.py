@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "command": shlex.join(["scripts/bench/run.py", *args.argv]),
-        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host_info(),
         "loadavg_start": loadavg(),
         "config": {

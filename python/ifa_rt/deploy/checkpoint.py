@@ -251,7 +251,7 @@ def save_checkpoint(
 
 
 def make_reference_checkpoint(model: nn.Module, *, epoch: int = 0) -> dict[str, Any]:
-    """The dict a reference DDP run would save for ``model``: ``module.``-prefixed (docs/model.md §2)."""
+    """The dict a reference DDP run would save for ``model``: ``module.``-prefixed (model.md §2)."""
     return {
         "epoch": epoch,
         "model_state": {f"module.{k}": v for k, v in model.state_dict().items()},

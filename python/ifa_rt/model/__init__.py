@@ -1,4 +1,4 @@
-"""IFA reference model, faithful to docs/model.md §1: presets, builders and the modules they assemble."""
+"""IFA reference model, faithful to model.md §1: presets, builders and the modules they assemble."""
 
 from .builders import (
     build_model,

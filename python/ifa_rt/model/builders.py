@@ -1,4 +1,4 @@
-"""Keyword-only builders, one per preset, as torchvision does (docs/model.md §1), in the style of torchvision."""
+"""Keyword-only builders, one per preset, in the style of torchvision (model.md §1)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def ifa_r50(
 
     Args:
         num_classes: output classes (Cityscapes: 19).
-        local_ensemble: LIIF local ensemble, done correctly (docs/model.md §3); off in the reference.
+        local_ensemble: LIIF local ensemble, done correctly (model.md §3); off in the reference.
         unfold: LIIF 3×3 feature unfolding (MLP input ×9 features); off in the reference.
         aux: build the training-only auxiliary head on layer3.
     """

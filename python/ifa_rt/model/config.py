@@ -19,18 +19,18 @@ __all__ = [
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0")
 _BOTTLENECK = ("resnet50", "resnet101")
 
-# SpatialEncoding output width per level: [rel_y, rel_x] + sin/cos of 12 frequencies (docs/model.md §1).
+# SpatialEncoding output width per level: [rel_y, rel_x] + sin/cos of 12 frequencies (model.md §1).
 POS_DIM = 26
 
 
 def mlp_in_channels(neck_channels: int, unfold: bool) -> int:
-    """IFA MLP input width, derived here only: 4 × (PE + feature, ×9 if unfolded) (docs/model.md §1)."""
+    """IFA MLP input width, derived here only: 4 × (PE + feature, ×9 if unfolded) (model.md §1)."""
     return 4 * (POS_DIM + neck_channels * (9 if unfold else 1))
 
 
 @dataclass
 class IFAConfig:
-    """Every architectural choice of an IFA segmentor (docs/model.md §1, §3); JSON-safe via to_dict()."""
+    """Every architectural choice of an IFA segmentor (model.md §1, §3); JSON-safe via to_dict()."""
 
     backbone: str = "resnet50"
     num_classes: int = 19
@@ -128,7 +128,7 @@ class IFAConfig:
 _SMALL_HEAD = dict(neck_channels=128, mlp_hidden=(256, 128, 128))
 
 PRESETS: dict[str, IFAConfig] = {
-    # The shipped reference configuration (docs/model.md §1): R50, multi-grid, lateral neck, no ASPP.
+    # The shipped reference configuration (model.md §1): R50, multi-grid, lateral neck, no ASPP.
     "cityscapes-r50": IFAConfig(backbone="resnet50", num_classes=19),
     "cityscapes-r50-aspp": IFAConfig(backbone="resnet50", num_classes=19, aspp=True),
     "cityscapes-r101": IFAConfig(backbone="resnet101", num_classes=19),

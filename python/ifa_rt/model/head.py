@@ -1,4 +1,4 @@
-"""The IFA head: nearest-source gather + positional encoding + one shared MLP (docs/model.md §1, §3).
+"""The IFA head: nearest-source gather + positional encoding + one shared MLP (model.md §1, §3).
 
 LIIF-shaped (yinboc/liif ``models/liif.py``): features are encoded once by the neck, then
 ``IFAHead.query`` predicts logits at every point of the query grid. All geometry is computed
@@ -198,7 +198,7 @@ class IFAHead(nn.Module):
         return ensemble_weights(feats, h, w)
 
     def query(self, feats: list[Tensor], h: int, w: int) -> Tensor:
-        """Logits [B, num_classes, h, w] at the pixel centres of an h×w query grid (docs/model.md §1)."""
+        """Logits [B, num_classes, h, w] at the pixel centres of an h×w query grid (model.md §1)."""
         b = feats[0].shape[0]
         if not self.local_ensemble:
             return self.imnet(self.context(feats, h, w)).view(b, -1, h, w)

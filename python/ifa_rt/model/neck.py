@@ -1,4 +1,4 @@
-"""Lateral neck of IFA: per-level 1×1 projections, optional ASPP on the last level (docs/model.md §1)."""
+"""Lateral neck of IFA: per-level 1×1 projections, optional ASPP on the last level (model.md §1)."""
 
 from __future__ import annotations
 

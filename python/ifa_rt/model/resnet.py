@@ -1,4 +1,4 @@
-"""Deep-stem ResNet encoder of the reference IFA (docs/model.md §1), output stride 32, 4 feature maps."""
+"""Deep-stem ResNet encoder of the reference IFA (model.md §1), output stride 32, 4 feature maps."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def resnet_encoder(
     if pretrained:
         raise ValueError(
             f"resnet_encoder: 'pretrained': no deep-stem ImageNet weights ship with ifa_rt for "
-            f"{name!r} (torchvision's stem does not fit, docs/model.md §2); got True, expected False"
+            f"{name!r} (torchvision's stem does not fit, model.md §2); got True, expected False"
         )
     block, layers = _ARCHS[name]
     return ResNetEncoder(block, layers, multi_grid=multi_grid)

@@ -27,7 +27,7 @@ def build_encoder(cfg: IFAConfig) -> nn.Module:
 
 
 class IFADecoder(LateralNeck):
-    """Neck + IFA head under one prefix: keys ``decoder.enc1``, ``decoder.ifa`` (docs/model.md §2)."""
+    """Neck + IFA head under one prefix: keys ``decoder.enc1``, ``decoder.ifa`` (model.md §2)."""
 
     def __init__(self, in_channels: list[int], cfg: IFAConfig) -> None:
         super().__init__(in_channels, cfg.neck_channels, aspp=cfg.aspp)
@@ -94,7 +94,7 @@ class IFASegmentor(nn.Module):
 
     @torch.jit.export
     def predict(self, x: Tensor) -> Tensor:
-        """Logits [B, C, H, W] at the input size (docs/model.md §1: bilinear, align_corners=True)."""
+        """Logits [B, C, H, W] at the input size (model.md §1: bilinear, align_corners=True)."""
         h, w = x.shape[2], x.shape[3]
         logits = self.decoder.decode(self.encoder(x))
         return F.interpolate(logits, size=[h, w], mode="bilinear", align_corners=True)

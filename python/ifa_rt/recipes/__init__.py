@@ -1,9 +1,8 @@
 """Training recipes: one TOML file per bundled model, holding every `ifa-rt train` argument."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 __all__ = ["recipe_path", "load_recipe"]
 
