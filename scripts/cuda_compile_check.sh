@@ -38,7 +38,7 @@ print("CUDA engine compiled in; torch sees", torch.cuda.device_count(), "CUDA de
 if torch.cuda.device_count() == 0:
     options = _core.Options.from_map({"device": "cuda:0"})
     try:
-        _core.Engine(sys.argv[1], options)
+        _core.Segmenter(sys.argv[1], options)
     except RuntimeError as exc:
         assert "no CUDA device" in str(exc), exc
         print("without a GPU the CUDA engine refuses cleanly:", exc)

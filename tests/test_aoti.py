@@ -218,7 +218,7 @@ def test_broken_packages_fail_cleanly(package, tmp_path, aoti_seg, frames):
     # The TorchScript engine refuses runtime "aoti" with a pointer to the compile step.
     opts = _core.Options.from_map({"runtime": "aoti"})
     with pytest.raises(ValueError, match=r"'runtime': 'aoti' expects an AOTInductor package"):
-        _core.Engine(str(resolve("camvid")), opts)
+        _core.Segmenter(str(resolve("camvid")), opts)
     # The engine that served before is unharmed.
     assert aoti_seg(frames[0]).shape == SHAPE
 

@@ -53,7 +53,7 @@ def test_options_defaults_and_from_map():
 
 
 def test_engine_output_checks(tiny):
-    engine = _core.Engine(str(tiny), _core.Options.from_map({"shapes": "32x48"}))
+    engine = _core.Segmenter(str(tiny), _core.Options.from_map({"shapes": "32x48"}))
     images = np.zeros((2, 32, 48, 3), np.uint8)
     out = np.empty((2, 32, 48), np.uint8)
     engine.segment_into(images, out)

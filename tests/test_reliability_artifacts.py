@@ -145,7 +145,7 @@ def test_bad_artifact_fails_cleanly(tiny, want, name, message, exact):
     path = str(_file(name))
     options = _core.Options.from_map({"shapes": "32x48"})  # load fails before any planning
     with pytest.raises(RuntimeError) as err:
-        _core.Engine(path, options)  # the C++ loader itself (Segmenter() checks the path first)
+        _core.Segmenter(path, options)  # the C++ loader itself (Segmenter() checks the path first)
     expected = f"failed to load artifact '{path}': {message}"
     got = str(err.value)
     if exact == "re":
@@ -166,7 +166,7 @@ def test_missing_file_through_segmenter(tmp_path, tiny, want):
     )
     assert message.endswith(f"), got '{missing}' (no such file)")
     with pytest.raises(RuntimeError) as err:
-        _core.Engine(str(tmp_path), _core.Options())  # a directory
+        _core.Segmenter(str(tmp_path), _core.Options())  # a directory
     assert str(err.value).startswith(f"failed to load artifact '{tmp_path}': ")
     _assert_good_still_loads(tiny, want)
 

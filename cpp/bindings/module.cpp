@@ -223,7 +223,7 @@ PYBIND11_MODULE(_core, m) {
       "wait_for_batcher_workers", [](double seconds) { return without_gil([&] { return ifa_rt::Batcher::wait_for_workers(seconds); }); },
       py::arg("seconds"), "Wait (GIL released) until no Batcher worker runs; False on timeout.");
 
-  py::class_<ifa_rt::Options>(m, "Options", "Engine options; the defaults are declared once, in C++.")
+  py::class_<ifa_rt::Options>(m, "Options", "Segmenter options; the defaults are declared once, in C++.")
       .def(py::init<>(), "The default options.")
       .def_static("from_map", &ifa_rt::Options::from_map, py::arg("values"),
                   "Options from {name: string value}; unknown names and bad values raise ValueError.")
@@ -246,7 +246,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("warmup", &ifa_rt::Options::warmup)
       .def_readonly("shape_cache", &ifa_rt::Options::shape_cache);
 
-  py::class_<ifa_rt::Segmenter>(m, "Engine", "One planned, warmed-up engine (ifa_rt::Segmenter).")
+  py::class_<ifa_rt::Segmenter>(m, "Segmenter", "One planned, warmed-up engine (ifa_rt::Segmenter).")
       .def(py::init([](const std::string& path, const ifa_rt::Options& o) {
              py::gil_scoped_release release;
              return new ifa_rt::Segmenter(path, o);
@@ -269,7 +269,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("options", &ifa_rt::Segmenter::options, "Options after resolution.")
       .def_property_readonly("path", &ifa_rt::Segmenter::path, "The artifact path.");
 
-  py::class_<ifa_rt::SegmenterPool>(m, "EnginePool", "N engines; each call runs on an idle one.")
+  py::class_<ifa_rt::SegmenterPool>(m, "SegmenterPool", "N engines; each call runs on an idle one.")
       .def(py::init([](const std::string& path, const ifa_rt::Options& o, int size) {
              py::gil_scoped_release release;
              return new ifa_rt::SegmenterPool(path, o, size);
@@ -286,9 +286,9 @@ PYBIND11_MODULE(_core, m) {
            "The index-th engine.");
 
   const ifa_rt::BatcherOptions bd;  // the defaults, declared once in C++
-  py::class_<PyBatcher>(m, "Batcher", "Dynamic micro-batching over an Engine or EnginePool (ifa_rt::Batcher).")
+  py::class_<PyBatcher>(m, "Batcher", "Dynamic micro-batching over a Segmenter or SegmenterPool (ifa_rt::Batcher).")
       .def(py::init(&make_batcher<ifa_rt::Segmenter>), py::arg("engine"), py::arg("max_batch") = bd.max_batch,
-           py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker over an Engine.")
+           py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker over a Segmenter.")
       .def(py::init(&make_batcher<ifa_rt::SegmenterPool>), py::arg("engine"), py::arg("max_batch") = bd.max_batch,
            py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker per engine of a pool.")
       .def("submit", &batcher_submit, py::arg("image"), py::arg("out"), py::arg("done"),

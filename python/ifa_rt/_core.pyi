@@ -13,9 +13,9 @@ import numpy
 
 __all__: list[str] = [
     "Batcher",
-    "Engine",
-    "EnginePool",
     "Options",
+    "Segmenter",
+    "SegmenterPool",
     "has_cuda_engine",
     "torch_version",
     "version",
@@ -24,7 +24,7 @@ __all__: list[str] = [
 
 class Options:
     """
-    Engine options; the defaults are declared once, in C++.
+    Segmenter options; the defaults are declared once, in C++.
     """
     @staticmethod
     def from_map(values: collections.abc.Mapping[str, str]) -> Options:
@@ -62,7 +62,7 @@ class Options:
     @property
     def warmup(self) -> int: ...
 
-class Engine:
+class Segmenter:
     """
     One planned, warmed-up engine (ifa_rt::Segmenter).
     """
@@ -111,7 +111,7 @@ class Engine:
         The artifact path.
         """
 
-class EnginePool:
+class SegmenterPool:
     """
     N engines; each call runs on an idle one.
     """
@@ -121,7 +121,7 @@ class EnginePool:
         """
         Build `size` engines (GIL released).
         """
-    def engine(self, index: typing.SupportsInt | typing.SupportsIndex) -> Engine:
+    def engine(self, index: typing.SupportsInt | typing.SupportsIndex) -> Segmenter:
         """
         The index-th engine.
         """
@@ -145,22 +145,22 @@ class EnginePool:
 
 class Batcher:
     """
-    Dynamic micro-batching over an Engine or EnginePool (ifa_rt::Batcher).
+    Dynamic micro-batching over a Segmenter or SegmenterPool (ifa_rt::Batcher).
     """
     @typing.overload
     def __init__(
         self,
-        engine: Engine,
+        engine: Segmenter,
         max_batch: typing.SupportsInt | typing.SupportsIndex = 0,
         max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0,
     ) -> None:
         """
-        One worker over an Engine.
+        One worker over a Segmenter.
         """
     @typing.overload
     def __init__(
         self,
-        engine: EnginePool,
+        engine: SegmenterPool,
         max_batch: typing.SupportsInt | typing.SupportsIndex = 0,
         max_delay_us: typing.SupportsInt | typing.SupportsIndex = 0,
     ) -> None:
@@ -179,8 +179,8 @@ class Batcher:
         self, image: numpy.ndarray, out: numpy.ndarray, done: collections.abc.Callable
     ) -> None:
         """
-        Queue one uint8 [H,W,3] image; labels go to `out`, then done(kind, message) runs on
-        a worker.
+        Queue one uint8 [H,W,3] image; labels go to `out`, then done(kind, message) runs on a
+        worker.
         """
     @property
     def closed(self) -> bool:

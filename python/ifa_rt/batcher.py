@@ -82,7 +82,7 @@ class Batcher:
     def __init__(self, runner: Any, max_delay_us: int | None = None, max_batch: int | None = None):
         where = "Batcher"
         engine = getattr(runner, "_engine", None)
-        if not isinstance(engine, (_core.Engine, _core.EnginePool)):
+        if not isinstance(engine, (_core.Segmenter, _core.SegmenterPool)):
             raise TypeError(
                 f"{where}: 'runner': expected an ifa_rt.Segmenter or SegmenterPool, "
                 f"got {_type_name(runner)}"

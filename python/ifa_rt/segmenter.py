@@ -111,7 +111,7 @@ def _shapes(shapes: Any, where: str) -> str:
 
 
 class _Runner:
-    """Shared call logic over an engine (`_core.Engine`) or pool (`_core.EnginePool`)."""
+    """Shared call logic over an engine (`_core.Segmenter`) or pool (`_core.SegmenterPool`)."""
 
     _engine: Any
     _num_classes: int
@@ -237,16 +237,16 @@ class Segmenter(_Runner):
         if precision == "auto":
             from .precision import choose_precision
 
-            def build(name: str) -> _core.Engine:
+            def build(name: str) -> _core.Segmenter:
                 chosen = dict(settings, precision=name)
-                return _core.Engine(_artifact(model, where, chosen), _options(where, **chosen))
+                return _core.Segmenter(_artifact(model, where, chosen), _options(where, **chosen))
 
             self._engine, self._precision_probe = choose_precision(
                 resolve(model, where), settings, build
             )
         else:
             path = _artifact(model, where, settings)
-            self._engine = _core.Engine(path, _options(where, **settings))
+            self._engine = _core.Segmenter(path, _options(where, **settings))
         self._metadata = json.loads(self._engine.metadata_json)
         self._num_classes = int(self._engine.num_classes)
 
@@ -311,7 +311,7 @@ class SegmenterPool(_Runner):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
             raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
         path = _artifact(model, where, kwargs)
-        self._engine = _core.EnginePool(path, _options(where, **kwargs), int(size))
+        self._engine = _core.SegmenterPool(path, _options(where, **kwargs), int(size))
         self._metadata = json.loads(self._engine.engine(0).metadata_json)
         self._num_classes = int(self._engine.engine(0).num_classes)
 
