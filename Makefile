@@ -19,10 +19,12 @@ pyproject = $(shell $(PYTHON) -c "import sys, tomllib; d = tomllib.load(open('py
 .PHONY: setup demo test pytest ctest example cuda-check sanitize fuzz fuzz-replay soak lint clean model
 
 # Debian packages: ccache (fast rebuilds), stb (image IO for the C++ tools), zlib (CRC-32
-# checks of artifacts before LibTorch reads them).
+# checks of artifacts before LibTorch reads them), nlohmann/json (the metadata's JSON),
+# clang-format (make format / its check in make test).
+SYSTEM_PACKAGES := ccache libstb-dev zlib1g-dev nlohmann-json3-dev clang-format
 $(VENV)/.system-deps:
-	@command -v ccache >/dev/null && dpkg -s libstb-dev zlib1g-dev >/dev/null 2>&1 || \
-	  { apt-get update -qq && apt-get install -y -qq ccache libstb-dev zlib1g-dev >/dev/null; }
+	@command -v ccache >/dev/null && dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; }
 	@mkdir -p $(VENV) && touch $@
 
 $(VENV)/.python-deps: pyproject.toml | $(VENV)/.system-deps

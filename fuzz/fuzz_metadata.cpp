@@ -1,4 +1,4 @@
-// libFuzzer target: the artifact metadata reader (cpp/src/json.cpp + metadata.cpp), no torch.
+// libFuzzer target: the artifact metadata reader (nlohmann/json + cpp/src/metadata.cpp), no torch.
 //
 // Every input must either parse into metadata that satisfies the documented invariants
 // (docs/artifact.md) or raise ifa_rt::Error; any other exception, a crash, a hang or a
@@ -10,15 +10,19 @@
 #include <string>
 
 #include "artifact.h"
-#include "json.h"
+#include "json_read.h"
 
 namespace {
 
+namespace json = ifa_rt::detail::json;
+
 // Walks a parsed value and renders it as the error messages do (brief() recurses too).
-size_t walk(const ifa_rt::detail::Json& v, int depth) {
-  size_t n = v.brief().size() + v.type_name().size() + (v.is_integer() ? 1 : 0);
-  for (const auto& x : v.array) n += walk(x, depth + 1);
-  for (const auto& kv : v.object) n += kv.first.size() + walk(kv.second, depth + 1);
+size_t walk(const json::Json& v, int depth) {
+  size_t n = json::brief(v).size() + (json::is_integer(v) ? 1 : 0);
+  if (v.is_array())
+    for (const auto& x : v) n += walk(x, depth + 1);
+  if (v.is_object())
+    for (const auto& [key, x] : v.items()) n += key.size() + walk(x, depth + 1);
   return n;
 }
 
@@ -32,7 +36,7 @@ size_t walk(const ifa_rt::detail::Json& v, int depth) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
-    const ifa_rt::detail::Json v = ifa_rt::detail::parse_json(text);
+    const json::Json v = json::parse(text);
     (void)walk(v, 0);
   } catch (const std::runtime_error&) {
     // Malformed JSON: the parser reports it with an offset.

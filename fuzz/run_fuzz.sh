@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, clang) of the artifact loader, for a bounded time.
 #
-#   fuzz_metadata  cpp/src/json.cpp + metadata.cpp: the ifa_rt.json parser and validator (no
+#   fuzz_metadata  nlohmann/json + cpp/src/metadata.cpp: the ifa_rt.json parser and validator (no
 #                  torch; fully instrumented, ~10^4 execs/s)
 #   fuzz_artifact  cpp/src/artifact.cpp: whole .ifa.pt files through load_artifact (LibTorch is
 #                  not instrumented: coverage sees our code only; crashes anywhere still count)
@@ -32,7 +32,7 @@ COMMON=(-std=c++17 -g -O1 -Icpp/include -Icpp/src
         "-DIFA_RT_VERSION=\"$VERSION\"" "-DIFA_RT_TORCH_VERSION=\"$TORCH_VERSION\"")
 
 echo "== building (clang: $($CXX --version | head -1))"
-$CXX "${COMMON[@]}" $SAN fuzz/fuzz_metadata.cpp cpp/src/json.cpp cpp/src/metadata.cpp \
+$CXX "${COMMON[@]}" $SAN fuzz/fuzz_metadata.cpp cpp/src/metadata.cpp \
   cpp/src/version.cpp -o "$OUT/fuzz_metadata"
 # No ASan here: its operator new aborts on a huge request instead of throwing std::bad_alloc,
 # and a corrupt length field makes LibTorch's unpickler ask for tens of GB
@@ -41,7 +41,7 @@ $CXX "${COMMON[@]}" $SAN fuzz/fuzz_metadata.cpp cpp/src/json.cpp cpp/src/metadat
 $CXX "${COMMON[@]}" -fsanitize=fuzzer,undefined -fno-sanitize-recover=undefined \
   -isystem "$TORCH_DIR/include" \
   -isystem "$TORCH_DIR/include/torch/csrc/api/include" \
-  fuzz/fuzz_artifact.cpp cpp/src/artifact.cpp cpp/src/json.cpp cpp/src/metadata.cpp \
+  fuzz/fuzz_artifact.cpp cpp/src/artifact.cpp cpp/src/metadata.cpp \
   cpp/src/version.cpp -o "$OUT/fuzz_artifact" \
   -L"$TORCH_DIR/lib" -Wl,-rpath,"$TORCH_DIR/lib" -ltorch -ltorch_cpu -lc10
 

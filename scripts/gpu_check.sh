@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (issue: CUDA path). On a machine with a GPU and no registry:
-#   1. install any missing runtime wheel from .whl/ (brought along; `--prepare` fills it);
+#   1. install any missing runtime wheel from .gl/whl (brought along; `--prepare` fills it
+#      with them, the nlohmann/json headers and a few real frames);
 #   2. build the library, extension and C++ tests with CUDA against this machine's torch;
 #   3. run the C++ test suite (ctest), CUDA cases included;
 #   4. run scripts/gpu_check.py: exports artifacts from checkpoints with this torch, then
@@ -19,7 +20,8 @@ log() { echo "[gpu_check $(date +%T)] $*"; }
 
 if [ "${1:-}" = "--prepare" ]; then
   # Wheels of the runtime dependencies (pure Python, any platform) and a few real frames.
-  mkdir -p "$STAGE/whl" "$STAGE/data/camvid/images/val" "$STAGE/data/cityscapes_sample"
+  mkdir -p "$STAGE/whl" "$STAGE/data/camvid/images/val" "$STAGE/data/cityscapes_sample" "$STAGE/include"
+  cp -r /usr/include/nlohmann "$STAGE/include/"  # header-only; the GPU machine may lack it
   "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$STAGE/whl" "tqdm>=4.60"
   DATA=${IFA_RT_DATA:-../shared/data}
   ls "$DATA"/camvid/images/val/*.jpg | head -4 | xargs -I{} cp {} "$STAGE/data/camvid/images/val/"
@@ -47,6 +49,8 @@ done
 status=0
 if [ -z "$DRY" ]; then
   log "building with CUDA against the installed torch (log: $OUT/build.log)"
+  # nlohmann/json from the system if it has it, else the copy --prepare staged.
+  export CMAKE_ARGS="${CMAKE_ARGS:-} -DIFA_RT_JSON_INCLUDE=$(pwd)/$STAGE/include"
   if ! IFA_RT_CUDA=ON IFA_RT_BUILD_TESTS=ON CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
       "$PY" -m pip install --no-build-isolation --no-deps --no-index -e . >"$OUT/build.log" 2>&1; then
     tail -30 "$OUT/build.log"

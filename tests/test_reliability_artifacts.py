@@ -94,7 +94,8 @@ LOAD_ERRORS = [
     ("../no_metadata", META + "expected a JSON extra file (an ifa_rt artifact), got none", True),
     (
         "../bad_json",
-        META + "expected JSON, got a parse error: expected a string key at offset 1",
+        META + "expected JSON, got a parse error at byte 3: syntax error while parsing object "
+        "key - invalid literal; last read: '{no'; expected string literal",
         True,
     ),
     (

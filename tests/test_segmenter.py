@@ -267,7 +267,8 @@ def test_cuda_without_device(tiny):
         ),
         (
             "bad_json",
-            "metadata 'ifa_rt.json': expected JSON, got a parse error: expected a string key at offset 1",
+            "metadata 'ifa_rt.json': expected JSON, got a parse error at byte 3: syntax error "
+            "while parsing object key - invalid literal; last read: '{no'; expected string literal",
         ),
         (
             "bad_version",

@@ -3,10 +3,16 @@
 
 #include "artifact.h"
 #include "ifa_rt/version.h"
-#include "json.h"
+#include "json_read.h"
 
 namespace ifa_rt::detail {
 namespace {
+
+using json::brief;
+using json::find;
+using json::is_integer;
+using json::Json;
+using json::number;
 
 [[noreturn]] void bad(const std::string& key, const std::string& what, const std::string& got) {
   throw Error(std::string("metadata '") + kMetadataFile + "': '" + key + "': expected " + what +
@@ -14,31 +20,32 @@ namespace {
 }
 
 const Json& required(const Json& root, const std::string& key) {
-  const Json* v = root.find(key);
+  const Json* v = find(root, key);
   if (v == nullptr) bad(key, "a value (required key)", "nothing");
   return *v;
 }
 
 int64_t integer(const Json& v, const std::string& key, const std::string& what) {
-  if (!v.is_integer()) bad(key, what, v.brief());
-  return static_cast<int64_t>(v.number);
+  // Compared as a double: casting a huge number to int first is undefined (found by fuzzing).
+  if (!is_integer(v) || std::fabs(number(v)) > 9.0e15) bad(key, what, brief(v));
+  return static_cast<int64_t>(number(v));
 }
 
 std::string optional_string(const Json& root, const std::string& key) {
-  const Json* v = root.find(key);
-  if (v == nullptr || v->type == Json::Type::null) return {};
-  if (v->type != Json::Type::string) bad(key, "a string", v->brief());
-  return v->string;
+  const Json* v = find(root, key);
+  if (v == nullptr || v->is_null()) return {};
+  if (!v->is_string()) bad(key, "a string", brief(*v));
+  return v->get<std::string>();
 }
 
 std::vector<double> optional_triple(const Json& root, const std::string& key) {
-  const Json* v = root.find(key);
+  const Json* v = find(root, key);
   if (v == nullptr) return {};
-  if (v->type != Json::Type::array || v->array.size() != 3) bad(key, "a list of 3 numbers", v->brief());
+  if (!v->is_array() || v->size() != 3) bad(key, "a list of 3 numbers", brief(*v));
   std::vector<double> out;
-  for (const Json& x : v->array) {
-    if (x.type != Json::Type::number) bad(key, "a list of 3 numbers", v->brief());
-    out.push_back(x.number);
+  for (const Json& x : *v) {
+    if (!x.is_number()) bad(key, "a list of 3 numbers", brief(*v));
+    out.push_back(number(x));
   }
   return out;
 }
@@ -48,25 +55,25 @@ std::vector<double> optional_triple(const Json& root, const std::string& key) {
 Metadata parse_metadata(const std::string& text) {
   Json root;
   try {
-    root = parse_json(text);
+    root = json::parse(text);
   } catch (const std::runtime_error& e) {
-    throw Error(std::string("metadata '") + kMetadataFile + "': expected JSON, got a parse error: " +
-                e.what());
+    throw Error(std::string("metadata '") + kMetadataFile + "': expected JSON, got a parse error " + e.what());
   }
-  if (root.type != Json::Type::object)
+  if (!root.is_object())
     throw Error(std::string("metadata '") + kMetadataFile + "': expected a JSON object, got " +
-                root.type_name());
+                (root.is_array() ? "a list" : root.is_string() ? "a string" : root.is_null() ? "null" :
+                 root.is_boolean() ? "a boolean" : "a number"));
   Metadata m;
   m.json = text;
   const Json& version = required(root, "format_version");
   // Compared as a double: casting a huge number to int first is undefined (found by fuzzing).
-  if (!version.is_integer() || version.number != static_cast<double>(kFormatVersion)) {
+  if (!is_integer(version) || number(version) != static_cast<double>(kFormatVersion)) {
     // A newer exporter is the likely cause: say which, so the fix (upgrade) is obvious.
-    std::string got = version.brief();
-    const Json* by = root.find("ifa_rt_version");
-    if (version.is_integer() && version.number > kFormatVersion && by != nullptr &&
-        by->type == Json::Type::string && by->string != ifa_rt::version())
-      got += " (written by ifa_rt " + by->string + "; this runtime is " + ifa_rt::version() +
+    std::string got = brief(version);
+    const Json* by = find(root, "ifa_rt_version");
+    if (is_integer(version) && number(version) > kFormatVersion && by != nullptr && by->is_string() &&
+        by->get<std::string>() != ifa_rt::version())
+      got += " (written by ifa_rt " + by->get<std::string>() + "; this runtime is " + ifa_rt::version() +
              ": upgrade it)";
     bad("format_version", std::to_string(kFormatVersion) + " (the versions this runtime reads)", got);
   }
@@ -78,41 +85,41 @@ Metadata parse_metadata(const std::string& text) {
 
   const Json& classes = required(root, "classes");
   const std::string n = std::to_string(m.num_classes);
-  if (classes.type != Json::Type::array || static_cast<int64_t>(classes.array.size()) != m.num_classes)
-    bad("classes", "a list of " + n + " names", classes.brief());
-  for (const Json& c : classes.array) {
-    if (c.type != Json::Type::string) bad("classes", "a list of " + n + " names", classes.brief());
-    m.classes.push_back(c.string);
+  if (!classes.is_array() || static_cast<int64_t>(classes.size()) != m.num_classes)
+    bad("classes", "a list of " + n + " names", brief(classes));
+  for (const Json& c : classes) {
+    if (!c.is_string()) bad("classes", "a list of " + n + " names", brief(classes));
+    m.classes.push_back(c.get<std::string>());
   }
 
   const Json& palette = required(root, "palette");
-  if (palette.type != Json::Type::array || static_cast<int64_t>(palette.array.size()) != m.num_classes)
-    bad("palette", "a list of " + n + " [r, g, b] colours", palette.brief());
-  for (const Json& c : palette.array) {
-    bool ok = c.type == Json::Type::array && c.array.size() == 3;
+  if (!palette.is_array() || static_cast<int64_t>(palette.size()) != m.num_classes)
+    bad("palette", "a list of " + n + " [r, g, b] colours", brief(palette));
+  for (const Json& c : palette) {
+    bool ok = c.is_array() && c.size() == 3;
     std::array<uint8_t, 3> rgb{};
     for (size_t k = 0; ok && k < 3; ++k) {
-      ok = c.array[k].is_integer() && c.array[k].number >= 0 && c.array[k].number <= 255;
-      if (ok) rgb[k] = static_cast<uint8_t>(c.array[k].number);
+      ok = is_integer(c[k]) && number(c[k]) >= 0 && number(c[k]) <= 255;
+      if (ok) rgb[k] = static_cast<uint8_t>(number(c[k]));
     }
-    if (!ok) bad("palette", "[r, g, b] colours with values in 0..255", c.brief());
+    if (!ok) bad("palette", "[r, g, b] colours with values in 0..255", brief(c));
     m.palette.push_back(rgb);
   }
 
   const Json& input = required(root, "input");
-  if (input.type != Json::Type::object) bad("input", "an object", input.brief());
+  if (!input.is_object()) bad("input", "an object", brief(input));
   const std::pair<const char*, const char*> fixed[] = {
       {"layout", "NHWC"}, {"dtype", "uint8"}, {"color", "RGB"}};
   for (const auto& [key, want] : fixed) {
-    const Json* v = input.find(key);
-    if (v != nullptr && (v->type != Json::Type::string || v->string != want))
-      bad(std::string("input.") + key, std::string("'") + want + "'", v->brief());
+    const Json* v = find(input, key);
+    if (v != nullptr && (!v->is_string() || v->get<std::string>() != want))
+      bad(std::string("input.") + key, std::string("'") + want + "'", brief(*v));
   }
-  if (const Json* ch = input.find("channels"); ch != nullptr && (!ch->is_integer() || ch->number != 3))
-    bad("input.channels", "3", ch->brief());
-  if (const Json* ms = input.find("min_size"); ms != nullptr) {
+  if (const Json* ch = find(input, "channels"); ch != nullptr && (!is_integer(*ch) || number(*ch) != 3))
+    bad("input.channels", "3", brief(*ch));
+  if (const Json* ms = find(input, "min_size"); ms != nullptr) {
     m.min_size = integer(*ms, "input.min_size", "a positive integer");
-    if (m.min_size < 1) bad("input.min_size", "a positive integer", ms->brief());
+    if (m.min_size < 1) bad("input.min_size", "a positive integer", brief(*ms));
   }
 
   m.ifa_rt_version = optional_string(root, "ifa_rt_version");
@@ -121,7 +128,7 @@ Metadata parse_metadata(const std::string& text) {
   m.form = optional_string(root, "form");
   m.mean = optional_triple(root, "mean");
   m.std = optional_triple(root, "std");
-  if (const Json* ig = root.find("ignore_index"); ig != nullptr && ig->type != Json::Type::null)
+  if (const Json* ig = find(root, "ignore_index"); ig != nullptr && !ig->is_null())
     m.ignore_index = integer(*ig, "ignore_index", "an integer");
   return m;
 }

@@ -8,10 +8,16 @@
 #include <sstream>
 
 #include "artifact.h"
-#include "json.h"
+#include "json_read.h"
 
 namespace ifa_rt::detail {
 namespace {
+
+using json::brief;
+using json::find;
+using json::is_integer;
+using json::Json;
+using json::number;
 
 [[noreturn]] void bad(const std::string& key, const std::string& what, const std::string& got) {
   throw Error(std::string("metadata '") + kMetadataFile + "': 'aoti." + key + "': expected " + what +
@@ -19,9 +25,9 @@ namespace {
 }
 
 std::string string_field(const Json& block, const std::string& key) {
-  const Json* v = block.find(key);
-  if (v == nullptr || v->type != Json::Type::string) bad(key, "a string", v ? v->brief() : "nothing");
-  return v->string;
+  const Json* v = find(block, key);
+  if (v == nullptr || !v->is_string()) bad(key, "a string", brief(v));
+  return v->get<std::string>();
 }
 
 // "2.13.0+cpu" -> "2.13": packages are tied to the torch minor version that compiled them.
@@ -51,18 +57,17 @@ bool is_package_path(const std::string& path) {
   return path.size() >= 4 && path.compare(path.size() - 4, 4, ".pt2") == 0;
 }
 
-PackageInfo parse_package_info(const std::string& json) {
+PackageInfo parse_package_info(const std::string& text) {
   Json root;
   try {
-    root = parse_json(json);
+    root = json::parse(text);
   } catch (const std::exception& e) {
     throw Error(std::string("metadata '") + kMetadataFile + "': not valid JSON: " + e.what());
   }
-  const Json* block = root.find("aoti");
-  if (block == nullptr || block->type != Json::Type::object)
+  const Json* block = find(root, "aoti");
+  if (block == nullptr || !block->is_object())
     throw Error(std::string("metadata '") + kMetadataFile +
-                "': 'aoti': expected an object (an AOTInductor package), got " +
-                (block ? block->brief() : std::string("nothing")));
+                "': 'aoti': expected an object (an AOTInductor package), got " + brief(block));
   PackageInfo p;
   p.device = string_field(*block, "device");
   p.cpu_isa = string_field(*block, "cpu_isa");
@@ -70,18 +75,19 @@ PackageInfo parse_package_info(const std::string& json) {
   p.torch_version = string_field(*block, "torch_version");
   p.precision = string_field(*block, "precision");
   p.fallback = string_field(*block, "fallback");
-  const Json* threads = block->find("threads");
-  if (threads == nullptr || !threads->is_integer()) bad("threads", "an integer", threads ? threads->brief() : "nothing");
-  p.threads = static_cast<int>(threads->number);
-  const Json* buckets = block->find("buckets");
-  if (buckets == nullptr || buckets->type != Json::Type::array || buckets->array.empty())
-    bad("buckets", "a non-empty list of [batch, height, width]", buckets ? buckets->brief() : "nothing");
-  for (const Json& b : buckets->array) {
-    if (b.type != Json::Type::array || b.array.size() != 3) bad("buckets", "[batch, height, width] triples", b.brief());
-    for (const Json& v : b.array)
-      if (!v.is_integer() || v.number < 1 || v.number > 1e6) bad("buckets", "positive integers", b.brief());
-    p.buckets.push_back({static_cast<int64_t>(b.array[0].number), static_cast<int64_t>(b.array[1].number),
-                         static_cast<int64_t>(b.array[2].number)});
+  const Json* threads = find(*block, "threads");
+  if (threads == nullptr || !is_integer(*threads) || std::fabs(number(*threads)) > 1e6)
+    bad("threads", "an integer", brief(threads));
+  p.threads = static_cast<int>(number(*threads));
+  const Json* buckets = find(*block, "buckets");
+  if (buckets == nullptr || !buckets->is_array() || buckets->empty())
+    bad("buckets", "a non-empty list of [batch, height, width]", brief(buckets));
+  for (const Json& b : *buckets) {
+    if (!b.is_array() || b.size() != 3) bad("buckets", "[batch, height, width] triples", brief(b));
+    for (const Json& v : b)
+      if (!is_integer(v) || number(v) < 1 || number(v) > 1e6) bad("buckets", "positive integers", brief(b));
+    p.buckets.push_back({static_cast<int64_t>(number(b[0])), static_cast<int64_t>(number(b[1])),
+                         static_cast<int64_t>(number(b[2]))});
   }
   return p;
 }

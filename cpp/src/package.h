@@ -25,7 +25,7 @@ struct PackageInfo {
 bool is_package_path(const std::string& path);
 
 /// Parses the `aoti` block of the metadata JSON; throws Error naming the key.
-PackageInfo parse_package_info(const std::string& json);
+PackageInfo parse_package_info(const std::string& text);
 
 /// The compiled model of one bucket inside the package: "labels_2x360x480".
 std::string package_model_name(const Bucket& bucket);

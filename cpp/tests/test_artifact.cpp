@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
                      "': metadata 'ifa_rt.json': expected a JSON extra file (an ifa_rt artifact), got none");
     CHECK_THROWS(Error, load(p("bad_json.ifa.pt")),
                  "failed to load artifact '" + p("bad_json.ifa.pt") +
-                     "': metadata 'ifa_rt.json': expected JSON, got a parse error: expected a string key at offset 1");
+                     "': metadata 'ifa_rt.json': expected JSON, got a parse error at byte 3: syntax error while parsing object key - invalid literal; last read: '{no'; expected string literal");
     CHECK_THROWS(Error, load(p("bad_version.ifa.pt")),
                  "failed to load artifact '" + p("bad_version.ifa.pt") +
                      "': metadata 'ifa_rt.json': 'format_version': expected 1 (the versions this runtime reads), got 99");
