@@ -16,7 +16,7 @@ export IFA_RT_DATA ?= $(DATA)
 pyproject = $(shell $(PYTHON) -c "import sys, tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); \
   [d := d[k] for k in sys.argv[1:]]; print(' '.join(repr(r) for r in d))" $(1))
 
-.PHONY: setup demo test pytest ctest example cuda-check sanitize fuzz fuzz-replay soak lint clean model
+.PHONY: setup demo test pytest ctest example cuda-check sanitize fuzz fuzz-replay soak lint format clean model
 
 # Debian packages: ccache (fast rebuilds), stb (image IO for the C++ tools), zlib (CRC-32
 # checks of artifacts before LibTorch reads them), nlohmann/json (the metadata's JSON),
@@ -44,8 +44,7 @@ setup: $(VENV)/.python-deps
 demo: setup
 	$(VENV)/bin/ifa-rt segment --model camvid "$(DATA)/camvid/images/val" -o out/demo
 
-pytest: setup
-	$(PY) -m ruff check python tests scripts
+pytest: setup lint
 	$(PY) -m pytest -q
 
 ctest: setup
@@ -60,8 +59,7 @@ cuda-check:
 	@if [ -n "$$IFA_RT_SKIP_CUDA_CHECK" ]; then echo "cuda-check: skipped (IFA_RT_SKIP_CUDA_CHECK)"; \
 	else bash scripts/cuda_compile_check.sh; fi
 
-test: setup
-	$(PY) -m ruff check python tests scripts
+test: setup lint
 	$(PY) -m pytest -q
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	PYTHON=$(PY) bash scripts/build_cpp_example.sh
@@ -99,8 +97,16 @@ model: setup
 soak: setup
 	$(PY) scripts/soak.py --calls 10000 --json out/soak.json
 
-lint:
+# Style: ruff (lint + format) for Python, clang-format (.clang-format) for C++.
+CXX_SOURCES = $(shell git ls-files 'cpp/*.cpp' 'cpp/*.h' 'fuzz/*.cpp' 'examples/*.cpp' 'examples/*.h')
+lint: $(VENV)/.python-deps
 	$(PY) -m ruff check python tests scripts
+	$(PY) -m ruff format --check -q python tests scripts
+	clang-format --dry-run -Werror $(CXX_SOURCES)
+
+format: $(VENV)/.python-deps
+	$(PY) -m ruff format -q python tests scripts
+	clang-format -i $(CXX_SOURCES)
 
 clean:
 	rm -rf build out

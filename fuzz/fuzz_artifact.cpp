@@ -6,14 +6,13 @@
 // LibTorch (the zip reader, the unpickler) is not instrumented, so coverage guidance sees
 // only our code; crashes inside LibTorch are still caught, and reported as such.
 #include <torch/script.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
 
 #include "artifact.h"
 

@@ -28,8 +28,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 # Shapes per model; the dry run keeps the trained model at its real size (its agreement goal
 # means something there) and shrinks the R50, whose CPU cost is the dry run's time.
-FULL_SHAPES = {"camvid": [(360, 480), (512, 1024)],
-               "r50": [(360, 480), (512, 1024), (1024, 2048)]}
+FULL_SHAPES = {"camvid": [(360, 480), (512, 1024)], "r50": [(360, 480), (512, 1024), (1024, 2048)]}
 DRY_SHAPES = {"camvid": [(360, 480)], "r50": [(64, 96)]}
 AGREEMENT_GOAL = {"fp32": 0.999, "fp16": 0.995, "bf16": 0.995}
 
@@ -47,9 +46,13 @@ class Report:
 
     def __init__(self, out: Path, dry_run: bool) -> None:
         self.out, self.steps = out, []
-        self.facts = {"dry_run": dry_run, "python": platform.python_version(),
-                      "torch": torch.__version__, "cuda": torch.version.cuda,
-                      "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+        self.facts = {
+            "dry_run": dry_run,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        }
 
     def step(self, name: str, fn: Callable[[], dict]) -> dict | None:
         """Run one step; a failure is recorded with its error and the run goes on."""
@@ -59,9 +62,12 @@ class Report:
         try:
             entry.update(ok=True, **(fn() or {}))
         except Exception as exc:  # noqa: BLE001 - every failure is data for the report
-            entry.update(ok=False, error=f"{type(exc).__name__}: {exc}",
-                         trace=traceback.format_exc(limit=6),
-                         **getattr(exc, "details", {}))
+            entry.update(
+                ok=False,
+                error=f"{type(exc).__name__}: {exc}",
+                trace=traceback.format_exc(limit=6),
+                **getattr(exc, "details", {}),
+            )
             print(f"[gpu_check] {name} FAILED: {entry['error']}", flush=True)
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         self.steps.append(entry)
@@ -79,18 +85,30 @@ class Report:
 def markdown(doc: dict) -> str:
     """The report as markdown: facts, a line per step, the accuracy and latency tables."""
     f = doc["facts"]
-    lines = [f"# GPU check ({'DRY RUN on CPU' if f['dry_run'] else f['gpu']})", "",
-             f"torch {f['torch']}, CUDA {f['cuda']}, Python {f['python']}", "",
-             "| step | ok | s | note |", "|---|---|---|---|"]
+    lines = [
+        f"# GPU check ({'DRY RUN on CPU' if f['dry_run'] else f['gpu']})",
+        "",
+        f"torch {f['torch']}, CUDA {f['cuda']}, Python {f['python']}",
+        "",
+        "| step | ok | s | note |",
+        "|---|---|---|---|",
+    ]
     for s in doc["steps"]:
         note = s.get("error") or s.get("note") or ""
-        lines.append(f"| {s['step']} | {'yes' if s['ok'] else '**NO**'} | {s['seconds']} | "
-                     f"{str(note)[:160]} |")
+        lines.append(
+            f"| {s['step']} | {'yes' if s['ok'] else '**NO**'} | {s['seconds']} | "
+            f"{str(note)[:160]} |"
+        )
     for s in doc["steps"]:
         if s.get("rows"):
             keys = list(s["rows"][0])
-            lines += ["", f"## {s['step']}", "", "| " + " | ".join(keys) + " |",
-                      "|" + "---|" * len(keys)]
+            lines += [
+                "",
+                f"## {s['step']}",
+                "",
+                "| " + " | ".join(keys) + " |",
+                "|" + "---|" * len(keys),
+            ]
             lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in s["rows"]]
     return "\n".join(lines) + "\n"
 
@@ -100,15 +118,21 @@ def load_images(data: Path, shape: tuple[int, int], count: int) -> list[np.ndarr
     paths = sorted((data / "camvid" / "images" / "val").glob("*.jpg"))[: max(1, count - 1)]
     paths += [data / "cityscapes_sample" / "demo_frankfurt_1024x512.png"]
     h, w = shape
-    return [np.asarray(Image.open(p).convert("RGB").resize((w, h), Image.BILINEAR))
-            for p in paths if p.is_file()][:count]
+    return [
+        np.asarray(Image.open(p).convert("RGB").resize((w, h), Image.BILINEAR))
+        for p in paths
+        if p.is_file()
+    ][:count]
 
 
 def percentiles(ms: list[float]) -> dict:
     """p50/p90/p99 of a latency list, in ms, rounded."""
     p50, p90, p99 = np.percentile(np.asarray(ms), [50, 90, 99])
-    return {"p50_ms": round(float(p50), 2), "p90_ms": round(float(p90), 2),
-            "p99_ms": round(float(p99), 2)}
+    return {
+        "p50_ms": round(float(p50), 2),
+        "p90_ms": round(float(p90), 2),
+        "p99_ms": round(float(p99), 2),
+    }
 
 
 def time_calls(fn: Callable[[], object], iters: int, sync: bool) -> list[float]:
@@ -133,6 +157,7 @@ def hammer(runner, images: list[np.ndarray], threads: int = 8, calls: int = 20) 
             j = (i + k) % len(images)
             if not np.array_equal(runner(images[j]), want[j]):
                 errors.append(f"thread {k} call {i}")
+
     workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     for t in workers:
         t.start()
@@ -153,27 +178,35 @@ class GpuCheck:
 
     def environment(self) -> dict:
         from ifa_rt import _core
+
         has_cuda = _core.has_cuda_engine()
         if not self.dry and not has_cuda:
             raise RuntimeError("the extension was built without the CUDA engine")
-        return {"cuda_engine": has_cuda, "devices": torch.cuda.device_count(),
-                "note": f"CUDA engine compiled in: {has_cuda}"}
+        return {
+            "cuda_engine": has_cuda,
+            "devices": torch.cuda.device_count(),
+            "note": f"CUDA engine compiled in: {has_cuda}",
+        }
 
     def bundled_artifact(self) -> dict:
         """The shipped artifact under this torch: it loads, or is refused with a clear error."""
         from ifa_rt import Segmenter
+
         try:
             Segmenter("camvid")
             return {"note": f"the bundled artifact loads under torch {torch.__version__}"}
         except (RuntimeError, ValueError) as exc:
-            return {"note": f"refused cleanly under torch {torch.__version__} (re-exported "
-                            f"from the checkpoint below): {str(exc)[:200]}"}
+            return {
+                "note": f"refused cleanly under torch {torch.__version__} (re-exported "
+                f"from the checkpoint below): {str(exc)[:200]}"
+            }
 
     def export_artifacts(self) -> dict:
         """camvid from its shipped checkpoint; cityscapes-r50 with random BN statistics."""
         from ifa_rt import load_checkpoint
         from ifa_rt.deploy.export import export
         from ifa_rt.model import build_model
+
         out = self.report.out / "artifacts"
         self.artifacts["camvid"] = out / "camvid.ifa.pt"
         export(load_checkpoint(self.args.checkpoint), self.artifacts["camvid"])
@@ -191,6 +224,7 @@ class GpuCheck:
     def accuracy(self) -> dict:
         """Labels of fp32/fp16/bf16 on the device vs CPU fp32, and allocations after warm-up."""
         from ifa_rt import Segmenter
+
         rows, failed = [], []
         for name in ("camvid", "r50"):
             for shape in self.shapes[name]:
@@ -198,17 +232,26 @@ class GpuCheck:
                 cpu = Segmenter(str(self.artifacts[name]), shapes=[shape])
                 want = [cpu(im) for im in images]
                 for precision in ("fp32", "fp16", "bf16"):
-                    seg = Segmenter(str(self.artifacts[name]), device=self.device,
-                                    precision=precision, shapes=[shape])
+                    seg = Segmenter(
+                        str(self.artifacts[name]),
+                        device=self.device,
+                        precision=precision,
+                        shapes=[shape],
+                    )
                     for _ in range(3):
                         got = [seg(im) for im in images]
-                    agree = float(np.mean([np.mean(g == w)
-                                           for g, w in zip(got, want, strict=True)]))
+                    agree = float(
+                        np.mean([np.mean(g == w) for g, w in zip(got, want, strict=True)])
+                    )
                     stats = seg.stats()
-                    row = {"model": name, "shape": f"{shape[0]}x{shape[1]}",
-                           "precision": precision, "agreement": f"{agree:.4%}",
-                           "allocations_after_warmup": stats["allocations_after_warmup"],
-                           "fallback_calls": stats["fallback_calls"]}
+                    row = {
+                        "model": name,
+                        "shape": f"{shape[0]}x{shape[1]}",
+                        "precision": precision,
+                        "agreement": f"{agree:.4%}",
+                        "allocations_after_warmup": stats["allocations_after_warmup"],
+                        "fallback_calls": stats["fallback_calls"],
+                    }
                     rows.append(row)
                     # Random R50 weights give near-ties everywhere: reported, not gated.
                     if name == "camvid" and agree < AGREEMENT_GOAL[precision]:
@@ -222,13 +265,16 @@ class GpuCheck:
     def threads(self) -> dict:
         """8 threads on one engine and on a pool of 2: every result equals the serial one."""
         from ifa_rt import Segmenter, SegmenterPool
+
         shape = self.shapes["camvid"][0]
         images = load_images(self.args.data, shape, 4)
         notes = []
-        for runner in (Segmenter(str(self.artifacts["camvid"]), device=self.device,
-                                 shapes=[shape]),
-                       SegmenterPool(str(self.artifacts["camvid"]), size=2,
-                                     device=self.device, shapes=[shape])):
+        for runner in (
+            Segmenter(str(self.artifacts["camvid"]), device=self.device, shapes=[shape]),
+            SegmenterPool(
+                str(self.artifacts["camvid"]), size=2, device=self.device, shapes=[shape]
+            ),
+        ):
             errors = hammer(runner, images, calls=4 if self.dry else 20)
             if errors:
                 raise AssertionError(f"{type(runner).__name__}: wrong results: {errors[:5]}")
@@ -238,6 +284,7 @@ class GpuCheck:
     def second_engine_while_serving(self) -> dict:
         """Build (warm up, capture) an engine while another serves on other threads."""
         from ifa_rt import Segmenter
+
         shape = self.shapes["camvid"][0]
         image = load_images(self.args.data, shape, 1)[0]
         first = Segmenter(str(self.artifacts["camvid"]), device=self.device, shapes=[shape])
@@ -251,12 +298,17 @@ class GpuCheck:
                     calls[0] += 1
                 except Exception as exc:  # noqa: BLE001 - recorded for the report
                     errors.append(str(exc))
+
         workers = [threading.Thread(target=serve) for _ in range(2)]
         for t in workers:
             t.start()
         try:
-            second = Segmenter(str(self.artifacts["r50"]), device=self.device,
-                               precision="fp16", shapes=[self.shapes["r50"][-1]])
+            second = Segmenter(
+                str(self.artifacts["r50"]),
+                device=self.device,
+                precision="fp16",
+                shapes=[self.shapes["r50"][-1]],
+            )
             second(load_images(self.args.data, self.shapes["r50"][-1], 1)[0])
         finally:
             stop.set()
@@ -275,9 +327,13 @@ class GpuCheck:
         import sys
 
         from ifa_rt import Segmenter
+
         bad = self.report.out / "bad"
-        subprocess.run([sys.executable, str(REPO / "tests/fixtures/make_bad_artifacts.py"),
-                        str(bad)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "tests/fixtures/make_bad_artifacts.py"), str(bad)],
+            check=True,
+            capture_output=True,
+        )
         shape = self.shapes["camvid"][0]
         image = load_images(self.args.data, shape, 1)[0]
         before = Segmenter(str(self.artifacts["camvid"]), device="cuda", shapes=[shape])
@@ -299,6 +355,7 @@ class GpuCheck:
         """Segmenter fp32/fp16/bf16 at batch 1 and 8 vs eager and torch.compile, same GPU."""
         from ifa_rt import Segmenter
         from ifa_rt.data import MEAN, STD
+
         shape = self.shapes["r50"][-1]
         iters = 3 if self.dry else 50
         batch8 = 2 if self.dry else 8
@@ -308,54 +365,90 @@ class GpuCheck:
         rows = []
         for precision in ("fp32", "fp16", "bf16"):
             t0 = time.perf_counter()
-            seg = Segmenter(str(self.artifacts["r50"]), device=self.device, precision=precision,
-                            shapes=[shape], max_batch=batch8)
+            seg = Segmenter(
+                str(self.artifacts["r50"]),
+                device=self.device,
+                precision=precision,
+                shapes=[shape],
+                max_batch=batch8,
+            )
             built = time.perf_counter() - t0
             first = time_calls(functools.partial(seg, one), 1, sync)[0]
             for b, x in ((1, one), (batch8, many)):
                 ms = time_calls(functools.partial(seg, x), iters, sync)
-                rows.append({"engine": f"Segmenter {precision}", "batch": b, **percentiles(ms),
-                             "images_per_s": round(b * 1000 / np.median(ms), 1),
-                             "first_call_ms": round(first, 1) if b == 1 else "",
-                             "build_s": round(built, 1) if b == 1 else ""})
+                rows.append(
+                    {
+                        "engine": f"Segmenter {precision}",
+                        "batch": b,
+                        **percentiles(ms),
+                        "images_per_s": round(b * 1000 / np.median(ms), 1),
+                        "first_call_ms": round(first, 1) if b == 1 else "",
+                        "build_s": round(built, 1) if b == 1 else "",
+                    }
+                )
         model = self.r50_eager.to(self.device)
         mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
 
         def eager_fn(net, x: np.ndarray, dtype):
             def run():
-                with torch.inference_mode(), torch.autocast(
-                        self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(
+                        self.device, dtype=dtype or torch.float32, enabled=dtype is not None
+                    ),
+                ):
                     t = torch.from_numpy(x).to(self.device).reshape(-1, *x.shape[-3:])
                     t = (t.permute(0, 3, 1, 2).float() - mean) / std
                     return net(t).argmax(1).to(torch.uint8).cpu()
+
             return run
+
         variants = [("eager fp32", model, None), ("eager fp16 autocast", model, torch.float16)]
         if not self.dry:
             compiled = torch.compile(model)
-            variants += [("torch.compile fp32", compiled, None),
-                         ("torch.compile fp16 autocast", compiled, torch.float16)]
+            variants += [
+                ("torch.compile fp32", compiled, None),
+                ("torch.compile fp16 autocast", compiled, torch.float16),
+            ]
         for label, net, dtype in variants:
             for b, x in ((1, one), (batch8, many)):
                 fn = eager_fn(net, x, dtype)
                 time_calls(fn, 3, sync)  # compile / cudnn autotune outside the timing
                 ms = time_calls(fn, iters, sync)
-                rows.append({"engine": label, "batch": b, **percentiles(ms),
-                             "images_per_s": round(b * 1000 / np.median(ms), 1),
-                             "first_call_ms": "", "build_s": ""})
-        return {"rows": rows, "note": f"cityscapes-r50 {shape[0]}x{shape[1]}, {iters} calls"
-                + ("" if not self.dry else "; torch.compile skipped in the dry run")}
+                rows.append(
+                    {
+                        "engine": label,
+                        "batch": b,
+                        **percentiles(ms),
+                        "images_per_s": round(b * 1000 / np.median(ms), 1),
+                        "first_call_ms": "",
+                        "build_s": "",
+                    }
+                )
+        return {
+            "rows": rows,
+            "note": f"cityscapes-r50 {shape[0]}x{shape[1]}, {iters} calls"
+            + ("" if not self.dry else "; torch.compile skipped in the dry run"),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every step; exit 1 if any failed (the report is written either way)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json / .md")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                   help="folder with camvid/ and cityscapes_sample/")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder with camvid/ and cityscapes_sample/",
+    )
     p.add_argument("--dry-run", action="store_true", help="same steps on the CPU, small sizes")
-    p.add_argument("--checkpoint", default="camvid",
-                   help="the trained CamVid checkpoint (default: the bundled one)")
+    p.add_argument(
+        "--checkpoint",
+        default="camvid",
+        help="the trained CamVid checkpoint (default: the bundled one)",
+    )
     args = p.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         p.error("no CUDA device; use --dry-run to test this script on a CPU")

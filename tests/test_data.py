@@ -1,5 +1,6 @@
 """Dataset facts, CamVid / Cityscapes-layout readers on real files and their errors, and the
 joint transforms (alignment, 255 label padding, normalisation)."""
+
 import random
 
 import numpy as np
@@ -22,8 +23,9 @@ from ifa_rt.data import (
 )
 
 DATA = default_data_root()
-needs_data = pytest.mark.skipif(not (DATA / "camvid").is_dir(),
-                                reason=f"no data at {DATA} (set IFA_RT_DATA)")
+needs_data = pytest.mark.skipif(
+    not (DATA / "camvid").is_dir(), reason=f"no data at {DATA} (set IFA_RT_DATA)"
+)
 
 
 def test_facts_are_consistent():
@@ -68,7 +70,8 @@ def _camvid_folder(root, label_value=3, with_label=True, size=(8, 12)):
     Image.fromarray(np.zeros((*size, 3), np.uint8)).save(root / "images" / "val" / "a.png")
     if with_label:
         Image.fromarray(np.full((8, 12), label_value, np.uint8)).save(
-            root / "labels" / "val" / "a.png")
+            root / "labels" / "val" / "a.png"
+        )
     return root
 
 

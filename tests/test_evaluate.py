@@ -1,5 +1,6 @@
 """Metrics on hand-made label maps, sliding-window inference, predictor-callable evaluation,
 and `ifa-rt eval` on a checkpoint."""
+
 import argparse
 import json
 
@@ -21,12 +22,8 @@ DATA = default_data_root()
 
 
 def test_iou_on_hand_made_maps():
-    target = np.array([[0, 0, 1, 1],
-                       [0, 0, 1, 1],
-                       [2, 2, 255, 255]])
-    pred = np.array([[0, 0, 1, 0],
-                     [0, 1, 1, 1],
-                     [2, 1, 0, 2]])
+    target = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = np.array([[0, 0, 1, 0], [0, 1, 1, 1], [2, 1, 0, 2]])
     cm = ConfusionMatrix(3)
     cm.update(pred, target)
     # class 0: 3 hits, 4 true + 4 predicted -> 3 / (4 + 4 - 3) = 3/5
@@ -113,12 +110,23 @@ def test_model_predictor_slide_and_whole_agree_on_small_image():
 def test_eval_cli_on_checkpoint(tmp_path):
     from ifa_rt.model import build_model
     from ifa_rt.train import save_final
+
     model = build_model("camvid-lite0", pretrained_backbone=False)
     save_final(model, tmp_path / "m.pt", "camvid-lite0", {})
     p = argparse.ArgumentParser()
     configure_parser(p)
-    args = p.parse_args(["--checkpoint", str(tmp_path / "m.pt"), "--limit", "1",
-                         "--out", str(tmp_path / "ev"), "--data-root", str(DATA)])
+    args = p.parse_args(
+        [
+            "--checkpoint",
+            str(tmp_path / "m.pt"),
+            "--limit",
+            "1",
+            "--out",
+            str(tmp_path / "ev"),
+            "--data-root",
+            str(DATA),
+        ]
+    )
     assert run_cli(args) == 0
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert 0.0 <= res["miou"] <= 1.0 and len(res["per_class_iou"]) == 11

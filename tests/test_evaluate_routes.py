@@ -31,8 +31,9 @@ def test_pytorch_and_cpp_routes_give_the_same_confusion(tmp_path, camvid_root):
     seg = ifa_rt.Segmenter(tmp_path / "r18.ifa.pt", threads=1)
     calls = []
     spy = type("Spy", (), {"logits": lambda _, im: calls.append(im.shape) or seg.logits(im)})()
-    python_slide = evaluate(model_predictor(model, mode="slide", window=200, stride=150),
-                            dataset, 11, limit=2)
+    python_slide = evaluate(
+        model_predictor(model, mode="slide", window=200, stride=150), dataset, 11, limit=2
+    )
     cpp_slide = evaluate(segmenter_predictor(spy, "slide", 200, 150), dataset, 11, limit=2)
     assert calls == [(200, 200, 3)] * 9 * 2
     differing = np.abs(python_slide.matrix - cpp_slide.matrix).sum() / 2
@@ -41,8 +42,17 @@ def test_pytorch_and_cpp_routes_give_the_same_confusion(tmp_path, camvid_root):
 
 def test_bundled_model_segments_camvid_val_well(tmp_path, camvid_root, capsys):
     out = tmp_path / "eval"
-    args = ["eval", "--artifact", "camvid", "--limit", "6", "--out", str(out),
-            "--data-root", str(camvid_root.parent)]
+    args = [
+        "eval",
+        "--artifact",
+        "camvid",
+        "--limit",
+        "6",
+        "--out",
+        str(out),
+        "--data-root",
+        str(camvid_root.parent),
+    ]
     assert cli_main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 6

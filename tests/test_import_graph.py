@@ -42,10 +42,7 @@ def _imports(path: Path, module: str) -> set[str]:
 
 def test_no_import_circles():
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    graph = {
-        m: {t for t in _imports(p, m) if t in modules and t != m}
-        for m, p in modules.items()
-    }
+    graph = {m: {t for t in _imports(p, m) if t in modules and t != m} for m, p in modules.items()}
     for m in graph:
         graph[m] = {t for t in graph[m] if not t.startswith(m + ".")}
     cycles = []
@@ -74,7 +71,10 @@ def test_command_line_parsing_lives_in_cli_only():
         if path.relative_to(ROOT).parts[0] == "cli":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    node.func.attr in ("ArgumentParser", "add_argument", "add_parser"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("ArgumentParser", "add_argument", "add_parser")
+            ):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []

@@ -20,15 +20,21 @@ SIZE = (67, 93)  # odd, so the nearest-index rule and the final upsample are rea
 def model():
     # The smallest encoder with a narrow head: export time is mostly weight serialisation.
     torch.manual_seed(0)
-    net = build_model("camvid-lite0", pretrained_backbone=False, neck_channels=32,
-                      mlp_hidden=(64, 32, 32))
+    net = build_model(
+        "camvid-lite0", pretrained_backbone=False, neck_channels=32, mlp_hidden=(64, 32, 32)
+    )
     return randomize_batchnorm(net).eval()
 
 
 @pytest.fixture(scope="module")
 def logits_file(model, tmp_path_factory):
-    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "m.onnx", height=SIZE[0],
-                       width=SIZE[1], output="logits")
+    return export_onnx(
+        model,
+        tmp_path_factory.mktemp("onnx") / "m.onnx",
+        height=SIZE[0],
+        width=SIZE[1],
+        output="logits",
+    )
 
 
 def test_ort_logits_match_torch_on_real_images(model, logits_file, real_image):
@@ -58,9 +64,11 @@ def test_labels_output_is_the_argmax_of_the_logits(model, logits_file, tmp_path,
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"opset": 16}, "'opset': expected >= 17, got 16"),
-     ({"output": "probs"}, "'output': expected one of"),
-     ({"precision": "bf16"}, "'precision': expected one of")],
+    [
+        ({"opset": 16}, "'opset': expected >= 17, got 16"),
+        ({"output": "probs"}, "'output': expected one of"),
+        ({"precision": "bf16"}, "'precision': expected one of"),
+    ],
 )
 def test_rejects_bad_arguments(model, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):

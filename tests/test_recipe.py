@@ -17,8 +17,9 @@ from ifa_rt.deploy.artifact import file_sha256, load_artifact
 from ifa_rt.recipes import load_recipe
 
 DATA = default_data_root()
-needs_data = pytest.mark.skipif(not (DATA / "camvid").is_dir(),
-                                reason=f"no data at {DATA} (set IFA_RT_DATA)")
+needs_data = pytest.mark.skipif(
+    not (DATA / "camvid").is_dir(), reason=f"no data at {DATA} (set IFA_RT_DATA)"
+)
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -36,15 +37,20 @@ def test_recipe_sets_every_value_and_later_flags_override():
     assert args.train_split == "train+val" and args.config.endswith("camvid-lite0.toml")
 
 
-@pytest.mark.parametrize("text, message", [
-    ('nonsense = 1\n', "recipe: unknown setting 'nonsense'"),
-    ('crop = 288\n', "recipe: 'crop': expected a list, got 288"),
-    ('crop = [1, 2, 3]\n', "recipe: 'crop': expected 2 values, got 3"),
-    ('amp = "int4"\n',
-     "recipe: 'amp': expected one of ['auto', 'off', 'bf16', 'fp16'], got 'int4'"),
-    ('steps = "many"\n', "invalid literal for int()"),
-    ('steps = \n', "recipe '"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("nonsense = 1\n", "recipe: unknown setting 'nonsense'"),
+        ("crop = 288\n", "recipe: 'crop': expected a list, got 288"),
+        ("crop = [1, 2, 3]\n", "recipe: 'crop': expected 2 values, got 3"),
+        (
+            'amp = "int4"\n',
+            "recipe: 'amp': expected one of ['auto', 'off', 'bf16', 'fp16'], got 'int4'",
+        ),
+        ('steps = "many"\n', "invalid literal for int()"),
+        ("steps = \n", "recipe '"),
+    ],
+)
 def test_bad_recipe_is_a_usage_error_naming_the_setting(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -56,8 +62,10 @@ def test_bad_recipe_is_a_usage_error_naming_the_setting(tmp_path, capsys, text, 
 def test_missing_recipe_lists_the_bundled_ones(capsys):
     with pytest.raises(SystemExit):
         _parse("--config", "no-such-recipe")
-    assert "expected a file or one of ['camvid-lite0'], got 'no-such-recipe'" in \
-        capsys.readouterr().err
+    assert (
+        "expected a file or one of ['camvid-lite0'], got 'no-such-recipe'"
+        in capsys.readouterr().err
+    )
 
 
 @needs_data
@@ -74,13 +82,32 @@ def test_holdout_keeps_a_whole_recording_out_of_training():
 def test_short_form_of_the_bundled_recipe_trains_and_exports_with_its_facts(tmp_path):
     """The one-command reproduction, cut to 2 steps: train -> checkpoint -> artifact."""
     run = tmp_path / "run"
-    assert cli_main(["train", "--config", "camvid-lite0", "--steps", "2", "--crop", "96", "128",
-                     "--batch", "2", "--val-limit", "2", "--out", str(run),
-                     "--no-progress"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                "--config",
+                "camvid-lite0",
+                "--steps",
+                "2",
+                "--crop",
+                "96",
+                "128",
+                "--batch",
+                "2",
+                "--val-limit",
+                "2",
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ckpt = torch.load(run / "final.pt", weights_only=False)
     facts = ckpt["meta"]["training"]
     assert facts["recipe"]["file"] == "camvid-lite0.toml"
-    assert "holdout = [\"0006R0\"]" in facts["recipe"]["text"]
+    assert 'holdout = ["0006R0"]' in facts["recipe"]["text"]
     assert facts["data"]["holdout_sequences"] == ["0006R0"] and facts["data"]["val_images"] == 101
     assert facts["data"]["train_images"] == 367 and facts["train_seconds"] > 0
     artifact = tmp_path / "model.ifa.pt"
@@ -92,4 +119,5 @@ def test_short_form_of_the_bundled_recipe_trains_and_exports_with_its_facts(tmp_
     assert set(training["validation"]["per_class_iou"]) == set(meta["classes"])
     json.dumps(meta)  # the C++ runtime reads this JSON too
     from ifa_rt import Segmenter
+
     assert Segmenter(str(artifact)).metadata["training"]["steps"] == 2

@@ -57,28 +57,128 @@ def _b(x: np.ndarray) -> np.ndarray:
 
 BAD_INPUTS = [
     # (id, input, error type, message after "Segmenter.segment: ")
-    ("float32", IM.astype(np.float32), ValueError, "input 'images': expected dtype uint8, got float32"),
+    (
+        "float32",
+        IM.astype(np.float32),
+        ValueError,
+        "input 'images': expected dtype uint8, got float32",
+    ),
     ("int16", IM.astype(np.int16), ValueError, "input 'images': expected dtype uint8, got int16"),
     ("bool", IM.astype(bool), ValueError, "input 'images': expected dtype uint8, got bool"),
-    ("uint16-big-endian", IM.astype(">u2"), ValueError, "input 'images': expected dtype uint8, got uint16"),
-    ("object", np.array([IM, 1], dtype=object), ValueError, "input 'images': expected dtype uint8, got object"),
-    ("torch-float", torch.zeros(32, 48, 3), ValueError, "input 'images': expected dtype uint8, got float32"),
-    ("torch-bool", torch.zeros(32, 48, 3, dtype=torch.bool), ValueError, "input 'images': expected dtype uint8, got bool"),
-    ("rank0", np.array(7, np.uint8), ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [] (rank 0)"),
-    ("rank1", np.zeros(0, np.uint8), ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [0] (rank 1)"),
-    ("rank2", IM[..., 0], ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [32,48] (rank 2)"),
-    ("rank5", IM[None, None], ValueError, "input 'images': expected shape [H,W,3] or [B,H,W,3], got [1,1,32,48,3] (rank 5)"),
-    ("1-channel", IM[..., :1], ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 1 (shape [32,48,1])"),
-    ("4-channels", np.zeros((32, 48, 4), np.uint8), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])"),
-    ("0-channels", np.zeros((32, 48, 0), np.uint8), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 0 (shape [32,48,0])"),
-    ("channels-first", np.ascontiguousarray(IM.transpose(2, 0, 1)), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 48 (shape [3,32,48])"),
-    ("channels-first-batch", np.zeros((2, 3, 32, 48), np.uint8), ValueError, "input 'images': expected 3 channels (RGB, last dimension), got 48 (shape [2,3,32,48])"),
-    ("empty-batch", np.zeros((0, 32, 48, 3), np.uint8), ValueError, "input 'images': expected a non-empty image batch, got shape [0,32,48,3]"),
-    ("zero-height", np.zeros((0, 48, 3), np.uint8), ValueError, "input 'images': expected a non-empty image batch, got shape [0,48,3]"),
-    ("zero-width", np.zeros((2, 32, 0, 3), np.uint8), ValueError, "input 'images': expected a non-empty image batch, got shape [2,32,0,3]"),
-    ("below-min-size", np.zeros((8, 48, 3), np.uint8), ValueError, "input 'images': expected height and width >= 16 (the artifact's min_size), got 8x48"),
-    ("huge-width", _b((16, 100_000, 3)), ValueError, "input 'images': expected height and width <= 16384, got 16x100000"),
-    ("huge-square", _b((2, 16385, 16385, 3)), ValueError, "input 'images': expected height and width <= 16384, got 16385x16385"),
+    (
+        "uint16-big-endian",
+        IM.astype(">u2"),
+        ValueError,
+        "input 'images': expected dtype uint8, got uint16",
+    ),
+    (
+        "object",
+        np.array([IM, 1], dtype=object),
+        ValueError,
+        "input 'images': expected dtype uint8, got object",
+    ),
+    (
+        "torch-float",
+        torch.zeros(32, 48, 3),
+        ValueError,
+        "input 'images': expected dtype uint8, got float32",
+    ),
+    (
+        "torch-bool",
+        torch.zeros(32, 48, 3, dtype=torch.bool),
+        ValueError,
+        "input 'images': expected dtype uint8, got bool",
+    ),
+    (
+        "rank0",
+        np.array(7, np.uint8),
+        ValueError,
+        "input 'images': expected shape [H,W,3] or [B,H,W,3], got [] (rank 0)",
+    ),
+    (
+        "rank1",
+        np.zeros(0, np.uint8),
+        ValueError,
+        "input 'images': expected shape [H,W,3] or [B,H,W,3], got [0] (rank 1)",
+    ),
+    (
+        "rank2",
+        IM[..., 0],
+        ValueError,
+        "input 'images': expected shape [H,W,3] or [B,H,W,3], got [32,48] (rank 2)",
+    ),
+    (
+        "rank5",
+        IM[None, None],
+        ValueError,
+        "input 'images': expected shape [H,W,3] or [B,H,W,3], got [1,1,32,48,3] (rank 5)",
+    ),
+    (
+        "1-channel",
+        IM[..., :1],
+        ValueError,
+        "input 'images': expected 3 channels (RGB, last dimension), got 1 (shape [32,48,1])",
+    ),
+    (
+        "4-channels",
+        np.zeros((32, 48, 4), np.uint8),
+        ValueError,
+        "input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])",
+    ),
+    (
+        "0-channels",
+        np.zeros((32, 48, 0), np.uint8),
+        ValueError,
+        "input 'images': expected 3 channels (RGB, last dimension), got 0 (shape [32,48,0])",
+    ),
+    (
+        "channels-first",
+        np.ascontiguousarray(IM.transpose(2, 0, 1)),
+        ValueError,
+        "input 'images': expected 3 channels (RGB, last dimension), got 48 (shape [3,32,48])",
+    ),
+    (
+        "channels-first-batch",
+        np.zeros((2, 3, 32, 48), np.uint8),
+        ValueError,
+        "input 'images': expected 3 channels (RGB, last dimension), got 48 (shape [2,3,32,48])",
+    ),
+    (
+        "empty-batch",
+        np.zeros((0, 32, 48, 3), np.uint8),
+        ValueError,
+        "input 'images': expected a non-empty image batch, got shape [0,32,48,3]",
+    ),
+    (
+        "zero-height",
+        np.zeros((0, 48, 3), np.uint8),
+        ValueError,
+        "input 'images': expected a non-empty image batch, got shape [0,48,3]",
+    ),
+    (
+        "zero-width",
+        np.zeros((2, 32, 0, 3), np.uint8),
+        ValueError,
+        "input 'images': expected a non-empty image batch, got shape [2,32,0,3]",
+    ),
+    (
+        "below-min-size",
+        np.zeros((8, 48, 3), np.uint8),
+        ValueError,
+        "input 'images': expected height and width >= 16 (the artifact's min_size), got 8x48",
+    ),
+    (
+        "huge-width",
+        _b((16, 100_000, 3)),
+        ValueError,
+        "input 'images': expected height and width <= 16384, got 16x100000",
+    ),
+    (
+        "huge-square",
+        _b((2, 16385, 16385, 3)),
+        ValueError,
+        "input 'images': expected height and width <= 16384, got 16385x16385",
+    ),
     ("none", None, TypeError, "input 'images': " + TYPE + "NoneType"),
     ("str", "image.png", TypeError, "input 'images': " + TYPE + "str"),
     ("bytes", IM.tobytes(), TypeError, "input 'images': " + TYPE + "bytes"),
@@ -87,12 +187,42 @@ BAD_INPUTS = [
     ("dict", {"image": IM}, TypeError, "input 'images': " + TYPE + "dict"),
     ("numpy-scalar", np.uint8(3), TypeError, "input 'images': " + TYPE + "uint8"),
     ("list-none", [IM, None], TypeError, "input 'images[1]': " + TYPE + "NoneType"),
-    ("list-float", [IM, IM.astype(np.float32)], ValueError, "input 'images[1]': expected dtype uint8, got float32"),
-    ("list-2-channels", [IM, IM, IM[..., :2]], ValueError, "input 'images[2]': expected 3 channels (RGB, last dimension), got 2 (shape [32,48,2])"),
-    ("list-of-batches", [IM[None]], ValueError, "input 'images[0]': expected shape [H,W,3], got [1,32,48,3] (rank 4)"),
-    ("list-small", [IM, np.zeros((20, 8, 3), np.uint8)], ValueError, "input 'images[1]': expected height and width >= 16 (the artifact's min_size), got 20x8"),
-    ("list-huge", [_b((16, 16385, 3))], ValueError, "input 'images[0]': expected height and width <= 16384, got 16x16385"),
-    ("list-empty-image", [IM, np.zeros((0, 0, 3), np.uint8)], ValueError, "input 'images[1]': expected a non-empty image batch, got shape [0,0,3]"),
+    (
+        "list-float",
+        [IM, IM.astype(np.float32)],
+        ValueError,
+        "input 'images[1]': expected dtype uint8, got float32",
+    ),
+    (
+        "list-2-channels",
+        [IM, IM, IM[..., :2]],
+        ValueError,
+        "input 'images[2]': expected 3 channels (RGB, last dimension), got 2 (shape [32,48,2])",
+    ),
+    (
+        "list-of-batches",
+        [IM[None]],
+        ValueError,
+        "input 'images[0]': expected shape [H,W,3], got [1,32,48,3] (rank 4)",
+    ),
+    (
+        "list-small",
+        [IM, np.zeros((20, 8, 3), np.uint8)],
+        ValueError,
+        "input 'images[1]': expected height and width >= 16 (the artifact's min_size), got 20x8",
+    ),
+    (
+        "list-huge",
+        [_b((16, 16385, 3))],
+        ValueError,
+        "input 'images[0]': expected height and width <= 16384, got 16x16385",
+    ),
+    (
+        "list-empty-image",
+        [IM, np.zeros((0, 0, 3), np.uint8)],
+        ValueError,
+        "input 'images[1]': expected a non-empty image batch, got shape [0,0,3]",
+    ),
 ]
 
 
@@ -126,8 +256,14 @@ def test_logits_bad_inputs(seg, want):
 def test_unplanned_shape_in_strict_mode(strict, tiny):
     odd = rand_images(2, 40, 40, seed=13)
     cases = [
-        (odd, "Segmenter.segment: input 'images': expected a planned shape (32x48) in strict mode, got 40x40"),
-        ([IM, odd[0]], "Segmenter.segment: input 'images[1]': expected a planned shape (32x48) in strict mode, got 40x40"),
+        (
+            odd,
+            "Segmenter.segment: input 'images': expected a planned shape (32x48) in strict mode, got 40x40",
+        ),
+        (
+            [IM, odd[0]],
+            "Segmenter.segment: input 'images[1]': expected a planned shape (32x48) in strict mode, got 40x40",
+        ),
     ]
     for x, message in cases:
         with pytest.raises(ValueError) as err:
@@ -135,10 +271,15 @@ def test_unplanned_shape_in_strict_mode(strict, tiny):
         assert str(err.value) == message
     with pytest.raises(ValueError) as err:
         strict.logits(odd)
-    assert str(err.value) == "Segmenter.logits: input 'images': expected a planned shape (32x48) in strict mode, got 40x40"
+    assert (
+        str(err.value)
+        == "Segmenter.logits: input 'images': expected a planned shape (32x48) in strict mode, got 40x40"
+    )
     np.testing.assert_array_equal(strict(BATCH), reference(tiny, BATCH))
     assert strict.stats()["fallback_calls"] == 0
-    with pytest.raises(ValueError, match=r"expected a planned shape \(none planned\) in strict mode, got 32x48$"):
+    with pytest.raises(
+        ValueError, match=r"expected a planned shape \(none planned\) in strict mode, got 32x48$"
+    ):
         Segmenter(tiny, strict=True)(IM)
 
 
@@ -188,9 +329,18 @@ def test_batch_larger_than_max_batch_and_mixed_lists(seg, tiny, want):
 def test_output_buffer_errors_through_core(seg, want):
     engine = seg._engine  # the raw binding checks the caller's buffers itself
     cases = [
-        (np.empty(10, np.uint8), "Segmenter.segment: output 'labels': expected 1536 uint8 elements, got 10"),
-        (np.empty((32, 48), np.float32), "Segmenter.segment: output 'labels': expected a writable C-contiguous uint8 array, got another array"),
-        (np.empty((48, 32), np.uint8).T, "Segmenter.segment: output 'labels': expected a writable C-contiguous uint8 array, got another array"),
+        (
+            np.empty(10, np.uint8),
+            "Segmenter.segment: output 'labels': expected 1536 uint8 elements, got 10",
+        ),
+        (
+            np.empty((32, 48), np.float32),
+            "Segmenter.segment: output 'labels': expected a writable C-contiguous uint8 array, got another array",
+        ),
+        (
+            np.empty((48, 32), np.uint8).T,
+            "Segmenter.segment: output 'labels': expected a writable C-contiguous uint8 array, got another array",
+        ),
     ]
     readonly = np.empty((32, 48), np.uint8)
     readonly.flags.writeable = False
@@ -208,37 +358,129 @@ def _huge_plan_gib() -> str:
 
 
 BAD_OPTIONS = [
-    (dict(threads=-1), ValueError, "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1"),
-    (dict(threads=2048), ValueError, "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got 2048"),
+    (
+        dict(threads=-1),
+        ValueError,
+        "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1",
+    ),
+    (
+        dict(threads=2048),
+        ValueError,
+        "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got 2048",
+    ),
     (dict(threads=True), TypeError, "Segmenter: 'threads': expected an int, got bool"),
     (dict(threads=1.5), TypeError, "Segmenter: 'threads': expected an int, got float"),
-    (dict(precision="fp64"), ValueError, "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'"),
-    (dict(precision="int4"), ValueError, "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'int4'"),
-    (dict(precision=""), ValueError, "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got ''"),
+    (
+        dict(precision="fp64"),
+        ValueError,
+        "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'",
+    ),
+    (
+        dict(precision="int4"),
+        ValueError,
+        "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'int4'",
+    ),
+    (
+        dict(precision=""),
+        ValueError,
+        "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got ''",
+    ),
     (dict(precision=16), TypeError, "Segmenter: 'precision': expected a str, got int"),
-    (dict(max_batch=0), ValueError, "Options: 'max_batch': expected an integer in [1, 1024], got 0"),
-    (dict(max_batch=-3), ValueError, "Options: 'max_batch': expected an integer in [1, 1024], got -3"),
-    (dict(max_batch=1025), ValueError, "Options: 'max_batch': expected an integer in [1, 1024], got 1025"),
+    (
+        dict(max_batch=0),
+        ValueError,
+        "Options: 'max_batch': expected an integer in [1, 1024], got 0",
+    ),
+    (
+        dict(max_batch=-3),
+        ValueError,
+        "Options: 'max_batch': expected an integer in [1, 1024], got -3",
+    ),
+    (
+        dict(max_batch=1025),
+        ValueError,
+        "Options: 'max_batch': expected an integer in [1, 1024], got 1025",
+    ),
     (dict(max_batch=False), TypeError, "Segmenter: 'max_batch': expected an int, got bool"),
-    (dict(warmup=1), ValueError, "Options: 'warmup': expected an integer in [2, 100] (the profiling executor needs 2 calls), got 1"),
-    (dict(device="gpu"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
-    (dict(device="cuda:-1"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:-1'"),
-    (dict(device="cuda:"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:'"),
-    (dict(device="cuda:1x"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:1x'"),
-    (dict(device="CPU"), ValueError, "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'CPU'"),
-    (dict(runtime="fast"), ValueError, "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'"),
-    (dict(strict="maybe"), ValueError, "Options: 'strict': expected a boolean (true/false), got 'maybe'"),
-    (dict(shapes=[(32, 48), (32, 48)]), ValueError, "Options: 'shapes': expected distinct shapes, got a duplicate"),
-    (dict(shapes=[(0, 48)]), ValueError, "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 0x48"),
-    (dict(shapes=[(16385, 48)]), ValueError, "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 16385x48"),
-    (dict(shapes=[(-32, 48)]), ValueError, "Options: 'shapes': expected (height, width) pairs in [1, 16384], got -32x48"),
-    (dict(shapes=[(32, 48, 3)]), TypeError, "Segmenter: 'shapes': expected a list of (height, width) int pairs, got (32, 48, 3)"),
-    (dict(shapes=[(16384, 16384)], max_batch=1024), ValueError,
-     re.compile(r"Options: 'shapes': expected planned input buffers \(max_batch x shapes\) that fit in memory \(\d+\.\d GiB\), got " + re.escape(_huge_plan_gib()))),
+    (
+        dict(warmup=1),
+        ValueError,
+        "Options: 'warmup': expected an integer in [2, 100] (the profiling executor needs 2 calls), got 1",
+    ),
+    (
+        dict(device="gpu"),
+        ValueError,
+        "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'",
+    ),
+    (
+        dict(device="cuda:-1"),
+        ValueError,
+        "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:-1'",
+    ),
+    (
+        dict(device="cuda:"),
+        ValueError,
+        "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:'",
+    ),
+    (
+        dict(device="cuda:1x"),
+        ValueError,
+        "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:1x'",
+    ),
+    (
+        dict(device="CPU"),
+        ValueError,
+        "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'CPU'",
+    ),
+    (
+        dict(runtime="fast"),
+        ValueError,
+        "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'",
+    ),
+    (
+        dict(strict="maybe"),
+        ValueError,
+        "Options: 'strict': expected a boolean (true/false), got 'maybe'",
+    ),
+    (
+        dict(shapes=[(32, 48), (32, 48)]),
+        ValueError,
+        "Options: 'shapes': expected distinct shapes, got a duplicate",
+    ),
+    (
+        dict(shapes=[(0, 48)]),
+        ValueError,
+        "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 0x48",
+    ),
+    (
+        dict(shapes=[(16385, 48)]),
+        ValueError,
+        "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 16385x48",
+    ),
+    (
+        dict(shapes=[(-32, 48)]),
+        ValueError,
+        "Options: 'shapes': expected (height, width) pairs in [1, 16384], got -32x48",
+    ),
+    (
+        dict(shapes=[(32, 48, 3)]),
+        TypeError,
+        "Segmenter: 'shapes': expected a list of (height, width) int pairs, got (32, 48, 3)",
+    ),
+    (
+        dict(shapes=[(16384, 16384)], max_batch=1024),
+        ValueError,
+        re.compile(
+            r"Options: 'shapes': expected planned input buffers \(max_batch x shapes\) that fit in memory \(\d+\.\d GiB\), got "
+            + re.escape(_huge_plan_gib())
+        ),
+    ),
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, message", BAD_OPTIONS, ids=[str(c[0])[:40] for c in BAD_OPTIONS])
+@pytest.mark.parametrize(
+    "kwargs, error, message", BAD_OPTIONS, ids=[str(c[0])[:40] for c in BAD_OPTIONS]
+)
 def test_bad_options(tiny, kwargs, error, message):
     with pytest.raises(error) as err:
         Segmenter(tiny, **kwargs)

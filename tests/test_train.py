@@ -1,5 +1,6 @@
 """Training pieces (OHEM, poly lr, parameter groups) and short real runs: the loss falls,
 resume continues exactly, the final checkpoint loads."""
+
 import argparse
 import csv
 
@@ -11,8 +12,9 @@ from ifa_rt.data import default_data_root
 from ifa_rt.train import ohem_cross_entropy, param_groups, poly_lr, train
 
 DATA = default_data_root()
-needs_data = pytest.mark.skipif(not (DATA / "camvid").is_dir(),
-                                reason=f"no data at {DATA} (set IFA_RT_DATA)")
+needs_data = pytest.mark.skipif(
+    not (DATA / "camvid").is_dir(), reason=f"no data at {DATA} (set IFA_RT_DATA)"
+)
 
 
 def test_ohem_keeps_hard_pixels_and_ignores_255():
@@ -37,30 +39,63 @@ def test_ohem_class_weights_are_a_weighted_mean():
 
 def test_poly_lr_and_warmup():
     assert poly_lr(0.01, 0, 100) == 0.01
-    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
     assert poly_lr(0.01, 100, 100) == 0.0
     assert poly_lr(0.01, 0, 100, warmup=10) == pytest.approx(0.001)
 
 
 def test_param_groups_give_decoder_ten_times_lr():
     from ifa_rt.model import build_model
+
     m = build_model("camvid-lite0", pretrained_backbone=False)
     g = param_groups(m, 0.01)
     assert g[0]["lr"] == 0.01 and g[1]["lr"] == pytest.approx(0.1)
     n_enc = sum(p.numel() for p in m.encoder.parameters())
     assert sum(p.numel() for p in g[0]["params"]) == n_enc
     assert sum(p.numel() for grp in g for p in grp["params"]) == sum(
-        p.numel() for p in m.parameters())
+        p.numel() for p in m.parameters()
+    )
 
 
 def _args(out, *extra):
     p = argparse.ArgumentParser()
     configure_parser(p)
-    return p.parse_args([
-        "--preset", "camvid-lite0", "--pretrained", "true", "--data-root", str(DATA),
-        "--train-limit", "4", "--crop", "64", "96", "--scale", "0.25", "0.3", "--batch", "2",
-        "--optimizer", "adamw", "--lr", "2e-3", "--min-kept", "1000", "--val-every", "0",
-        "--device", "cpu", "--threads", "2", "--no-progress", "--out", str(out), *extra])
+    return p.parse_args(
+        [
+            "--preset",
+            "camvid-lite0",
+            "--pretrained",
+            "true",
+            "--data-root",
+            str(DATA),
+            "--train-limit",
+            "4",
+            "--crop",
+            "64",
+            "96",
+            "--scale",
+            "0.25",
+            "0.3",
+            "--batch",
+            "2",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "2e-3",
+            "--min-kept",
+            "1000",
+            "--val-every",
+            "0",
+            "--device",
+            "cpu",
+            "--threads",
+            "2",
+            "--no-progress",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def _losses(out):
@@ -75,6 +110,7 @@ def test_short_run_reduces_loss_and_saves_checkpoint(tmp_path):
     assert len(losses) == 24
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
     from ifa_rt.deploy.checkpoint import load_checkpoint
+
     model = load_checkpoint(str(tmp_path / "final.pt"))
     assert model.cfg.num_classes == 11
 

@@ -66,8 +66,16 @@ def test_video_overlay_matches_the_runtimes_labels(street_video, tmp_path, capsy
 def test_video_and_images_in_one_run(street_video, tmp_path, camvid_val_paths):
     """A video beside an image: both are written, the image as before."""
     path, _ = street_video
-    args = ["segment", str(path), str(camvid_val_paths[0]), "-o", str(tmp_path),
-            "--max-frames", "2", "--no-overlay"]
+    args = [
+        "segment",
+        str(path),
+        str(camvid_val_paths[0]),
+        "-o",
+        str(tmp_path),
+        "--max-frames",
+        "2",
+        "--no-overlay",
+    ]
     assert cli_main(args) == 0
     assert (tmp_path / f"{camvid_val_paths[0].stem}_labels.png").is_file()
     assert len(_read_video(tmp_path / "street_overlay.mp4")[0]) == 2

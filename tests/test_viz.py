@@ -1,4 +1,5 @@
 """Palette colouring, overlays with a legend, and the confusion heat-map."""
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -30,8 +30,7 @@ const std::map<std::string, DType>& dtypes() {
 TensorView to_view(const py::array& a, const std::string& where, const std::string& name) {
   const std::string dtype = py::str(a.dtype().attr("name"));
   auto it = dtypes().find(dtype);
-  if (it == dtypes().end())
-    throw InvalidArgument(where + ": input '" + name + "': expected dtype uint8, got " + dtype);
+  if (it == dtypes().end()) throw InvalidArgument(where + ": input '" + name + "': expected dtype uint8, got " + dtype);
   TensorView v;
   v.data = a.data();
   v.dtype = it->second;
@@ -88,8 +87,7 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
                   py::arg("shape_cache") = s.shape_cache, py::arg("construction_ms") = s.construction_ms,
-                  py::arg("first_call_ms") = s.first_call_ms,
-                  py::arg("buckets") = buckets);
+                  py::arg("first_call_ms") = s.first_call_ms, py::arg("buckets") = buckets);
 }
 
 // The engine calls shared by Segmenter and SegmenterPool.
@@ -197,8 +195,8 @@ void batcher_submit(PyBatcher& b, const py::array& image, py::array& out, const 
 }
 
 py::dict batcher_stats(const ifa_rt::BatcherStats& s) {
-  return py::dict(py::arg("requests") = s.requests, py::arg("completed") = s.completed,
-                  py::arg("failed") = s.failed, py::arg("cancelled") = s.cancelled, py::arg("batches") = s.batches,
+  return py::dict(py::arg("requests") = s.requests, py::arg("completed") = s.completed, py::arg("failed") = s.failed,
+                  py::arg("cancelled") = s.cancelled, py::arg("batches") = s.batches,
                   py::arg("batched_requests") = s.batched_requests, py::arg("retried_batches") = s.retried_batches,
                   py::arg("mean_batch_size") = s.mean_batch_size(), py::arg("batch_sizes") = s.batch_sizes,
                   py::arg("mean_queue_us") = s.mean_queue_us, py::arg("max_queue_us") = s.max_queue_us);
@@ -220,7 +218,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("torch_version", &ifa_rt::torch_version, "The torch version the extension was compiled against.");
   m.def("has_cuda_engine", &ifa_rt::has_cuda_engine, "True when the CUDA engine was compiled in.");
   m.def(
-      "wait_for_batcher_workers", [](double seconds) { return without_gil([&] { return ifa_rt::Batcher::wait_for_workers(seconds); }); },
+      "wait_for_batcher_workers",
+      [](double seconds) { return without_gil([&] { return ifa_rt::Batcher::wait_for_workers(seconds); }); },
       py::arg("seconds"), "Wait (GIL released) until no Batcher worker runs; False on timeout.");
 
   py::class_<ifa_rt::Options>(m, "Options", "Segmenter options; the defaults are declared once, in C++.")
@@ -258,14 +257,18 @@ PYBIND11_MODULE(_core, m) {
            "Labels of a list of [H,W,3] images of any sizes into `outs`.")
       .def("logits_into", &logits_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
            "float32 logits [B,C,H,W] into `out`.")
-      .def("plan", [](const ifa_rt::Segmenter& s) { return plan_dict(without_gil([&] { return s.plan(); })); },
-           "The preallocated buffers.")
-      .def("stats", [](const ifa_rt::Segmenter& s) { return stats_dict(without_gil([&] { return s.stats(); })); },
-           "Counters and latency.")
-      .def_property_readonly("metadata_json", [](const ifa_rt::Segmenter& s) { return s.metadata().json; },
-                             "The artifact's ifa_rt.json text.")
-      .def_property_readonly("num_classes", [](const ifa_rt::Segmenter& s) { return s.metadata().num_classes; },
-                             "Number of classes (channels of the logits).")
+      .def(
+          "plan", [](const ifa_rt::Segmenter& s) { return plan_dict(without_gil([&] { return s.plan(); })); },
+          "The preallocated buffers.")
+      .def(
+          "stats", [](const ifa_rt::Segmenter& s) { return stats_dict(without_gil([&] { return s.stats(); })); },
+          "Counters and latency.")
+      .def_property_readonly(
+          "metadata_json", [](const ifa_rt::Segmenter& s) { return s.metadata().json; },
+          "The artifact's ifa_rt.json text.")
+      .def_property_readonly(
+          "num_classes", [](const ifa_rt::Segmenter& s) { return s.metadata().num_classes; },
+          "Number of classes (channels of the logits).")
       .def_property_readonly("options", &ifa_rt::Segmenter::options, "Options after resolution.")
       .def_property_readonly("path", &ifa_rt::Segmenter::path, "The artifact path.");
 
@@ -295,10 +298,14 @@ PYBIND11_MODULE(_core, m) {
            "Queue one uint8 [H,W,3] image; labels go to `out`, then done(kind, message) runs on a worker.")
       .def("close", &PyBatcher::close, py::arg("drain") = true,
            "Stop accepting; drain (run queued requests) or cancel them; join the workers (GIL released).")
-      .def_property_readonly("closed", [](const PyBatcher& b) { return b.batcher->closed(); }, "True once closing.")
-      .def("stats", [](const PyBatcher& b) { return batcher_stats(b.batcher->stats()); }, "Batching counters.")
-      .def_property_readonly("max_batch", [](const PyBatcher& b) { return b.batcher->options().max_batch; },
-                             "Most requests per batch (resolved).")
-      .def_property_readonly("max_delay_us", [](const PyBatcher& b) { return b.batcher->options().max_delay_us; },
-                             "Longest wait of the oldest request for company, in microseconds.");
+      .def_property_readonly(
+          "closed", [](const PyBatcher& b) { return b.batcher->closed(); }, "True once closing.")
+      .def(
+          "stats", [](const PyBatcher& b) { return batcher_stats(b.batcher->stats()); }, "Batching counters.")
+      .def_property_readonly(
+          "max_batch", [](const PyBatcher& b) { return b.batcher->options().max_batch; },
+          "Most requests per batch (resolved).")
+      .def_property_readonly(
+          "max_delay_us", [](const PyBatcher& b) { return b.batcher->options().max_delay_us; },
+          "Longest wait of the oldest request for company, in microseconds.");
 }

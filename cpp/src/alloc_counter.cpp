@@ -94,9 +94,7 @@ class CountingAllocator final : public c10::Allocator {
 
   c10::DeleterFnPtr raw_deleter() const override { return &release_block; }
 
-  void copy_data(void* dest, const void* src, std::size_t count) const override {
-    default_copy_data(dest, src, count);
-  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
 
   c10::DeleterFnPtr wrapped_raw_deleter() const { return wrapped_raw_deleter_; }
 
@@ -215,9 +213,7 @@ BlockCache::Scope::~Scope() {
   active.erase(std::find(active.begin(), active.end(), mine));
 }
 
-bool counting_allocator_installed() {
-  return g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator;
-}
+bool counting_allocator_installed() { return g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator; }
 
 int64_t unattributed_allocations() { return g_unattributed.load(); }
 

@@ -26,8 +26,7 @@ std::string first_line(const std::string& what) {
 
 void check_method(const torch::jit::Module& module, const std::string& name) {
   auto method = module.find_method(name);
-  if (!method)
-    throw Error("method '" + name + "': expected a scripted method (docs/artifact.md), got none");
+  if (!method) throw Error("method '" + name + "': expected a scripted method (docs/artifact.md), got none");
   const auto& args = method->function().getSchema().arguments();
   // args[0] is self.
   if (args.size() != 2)
@@ -40,9 +39,9 @@ void check_method(const torch::jit::Module& module, const std::string& name) {
                 args[1].type()->annotation_str());
   const auto& returns = method->function().getSchema().returns();
   if (returns.size() != 1 || !returns[0].type()->isSubtypeOf(*c10::TensorType::get()))
-    throw Error("method '" + name + "': expected a Tensor result (docs/artifact.md), got " +
-                (returns.size() == 1 ? returns[0].type()->annotation_str()
-                                     : std::to_string(returns.size()) + " results"));
+    throw Error(
+        "method '" + name + "': expected a Tensor result (docs/artifact.md), got " +
+        (returns.size() == 1 ? returns[0].type()->annotation_str() : std::to_string(returns.size()) + " results"));
 }
 
 }  // namespace
@@ -77,15 +76,15 @@ torch::jit::Module load_artifact(const std::string& path, Metadata* metadata) {
                 ifa_rt::torch_version() + " (a corrupt file, or code from a newer torch)");
   } catch (const std::bad_alloc&) {
     // A corrupt length field (fuzz/regressions/artifact-huge-record.pt asks for 30 GB).
-    throw Error(where + "not a readable TorchScript archive: a record needs more memory than is "
+    throw Error(where +
+                "not a readable TorchScript archive: a record needs more memory than is "
                 "available (std::bad_alloc; a corrupt file?)");
   } catch (const std::exception& e) {
     throw Error(where + "not a readable TorchScript archive: " + first_line(e.what()));
   }
   const std::string& json = extra[kMetadataFile];
   if (json.empty())
-    throw Error(where + "metadata '" + kMetadataFile +
-                "': expected a JSON extra file (an ifa_rt artifact), got none");
+    throw Error(where + "metadata '" + kMetadataFile + "': expected a JSON extra file (an ifa_rt artifact), got none");
   try {
     *metadata = parse_metadata(json);
     check_method(module, "forward");

@@ -15,8 +15,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kMaxBatch = 1024;              // as Options::max_batch
-constexpr int64_t kMaxDelayUs = 60'000'000;      // one minute: anything longer is a unit mix-up
+constexpr int64_t kMaxBatch = 1024;          // as Options::max_batch
+constexpr int64_t kMaxDelayUs = 60'000'000;  // one minute: anything longer is a unit mix-up
 
 struct Request {
   TensorView image;
@@ -164,8 +164,10 @@ struct Batcher::Impl {
         cancelled = cancel;  // close(false) arrived while this batch was gathering
       }
       cv.notify_all();  // another worker may gather the next batch now
-      if (cancelled) cancel_all(batch);
-      else run(batch);
+      if (cancelled)
+        cancel_all(batch);
+      else
+        run(batch);
       batch.clear();
     }
   }
@@ -269,8 +271,8 @@ struct Batcher::Impl {
     for (Request& r : requests) {  // one exception each: completions may rethrow on other threads
       std::exception_ptr error;
       try {
-        error = std::make_exception_ptr(
-            Cancelled("Batcher: request cancelled: the batcher was closed without draining"));
+        error =
+            std::make_exception_ptr(Cancelled("Batcher: request cancelled: the batcher was closed without draining"));
       } catch (...) {  // no memory for the message: the bad_alloc says why instead
         error = std::current_exception();
       }
@@ -349,8 +351,7 @@ std::future<Result> Batcher::submit(const TensorView& image) {
              state->promise.set_exception(std::move(error));
              return;
            }
-           state->result.milliseconds =
-               std::chrono::duration<double, std::milli>(Clock::now() - state->t0).count();
+           state->result.milliseconds = std::chrono::duration<double, std::milli>(Clock::now() - state->t0).count();
            state->promise.set_value(std::move(state->result));
          });
   return future;
@@ -375,10 +376,10 @@ void Batcher::submit(const TensorView& image, uint8_t* labels, int64_t labels_si
                                 std::to_string(detail::kMaxSide) + "], got shape " + detail::shape_string(shape))));
   const int64_t need = shape[0] * shape[1];
   if (labels == nullptr || labels_size != need)
-    return impl_->reject(r, std::make_exception_ptr(InvalidArgument(
-                                where + ": output 'labels': expected " + std::to_string(need) +
-                                " uint8 elements, got " +
-                                (labels == nullptr ? std::string("a null pointer") : std::to_string(labels_size)))));
+    return impl_->reject(
+        r, std::make_exception_ptr(
+               InvalidArgument(where + ": output 'labels': expected " + std::to_string(need) + " uint8 elements, got " +
+                               (labels == nullptr ? std::string("a null pointer") : std::to_string(labels_size)))));
   std::exception_ptr not_queued;
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);

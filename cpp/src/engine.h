@@ -1,7 +1,7 @@
 #pragma once
 // The engine interface the Segmenter drives: one per device kind and artifact form
-// (engine_cpu.cpp, engine_cuda.cpp, engine_aoti.cpp). An engine owns the frozen module, the per-bucket buffers and the warm-up;
-// the Segmenter owns validation, batching, locking and stats. No torch here.
+// (engine_cpu.cpp, engine_cuda.cpp, engine_aoti.cpp). An engine owns the frozen module, the per-bucket buffers and the
+// warm-up; the Segmenter owns validation, batching, locking and stats. No torch here.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -24,10 +24,10 @@ enum class Output { labels, logits };
 
 /// Allocation counters of an engine (monotonic since construction).
 struct AllocCounters {
-  int64_t new_blocks = 0;     ///< memory taken from the system / device allocator
+  int64_t new_blocks = 0;  ///< memory taken from the system / device allocator
   int64_t new_bytes = 0;
-  int64_t cached_hits = 0;    ///< CPU: requests served from the engine's block cache
-  int64_t cached_bytes = 0;   ///< CPU: bytes the cache holds (free + in use)
+  int64_t cached_hits = 0;   ///< CPU: requests served from the engine's block cache
+  int64_t cached_bytes = 0;  ///< CPU: bytes the cache holds (free + in use)
 };
 
 class Engine {
@@ -38,11 +38,9 @@ class Engine {
   /// Runs planned bucket `bucket` on n <= its batch same-shaped images; writes image i's
   /// output to outs[i]. Returns false when the output kind is not planned for the bucket
   /// and the run went through the unplanned path instead.
-  virtual bool run(size_t bucket, const ImageRef* images, int64_t n, Output what,
-                   void* const* outs) = 0;
+  virtual bool run(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs) = 0;
   /// Unplanned shape: one batch of n same-shaped images, with no preallocated buffers.
-  virtual void run_unplanned(const ImageRef* images, int64_t n, Output what,
-                             void* const* outs) = 0;
+  virtual void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) = 0;
   /// Allocation counters; only runs on planned buckets are measured.
   virtual AllocCounters counters() const = 0;
   /// Wall time of the first warm-up call (the profiling run), milliseconds.
@@ -51,17 +49,16 @@ class Engine {
 
 /// Builds the CPU engine (engine_cpu.cpp): load, freeze, optimise, plan, warm up.
 /// `resolved` receives the options after resolution (runtime "auto" -> what it chose).
-std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options,
-                                        Metadata* metadata, Options* resolved);
+std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options, Metadata* metadata,
+                                        Options* resolved);
 
 /// Builds the AOTInductor engine (engine_aoti.cpp) for a `.pt2` package: checks the package
 /// against this machine and the options, loads one compiled model per bucket, warms up.
-std::unique_ptr<Engine> make_aoti_engine(const std::string& path, const Options& options,
-                                         Metadata* metadata, Options* resolved);
+std::unique_ptr<Engine> make_aoti_engine(const std::string& path, const Options& options, Metadata* metadata,
+                                         Options* resolved);
 
 /// Builds the CUDA engine (engine_cuda.cpp); throws Error when the CUDA engine is not
 /// compiled in or there is no CUDA device.
-std::unique_ptr<Engine> make_cuda_engine(const std::string& path, const Options& options,
-                                         Metadata* metadata);
+std::unique_ptr<Engine> make_cuda_engine(const std::string& path, const Options& options, Metadata* metadata);
 
 }  // namespace ifa_rt::detail

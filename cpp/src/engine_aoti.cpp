@@ -15,7 +15,6 @@
 //      then trim), so a steady-state call reuses cached blocks: stats() counts misses.
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -98,8 +97,7 @@ class AotiEngine final : public Engine {
     } catch (const std::exception& e) {
       throw Error(where + "not a readable PT2 archive: " + first_line(e.what()));
     }
-    const std::string mismatch =
-        package_mismatch(package_, host_cpu_flags(), host_machine(), ifa_rt::torch_version());
+    const std::string mismatch = package_mismatch(package_, host_cpu_flags(), host_machine(), ifa_rt::torch_version());
     if (!mismatch.empty())
       throw Error("Segmenter: package '" + path + "' cannot run on this machine: " + mismatch +
                   "; compile it here (ifa_rt.Segmenter(artifact, runtime='aoti') or "
@@ -109,8 +107,8 @@ class AotiEngine final : public Engine {
     if (options_.precision == Precision::fp32 && package_.precision == "int8") options_.precision = Precision::int8;
     if (to_string(options_.precision) != package_.precision)
       throw InvalidArgument("Options: 'precision': expected '" + package_.precision +
-                            "' (the precision this package was compiled for), got '" +
-                            to_string(options_.precision) + "'");
+                            "' (the precision this package was compiled for), got '" + to_string(options_.precision) +
+                            "'");
     if (parse_device(options_.device).cuda)
       throw InvalidArgument("Options: 'device': expected 'cpu' (this package was compiled for the CPU), got '" +
                             options_.device + "'");
@@ -152,8 +150,8 @@ class AotiEngine final : public Engine {
     for (size_t i = 0; i < buckets_.size(); ++i)
       p.buffers.push_back({"input " + buckets_[i].name() + "x3", "cpu", "uint8", inputs_[i].sizes().vec(),
                            static_cast<int64_t>(inputs_[i].nbytes())});
-    p.buffers.push_back({"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {},
-                         cache_.counters().held_bytes});
+    p.buffers.push_back(
+        {"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {}, cache_.counters().held_bytes});
     return p;
   }
 
@@ -203,16 +201,15 @@ class AotiEngine final : public Engine {
     for (const Bucket& p : package_.buckets) have += (have.empty() ? "" : ", ") + p.name();
     for (const Bucket& b : make_buckets(options_.shapes, options_.max_batch))
       if (!compiled(b))
-        throw InvalidArgument("Options: 'shapes'/'max_batch': expected buckets compiled into package '" + path +
-                              "' (" + have + "), got " + b.name() + " (recompile with these shapes and max_batch)");
+        throw InvalidArgument("Options: 'shapes'/'max_batch': expected buckets compiled into package '" + path + "' (" +
+                              have + "), got " + b.name() + " (recompile with these shapes and max_batch)");
     buckets_ = make_buckets(options_.shapes, options_.max_batch);
   }
 
   at::Tensor execute(size_t bucket, const at::Tensor& input) {
     try {
       std::vector<at::Tensor> outs = models_[bucket]->run({input});
-      if (outs.size() != 1)
-        throw Error("forward: expected 1 output, got " + std::to_string(outs.size()));
+      if (outs.size() != 1) throw Error("forward: expected 1 output, got " + std::to_string(outs.size()));
       return outs[0];
     } catch (const Error&) {
       throw;

@@ -6,9 +6,7 @@
 
 namespace ifa_rt::detail {
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 std::string first_line(const std::string& what) {
   auto end = what.find('\n');
@@ -16,8 +14,7 @@ std::string first_line(const std::string& what) {
 }
 
 std::string error_summary(const std::string& what) {
-  if (what.rfind("The following operation failed in the TorchScript interpreter", 0) != 0)
-    return first_line(what);
+  if (what.rfind("The following operation failed in the TorchScript interpreter", 0) != 0) return first_line(what);
   const size_t end = what.find_last_not_of("\n ");
   if (end == std::string::npos) return first_line(what);
   const size_t nl = what.rfind('\n', end);
@@ -27,9 +24,12 @@ std::string error_summary(const std::string& what) {
 
 at::ScalarType scalar_type(Precision p) {
   switch (p) {
-    case Precision::fp16: return at::kHalf;
-    case Precision::bf16: return at::kBFloat16;
-    default: return at::kFloat;
+    case Precision::fp16:
+      return at::kHalf;
+    case Precision::bf16:
+      return at::kBFloat16;
+    default:
+      return at::kFloat;
   }
 }
 
@@ -41,8 +41,8 @@ bool consecutive(const ImageRef* images, int64_t n) {
 }
 
 at::Tensor image_tensor(const ImageRef& im) {
-  return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3},
-                       {im.stride_h, im.stride_w, im.stride_c}, at::TensorOptions(at::kByte));
+  return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3}, {im.stride_h, im.stride_w, im.stride_c},
+                       at::TensorOptions(at::kByte));
 }
 
 at::Tensor batch_input(const ImageRef* images, int64_t n, const at::Tensor& buffer) {
@@ -65,9 +65,9 @@ void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_
   std::vector<int64_t> want = labels ? std::vector<int64_t>{b, h, w} : std::vector<int64_t>{b, c, h, w};
   if (t.sizes().vec() != want || (labels && t.scalar_type() != at::kByte) ||
       (!labels && !at::isFloatingType(t.scalar_type())))
-    throw Error(std::string(labels ? "forward" : "logits") + ": expected " +
-                (labels ? "uint8 " : "float32 ") + shape_string(want) + ", got " +
-                std::string(c10::getDtypeNames(t.scalar_type()).first) + " " + shape_string(t.sizes().vec()));
+    throw Error(std::string(labels ? "forward" : "logits") + ": expected " + (labels ? "uint8 " : "float32 ") +
+                shape_string(want) + ", got " + std::string(c10::getDtypeNames(t.scalar_type()).first) + " " +
+                shape_string(t.sizes().vec()));
 }
 
 BlockCache::Counters settle(BlockCache& cache, const std::function<void()>& pass) {

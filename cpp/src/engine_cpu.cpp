@@ -30,17 +30,21 @@ namespace {
 
 class CpuEngine final : public Engine {
  public:
-  CpuEngine(const std::string& path, const Options& options, Metadata* metadata)
-      : options_(options) {
+  CpuEngine(const std::string& path, const Options& options, Metadata* metadata) : options_(options) {
     // "auto" is the configuration measured fastest (cpp/README.md): the frozen JIT module on
     // an optimize_for_inference graph. Static Runtime was no faster and planned 2x the memory.
     if (options_.precision == Precision::int8)
-      throw InvalidArgument("Options: 'precision': 'int8' runs from a quantized AOTInductor package (.pt2; "
-                            "ifa-rt quantize), got the TorchScript artifact '" + path + "'");
+      throw InvalidArgument(
+          "Options: 'precision': 'int8' runs from a quantized AOTInductor package (.pt2; "
+          "ifa-rt quantize), got the TorchScript artifact '" +
+          path + "'");
     if (options_.runtime == "aoti")
-      throw InvalidArgument("Options: 'runtime': 'aoti' expects an AOTInductor package (.pt2), got the "
-                            "TorchScript artifact '" + path + "' (compile one: ifa_rt.export(..., format='aoti'), "
-                            "or ifa_rt.Segmenter(artifact, runtime='aoti') compiles and caches it)");
+      throw InvalidArgument(
+          "Options: 'runtime': 'aoti' expects an AOTInductor package (.pt2), got the "
+          "TorchScript artifact '" +
+          path +
+          "' (compile one: ifa_rt.export(..., format='aoti'), "
+          "or ifa_rt.Segmenter(artifact, runtime='aoti') compiles and caches it)");
     if (options_.runtime == "auto") {
       options_.runtime = "jit";
       options_.optimize = true;
@@ -66,17 +70,15 @@ class CpuEngine final : public Engine {
         logits_ = torch::jit::optimize_for_inference(logits_);
       }
     } catch (const c10::Error& e) {
-      throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
-                  first_line(e.what_without_backtrace()));
+      throw Error("Segmenter: failed to prepare artifact '" + path +
+                  "' (freeze/optimize): " + first_line(e.what_without_backtrace()));
     } catch (const std::exception& e) {  // e.g. a torch::jit::ErrorReport from compilation
-      throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " +
-                  error_summary(e.what()));
+      throw Error("Segmenter: failed to prepare artifact '" + path + "' (freeze/optimize): " + error_summary(e.what()));
     }
     if (options_.runtime == "static") build_static_runtime();
 
     buckets_ = make_buckets(options_.shapes, options_.max_batch);
-    for (const Bucket& b : buckets_)
-      inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
+    for (const Bucket& b : buckets_) inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
     runtime_ = use_static_ ? "static-runtime" : "jit";
     if (options_.optimize) runtime_ += "+optimize_for_inference";
     warm_up();
@@ -89,17 +91,16 @@ class CpuEngine final : public Engine {
     p.runtime = runtime_;
     p.buckets = buckets_;
     for (size_t i = 0; i < buckets_.size(); ++i)
-      p.buffers.push_back({"input " + buckets_[i].name() + "x3", "cpu", "uint8",
-                           inputs_[i].sizes().vec(), static_cast<int64_t>(inputs_[i].nbytes())});
-    p.buffers.push_back({"block cache (intermediates and outputs after warm-up)", "cpu", "mixed",
-                         {}, cache_.counters().held_bytes});
-    p.buffers.push_back({"weights (frozen constants, before freezing)", "cpu",
-                         to_string(options_.precision), {}, weight_bytes_});
+      p.buffers.push_back({"input " + buckets_[i].name() + "x3", "cpu", "uint8", inputs_[i].sizes().vec(),
+                           static_cast<int64_t>(inputs_[i].nbytes())});
+    p.buffers.push_back(
+        {"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {}, cache_.counters().held_bytes});
+    p.buffers.push_back(
+        {"weights (frozen constants, before freezing)", "cpu", to_string(options_.precision), {}, weight_bytes_});
     return p;
   }
 
-  bool run(size_t bucket, const ImageRef* images, int64_t n, Output what,
-           void* const* outs) override {
+  bool run(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs) override {
     if (what == Output::logits && !options_.plan_logits) {
       run_unplanned(images, n, what, outs);
       return false;
@@ -146,15 +147,13 @@ class CpuEngine final : public Engine {
       if (planned && use_static_ && sr_logits_) return (*sr_logits_)(std::move(args)).toTensor();
       return logits_.forward(std::move(args)).toTensor();
     } catch (const c10::Error& e) {
-      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
-                  " failed on input " + shape_string(input.sizes().vec()) + ": " +
-                  error_summary(e.what_without_backtrace()));
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") + " failed on input " +
+                  shape_string(input.sizes().vec()) + ": " + error_summary(e.what_without_backtrace()));
     } catch (const std::exception& e) {
       // The interpreter rethrows errors raised inside the graph as torch::jit::JITException
       // (a std::runtime_error, not a c10::Error): still an ifa_rt::Error with context.
-      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
-                  " failed on input " + shape_string(input.sizes().vec()) + ": " +
-                  error_summary(e.what()));
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") + " failed on input " +
+                  shape_string(input.sizes().vec()) + ": " + error_summary(e.what()));
     }
   }
 
@@ -168,8 +167,7 @@ class CpuEngine final : public Engine {
         sr_logits_ = std::make_unique<torch::jit::StaticModule>(logits_.clone(), /*is_frozen=*/true, sr_options);
       use_static_ = true;
     } catch (const std::exception& e) {
-      throw Error("Segmenter: option 'runtime': expected a graph Static Runtime can run, got: " +
-                  first_line(e.what()));
+      throw Error("Segmenter: option 'runtime': expected a graph Static Runtime can run, got: " + first_line(e.what()));
     }
   }
 
@@ -212,8 +210,7 @@ class CpuEngine final : public Engine {
 
   // Output pointers into a warm-up scratch buffer (std::vector: not the c10 allocator).
   std::vector<void*> scratch_outs(const Bucket& b, Output what) {
-    const int64_t per_image = what == Output::labels ? b.height * b.width
-                                                     : num_classes_ * b.height * b.width * 4;
+    const int64_t per_image = what == Output::labels ? b.height * b.width : num_classes_ * b.height * b.width * 4;
     scratch_.resize(static_cast<size_t>(per_image * b.batch));
     std::vector<void*> outs;
     for (int64_t i = 0; i < b.batch; ++i) outs.push_back(scratch_.data() + i * per_image);
@@ -237,8 +234,8 @@ class CpuEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options,
-                                        Metadata* metadata, Options* resolved) {
+std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options, Metadata* metadata,
+                                        Options* resolved) {
   auto engine = std::make_unique<CpuEngine>(path, options, metadata);
   *resolved = engine->options();
   return engine;

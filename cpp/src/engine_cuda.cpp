@@ -25,9 +25,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/script.h>
-
 #include <cuda_runtime_api.h>
+#include <torch/script.h>
 
 #include <cstring>
 #include <memory>
@@ -112,9 +111,9 @@ class OwnStream {
 
 struct CudaBucket {
   Bucket bucket;
-  at::Tensor host_in, dev_in;            // pinned uint8 [B,H,W,3], device copy
-  at::Tensor dev_labels, host_labels;    // captured output uint8 [B,H,W], pinned copy
-  at::Tensor dev_logits, host_logits;    // captured output float [B,C,H,W], pinned copy
+  at::Tensor host_in, dev_in;          // pinned uint8 [B,H,W,3], device copy
+  at::Tensor dev_labels, host_labels;  // captured output uint8 [B,H,W], pinned copy
+  at::Tensor dev_logits, host_logits;  // captured output float [B,C,H,W], pinned copy
   std::unique_ptr<at::cuda::CUDAGraph> labels_graph, logits_graph;
 };
 
@@ -178,7 +177,10 @@ class CudaEngine final : public Engine {
       add("logits " + n + " (staging)", cb.host_logits, "cpu-pinned");
     }
     // The private pool holds every captured intermediate: the reserved bytes after capture.
-    p.buffers.push_back({"graph pool + weights (device memory reserved after capture)", options_.device, "mixed", {},
+    p.buffers.push_back({"graph pool + weights (device memory reserved after capture)",
+                         options_.device,
+                         "mixed",
+                         {},
                          reserved_after_capture_});
     return p;
   }
@@ -220,13 +222,12 @@ class CudaEngine final : public Engine {
       std::vector<c10::IValue> args{input.to(device_, /*non_blocking=*/true)};
       out = (what == Output::labels ? forward_ : logits_).forward(std::move(args)).toTensor();
     } catch (const c10::Error& e) {
-      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
-                  " failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") + " failed on input " +
+                  shape_string({n, h, w, 3}) + " (" + options_.device +
                   "): " + error_summary(e.what_without_backtrace()));
     } catch (const std::exception& e) {  // torch::jit::JITException: raised inside the graph
-      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
-                  " failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
-                  "): " + error_summary(e.what()));
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") + " failed on input " +
+                  shape_string({n, h, w, 3}) + " (" + options_.device + "): " + error_summary(e.what()));
     }
     // Checked before copying: a graph whose output shape depends on the pixels must not
     // write past the caller's buffers (the CPU engine's finding 1, docs/reliability.md).
@@ -304,8 +305,9 @@ class CudaEngine final : public Engine {
                     shape_string({b.batch, b.height, b.width}) + ", got " +
                     std::string(c10::toString(cb.dev_labels.scalar_type())) + " " +
                     shape_string(cb.dev_labels.sizes().vec()));
-      if (cb.logits_graph && (cb.dev_logits.scalar_type() != at::kFloat ||
-                              cb.dev_logits.sizes().vec() != std::vector<int64_t>{b.batch, num_classes_, b.height, b.width}))
+      if (cb.logits_graph &&
+          (cb.dev_logits.scalar_type() != at::kFloat ||
+           cb.dev_logits.sizes().vec() != std::vector<int64_t>{b.batch, num_classes_, b.height, b.width}))
         throw Error("Segmenter: bucket " + b.name() + ": logits: expected float32 " +
                     shape_string({b.batch, num_classes_, b.height, b.width}) + ", got " +
                     std::string(c10::toString(cb.dev_logits.scalar_type())) + " " +

@@ -3,9 +3,8 @@
 // the few helpers metadata.cpp and package.cpp share to look values up and to show a bad
 // one in an error message. Its parser is iterative, so deep nesting cannot exhaust the stack.
 #include <cmath>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace ifa_rt::detail::json {
 

@@ -15,8 +15,7 @@ using json::Json;
 using json::number;
 
 [[noreturn]] void bad(const std::string& key, const std::string& what, const std::string& got) {
-  throw Error(std::string("metadata '") + kMetadataFile + "': '" + key + "': expected " + what +
-              ", got " + got);
+  throw Error(std::string("metadata '") + kMetadataFile + "': '" + key + "': expected " + what + ", got " + got);
 }
 
 const Json& required(const Json& root, const std::string& key) {
@@ -61,8 +60,11 @@ Metadata parse_metadata(const std::string& text) {
   }
   if (!root.is_object())
     throw Error(std::string("metadata '") + kMetadataFile + "': expected a JSON object, got " +
-                (root.is_array() ? "a list" : root.is_string() ? "a string" : root.is_null() ? "null" :
-                 root.is_boolean() ? "a boolean" : "a number"));
+                (root.is_array()     ? "a list"
+                 : root.is_string()  ? "a string"
+                 : root.is_null()    ? "null"
+                 : root.is_boolean() ? "a boolean"
+                                     : "a number"));
   Metadata m;
   m.json = text;
   const Json& version = required(root, "format_version");
@@ -73,8 +75,8 @@ Metadata parse_metadata(const std::string& text) {
     const Json* by = find(root, "ifa_rt_version");
     if (is_integer(version) && number(version) > kFormatVersion && by != nullptr && by->is_string() &&
         by->get<std::string>() != ifa_rt::version())
-      got += " (written by ifa_rt " + by->get<std::string>() + "; this runtime is " + ifa_rt::version() +
-             ": upgrade it)";
+      got +=
+          " (written by ifa_rt " + by->get<std::string>() + "; this runtime is " + ifa_rt::version() + ": upgrade it)";
     bad("format_version", std::to_string(kFormatVersion) + " (the versions this runtime reads)", got);
   }
   m.format_version = kFormatVersion;
@@ -108,8 +110,7 @@ Metadata parse_metadata(const std::string& text) {
 
   const Json& input = required(root, "input");
   if (!input.is_object()) bad("input", "an object", brief(input));
-  const std::pair<const char*, const char*> fixed[] = {
-      {"layout", "NHWC"}, {"dtype", "uint8"}, {"color", "RGB"}};
+  const std::pair<const char*, const char*> fixed[] = {{"layout", "NHWC"}, {"dtype", "uint8"}, {"color", "RGB"}};
   for (const auto& [key, want] : fixed) {
     const Json* v = find(input, key);
     if (v != nullptr && (!v->is_string() || v->get<std::string>() != want))
@@ -136,9 +137,9 @@ Metadata parse_metadata(const std::string& text) {
 void check_plan(const Options& options, const Metadata& metadata) {
   for (const Shape& s : options.shapes)
     if (s.height < metadata.min_size || s.width < metadata.min_size)
-      throw InvalidArgument("Options: 'shapes': expected height and width >= " +
-                            std::to_string(metadata.min_size) + " (the artifact's min_size), got " +
-                            std::to_string(s.height) + "x" + std::to_string(s.width));
+      throw InvalidArgument("Options: 'shapes': expected height and width >= " + std::to_string(metadata.min_size) +
+                            " (the artifact's min_size), got " + std::to_string(s.height) + "x" +
+                            std::to_string(s.width));
 }
 
 }  // namespace ifa_rt::detail

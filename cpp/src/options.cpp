@@ -1,9 +1,9 @@
 // Options: defaults live in segmenter.h; here they are validated and parsed by name.
+#include "options.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
-
-#include "options.h"
 
 namespace ifa_rt {
 namespace {
@@ -12,9 +12,9 @@ namespace {
   throw InvalidArgument("Options: '" + key + "': expected " + what + ", got " + got);
 }
 
-const char* const kKnownKeys[] = {"device", "precision", "max_batch", "shapes", "threads",
-                                  "strict", "plan_logits", "channels_last", "runtime",
-                                  "optimize", "warmup", "shape_cache", "tf32"};
+const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",  "threads",
+                                  "strict", "plan_logits", "channels_last", "runtime", "optimize",
+                                  "warmup", "shape_cache", "tf32"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -49,26 +49,40 @@ std::vector<Shape> parse_shapes(const std::string& value) {
 
 std::string to_string(DType dtype) {
   switch (dtype) {
-    case DType::uint8: return "uint8";
-    case DType::int8: return "int8";
-    case DType::int16: return "int16";
-    case DType::int32: return "int32";
-    case DType::int64: return "int64";
-    case DType::float16: return "float16";
-    case DType::bfloat16: return "bfloat16";
-    case DType::float32: return "float32";
-    case DType::float64: return "float64";
-    case DType::bool_: return "bool";
+    case DType::uint8:
+      return "uint8";
+    case DType::int8:
+      return "int8";
+    case DType::int16:
+      return "int16";
+    case DType::int32:
+      return "int32";
+    case DType::int64:
+      return "int64";
+    case DType::float16:
+      return "float16";
+    case DType::bfloat16:
+      return "bfloat16";
+    case DType::float32:
+      return "float32";
+    case DType::float64:
+      return "float64";
+    case DType::bool_:
+      return "bool";
   }
   return "?";
 }
 
 std::string to_string(Precision precision) {
   switch (precision) {
-    case Precision::fp32: return "fp32";
-    case Precision::fp16: return "fp16";
-    case Precision::bf16: return "bf16";
-    case Precision::int8: return "int8";
+    case Precision::fp32:
+      return "fp32";
+    case Precision::fp16:
+      return "fp16";
+    case Precision::bf16:
+      return "bf16";
+    case Precision::int8:
+      return "int8";
   }
   return "?";
 }
@@ -92,18 +106,19 @@ void Options::validate() const {
           std::to_string(s.height) + "x" + std::to_string(s.width));
   std::vector<Shape> sorted = shapes;
   std::sort(sorted.begin(), sorted.end());
-  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
-    bad("shapes", "distinct shapes", "a duplicate");
-  if (threads < 0 || threads > 1024) bad("threads", "an integer in [0, 1024] (0 = torch's default)", std::to_string(threads));
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) bad("shapes", "distinct shapes", "a duplicate");
+  if (threads < 0 || threads > 1024)
+    bad("threads", "an integer in [0, 1024] (0 = torch's default)", std::to_string(threads));
   if (runtime != "auto" && runtime != "static" && runtime != "jit" && runtime != "aoti")
     bad("runtime", "'auto', 'static', 'jit' or 'aoti'", "'" + runtime + "'");
   // torch 2.13: Static Runtime segfaults on optimize_for_inference's MKLDNN graph (also from
   // Python: torch._C._jit_to_static_module), so the two are never combined.
   if (optimize && runtime == "static")
-    bad("optimize", "false with runtime 'static' (Static Runtime cannot run the MKLDNN graph "
-        "optimize_for_inference makes; use runtime 'jit')", "true");
-  if (shape_cache < 0 || shape_cache > 1024)
-    bad("shape_cache", "an integer in [0, 1024]", std::to_string(shape_cache));
+    bad("optimize",
+        "false with runtime 'static' (Static Runtime cannot run the MKLDNN graph "
+        "optimize_for_inference makes; use runtime 'jit')",
+        "true");
+  if (shape_cache < 0 || shape_cache > 1024) bad("shape_cache", "an integer in [0, 1024]", std::to_string(shape_cache));
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }
@@ -111,19 +126,32 @@ void Options::validate() const {
 Options Options::from_map(const std::map<std::string, std::string>& values) {
   Options o;
   for (const auto& [key, value] : values) {
-    if (key == "device") o.device = value;
-    else if (key == "precision") o.precision = detail::parse_precision(value);
-    else if (key == "max_batch") o.max_batch = parse_int(key, value);
-    else if (key == "shapes") o.shapes = parse_shapes(value);
-    else if (key == "threads") o.threads = static_cast<int>(parse_int(key, value));
-    else if (key == "strict") o.strict = parse_bool(key, value);
-    else if (key == "plan_logits") o.plan_logits = parse_bool(key, value);
-    else if (key == "channels_last") o.channels_last = parse_bool(key, value);
-    else if (key == "tf32") o.tf32 = parse_bool(key, value);
-    else if (key == "runtime") o.runtime = value;
-    else if (key == "optimize") o.optimize = parse_bool(key, value);
-    else if (key == "warmup") o.warmup = static_cast<int>(parse_int(key, value));
-    else if (key == "shape_cache") o.shape_cache = static_cast<int>(parse_int(key, value));
+    if (key == "device")
+      o.device = value;
+    else if (key == "precision")
+      o.precision = detail::parse_precision(value);
+    else if (key == "max_batch")
+      o.max_batch = parse_int(key, value);
+    else if (key == "shapes")
+      o.shapes = parse_shapes(value);
+    else if (key == "threads")
+      o.threads = static_cast<int>(parse_int(key, value));
+    else if (key == "strict")
+      o.strict = parse_bool(key, value);
+    else if (key == "plan_logits")
+      o.plan_logits = parse_bool(key, value);
+    else if (key == "channels_last")
+      o.channels_last = parse_bool(key, value);
+    else if (key == "tf32")
+      o.tf32 = parse_bool(key, value);
+    else if (key == "runtime")
+      o.runtime = value;
+    else if (key == "optimize")
+      o.optimize = parse_bool(key, value);
+    else if (key == "warmup")
+      o.warmup = static_cast<int>(parse_int(key, value));
+    else if (key == "shape_cache")
+      o.shape_cache = static_cast<int>(parse_int(key, value));
     else {
       std::string known;
       for (const char* k : kKnownKeys) known += (known.empty() ? "" : ", ") + std::string(k);

@@ -20,8 +20,7 @@ using json::Json;
 using json::number;
 
 [[noreturn]] void bad(const std::string& key, const std::string& what, const std::string& got) {
-  throw Error(std::string("metadata '") + kMetadataFile + "': 'aoti." + key + "': expected " + what +
-              ", got " + got);
+  throw Error(std::string("metadata '") + kMetadataFile + "': 'aoti." + key + "': expected " + what + ", got " + got);
 }
 
 std::string string_field(const Json& block, const std::string& key) {
@@ -86,8 +85,8 @@ PackageInfo parse_package_info(const std::string& text) {
     if (!b.is_array() || b.size() != 3) bad("buckets", "[batch, height, width] triples", brief(b));
     for (const Json& v : b)
       if (!is_integer(v) || number(v) < 1 || number(v) > 1e6) bad("buckets", "positive integers", brief(b));
-    p.buckets.push_back({static_cast<int64_t>(number(b[0])), static_cast<int64_t>(number(b[1])),
-                         static_cast<int64_t>(number(b[2]))});
+    p.buckets.push_back(
+        {static_cast<int64_t>(number(b[0])), static_cast<int64_t>(number(b[1])), static_cast<int64_t>(number(b[2]))});
   }
   return p;
 }

@@ -11,14 +11,14 @@ namespace ifa_rt::detail {
 
 /// The `aoti` block of a package's `ifa_rt.json`.
 struct PackageInfo {
-  std::string device;          ///< "cpu"
-  std::string cpu_isa;         ///< inductor's vector ISA, e.g. "avx512 avx512_vnni"
-  std::string machine;         ///< e.g. "x86_64"
-  std::string torch_version;   ///< the torch that compiled it
-  std::string precision;       ///< "fp32"
-  std::string fallback;        ///< record of the TorchScript artifact inside the package
-  int threads = 0;             ///< intra-op threads it was compiled for
-  std::vector<Bucket> buckets; ///< one compiled model per bucket
+  std::string device;           ///< "cpu"
+  std::string cpu_isa;          ///< inductor's vector ISA, e.g. "avx512 avx512_vnni"
+  std::string machine;          ///< e.g. "x86_64"
+  std::string torch_version;    ///< the torch that compiled it
+  std::string precision;        ///< "fp32"
+  std::string fallback;         ///< record of the TorchScript artifact inside the package
+  int threads = 0;              ///< intra-op threads it was compiled for
+  std::vector<Bucket> buckets;  ///< one compiled model per bucket
 };
 
 /// True for a path naming an AOTInductor package (".pt2").

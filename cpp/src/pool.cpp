@@ -1,8 +1,8 @@
 // SegmenterPool: N engines, each call on an idle one.
 #include <algorithm>
-#include <thread>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "ifa_rt/segmenter.h"
 
@@ -75,8 +75,8 @@ int SegmenterPool::size() const { return static_cast<int>(impl_->engines.size())
 
 Segmenter& SegmenterPool::engine(int index) {
   if (index < 0 || index >= size())
-    throw InvalidArgument("SegmenterPool.engine: 'index': expected an integer in [0, " +
-                          std::to_string(size() - 1) + "], got " + std::to_string(index));
+    throw InvalidArgument("SegmenterPool.engine: 'index': expected an integer in [0, " + std::to_string(size() - 1) +
+                          "], got " + std::to_string(index));
   return *impl_->engines[static_cast<size_t>(index)];
 }
 

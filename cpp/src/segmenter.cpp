@@ -1,11 +1,11 @@
 // Segmenter: validation, batching, locking and stats around an Engine (no torch here).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
-
-#include <unistd.h>
 
 #include "artifact.h"
 #include "engine.h"
@@ -20,9 +20,7 @@ using detail::ImageRef;
 using detail::Output;
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // The last `capacity` latencies of one bucket, preallocated.
 class LatencyRing {
@@ -80,8 +78,10 @@ void check_plan_memory(const Options& o) {
   for (const Bucket& b : detail::make_buckets(o.shapes, o.max_batch))
     bytes += static_cast<double>(b.batch) * static_cast<double>(b.height) * static_cast<double>(b.width) * 3;
   if (bytes > physical)
-    throw InvalidArgument("Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in "
-                          "memory (" + gib(physical) + "), got " + gib(bytes));
+    throw InvalidArgument(
+        "Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in "
+        "memory (" +
+        gib(physical) + "), got " + gib(bytes));
 }
 
 }  // namespace
@@ -100,8 +100,7 @@ struct Segmenter::Impl {
   bool pad = false;  // CUDA pads a remainder up to a captured bucket; CPU splits it (plan.h)
 
   // Validates one [H,W,3] or [B,H,W,3] view and appends one ImageRef per image.
-  void collect(const TensorView& v, const std::string& where, bool allow_batch,
-               std::vector<ImageRef>* out) const {
+  void collect(const TensorView& v, const std::string& where, bool allow_batch, std::vector<ImageRef>* out) const {
     const std::string name = allow_batch ? "images" : "images[" + std::to_string(out->size()) + "]";
     if (v.dtype != DType::uint8) bad_input(where, name, "dtype uint8", to_string(v.dtype));
     const size_t rank = v.shape.size();
@@ -117,8 +116,7 @@ struct Segmenter::Impl {
       for (size_t k = rank - 1; k > 0; --k) strides[k - 1] = strides[k] * v.shape[k];
     }
     if (strides.size() != rank)
-      bad_input(where, name, "one stride per dimension (" + std::to_string(rank) + ")",
-                std::to_string(strides.size()));
+      bad_input(where, name, "one stride per dimension (" + std::to_string(rank) + ")", std::to_string(strides.size()));
     for (int64_t s : strides)
       if (s < 0) bad_input(where, name, "non-negative strides", detail::shape_string(strides));
     const int64_t batch = rank == 4 ? v.shape[0] : 1;
@@ -128,15 +126,13 @@ struct Segmenter::Impl {
     if (h > detail::kMaxSide || w > detail::kMaxSide)
       bad_input(where, name, "height and width <= " + std::to_string(detail::kMaxSide), hxw(h, w));
     if (h < metadata.min_size || w < metadata.min_size)
-      bad_input(where, name,
-                "height and width >= " + std::to_string(metadata.min_size) + " (the artifact's min_size)",
+      bad_input(where, name, "height and width >= " + std::to_string(metadata.min_size) + " (the artifact's min_size)",
                 hxw(h, w));
     if (v.data == nullptr) bad_input(where, name, "data", "a null pointer");
     const int64_t sb = rank == 4 ? strides[0] : 0;
     const size_t k = rank - 3;
     for (int64_t i = 0; i < batch; ++i)
-      out->push_back({static_cast<const uint8_t*>(v.data) + i * sb, h, w, strides[k], strides[k + 1],
-                      strides[k + 2]});
+      out->push_back({static_cast<const uint8_t*>(v.data) + i * sb, h, w, strides[k], strides[k + 1], strides[k + 2]});
   }
 
   int shape_index(int64_t h, int64_t w) const {
@@ -149,8 +145,9 @@ struct Segmenter::Impl {
     if (!options.strict || shape_index(h, w) >= 0) return;
     std::string planned;
     for (const Shape& s : options.shapes) planned += (planned.empty() ? "" : ", ") + hxw(s.height, s.width);
-    bad_input(where, name, "a planned shape (" + (planned.empty() ? std::string("none planned") : planned) +
-                               ") in strict mode", hxw(h, w));
+    bad_input(where, name,
+              "a planned shape (" + (planned.empty() ? std::string("none planned") : planned) + ") in strict mode",
+              hxw(h, w));
   }
 
   // Serves n same-shaped images (mutex held): planned buckets, else the unplanned path.
@@ -189,8 +186,8 @@ struct Segmenter::Impl {
     const std::string out_name = what == Output::labels ? "labels" : "logits";
     if (dst == nullptr || size != need)
       throw InvalidArgument(where + ": output '" + out_name + "': expected " + std::to_string(need) +
-                            (what == Output::labels ? " uint8 elements" : " float32 elements") +
-                            ", got " + (dst == nullptr ? std::string("a null pointer") : std::to_string(size)));
+                            (what == Output::labels ? " uint8 elements" : " float32 elements") + ", got " +
+                            (dst == nullptr ? std::string("a null pointer") : std::to_string(size)));
     check_planned(where, "images", h, w);
     const size_t elem = what == Output::labels ? 1 : sizeof(float);
     std::vector<void*> outs(ims.size());
@@ -203,8 +200,7 @@ struct Segmenter::Impl {
   }
 };
 
-Segmenter::Segmenter(const std::string& artifact_path, const Options& options)
-    : impl_(std::make_unique<Impl>()) {
+Segmenter::Segmenter(const std::string& artifact_path, const Options& options) : impl_(std::make_unique<Impl>()) {
   auto t0 = Clock::now();
   options.validate();
   check_plan_memory(options);
@@ -246,8 +242,7 @@ Result Segmenter::segment(const TensorView& images) {
     for (int64_t d : r.shape) n *= std::max<int64_t>(d, 0);
     r.labels.resize(static_cast<size_t>(n));
   }
-  impl_->call(images, Output::labels, r.labels.data(), static_cast<int64_t>(r.labels.size()),
-              "Segmenter.segment");
+  impl_->call(images, Output::labels, r.labels.data(), static_cast<int64_t>(r.labels.size()), "Segmenter.segment");
   r.milliseconds = ms_since(t0);
   return r;
 }
@@ -267,11 +262,14 @@ void Segmenter::segment(const std::vector<TensorView>& images, const std::vector
   std::vector<std::pair<Shape, std::vector<size_t>>> groups;
   for (size_t i = 0; i < ims.size(); ++i) {
     if (labels[i] == nullptr)
-      throw InvalidArgument(where + ": output 'labels[" + std::to_string(i) + "]': expected a buffer, got a null pointer");
+      throw InvalidArgument(where + ": output 'labels[" + std::to_string(i) +
+                            "]': expected a buffer, got a null pointer");
     Shape s{ims[i].height, ims[i].width};
     auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == s; });
-    if (it == groups.end()) groups.push_back({s, {i}});
-    else it->second.push_back(i);
+    if (it == groups.end())
+      groups.push_back({s, {i}});
+    else
+      it->second.push_back(i);
   }
   for (const auto& g : groups)
     impl_->check_planned(where, "images[" + std::to_string(g.second[0]) + "]", g.first.height, g.first.width);
@@ -305,8 +303,7 @@ LogitsResult Segmenter::logits(const TensorView& images) {
     for (int64_t d : r.shape) n *= std::max<int64_t>(d, 0);
     r.logits.resize(static_cast<size_t>(n));
   }
-  impl_->call(images, Output::logits, r.logits.data(), static_cast<int64_t>(r.logits.size()),
-              "Segmenter.logits");
+  impl_->call(images, Output::logits, r.logits.data(), static_cast<int64_t>(r.logits.size()), "Segmenter.logits");
   r.milliseconds = ms_since(t0);
   return r;
 }
@@ -332,8 +329,7 @@ Stats Segmenter::stats() const {
   s.shape_cache = impl_->options.shape_cache;
   s.construction_ms = impl_->construction_ms;
   s.first_call_ms = impl_->engine->first_call_ms();
-  for (size_t i = 0; i < impl_->buckets.size(); ++i)
-    s.buckets.push_back(impl_->latency[i].summary(impl_->buckets[i]));
+  for (size_t i = 0; i < impl_->buckets.size(); ++i) s.buckets.push_back(impl_->latency[i].summary(impl_->buckets[i]));
   return s;
 }
 
@@ -345,8 +341,7 @@ const std::string& Segmenter::path() const { return impl_->path; }
 namespace detail {
 std::unique_ptr<Engine> make_cuda_engine(const std::string&, const Options& options, Metadata*) {
   throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + options.device +
-              "': no CUDA device (this ifa_rt was built without the CUDA engine; torch " +
-              "has no CUDA)");
+              "': no CUDA device (this ifa_rt was built without the CUDA engine; torch " + "has no CUDA)");
 }
 }  // namespace detail
 #endif

@@ -25,8 +25,10 @@ class TorchScope {
     torch::jit::setFusionStrategy(defaults);
     if (threads > 0) {
       previous_threads_ = at::get_num_threads();
-      if (previous_threads_ != threads) at::set_num_threads(threads);
-      else previous_threads_ = 0;
+      if (previous_threads_ != threads)
+        at::set_num_threads(threads);
+      else
+        previous_threads_ = 0;
     }
   }
   ~TorchScope() {

@@ -57,7 +57,8 @@ struct Directory {
 
 // Finds the EOCD in the file's last 64 KiB + 22 bytes (the comment is at most 65535 bytes).
 Directory find_directory(File& f) {
-  if (f.size < kEocdSize) corrupt("zip: expected an end-of-central-directory record, got a " + std::to_string(f.size) + "-byte file");
+  if (f.size < kEocdSize)
+    corrupt("zip: expected an end-of-central-directory record, got a " + std::to_string(f.size) + "-byte file");
   const uint64_t tail = std::min<uint64_t>(f.size, kEocdSize + 65535);
   const std::vector<uint8_t> buf = f.read(f.size - tail, tail);
   for (int64_t i = static_cast<int64_t>(tail - kEocdSize); i >= 0; --i) {
@@ -168,9 +169,9 @@ void check_zip(const std::string& path) {
       corrupt(record + " needs " + std::to_string(csize) + " bytes at offset " + std::to_string(data_at) +
               ", past the end of the " + std::to_string(f.size) + "-byte file");
     if (method == 0 && csize != usize)
-      corrupt(record + ": stored, but its sizes differ (" + std::to_string(csize) + " vs " + std::to_string(usize) + ")");
-    if (method == 0 && checks_crc() && crc_of(f, data_at, csize) != crc)
-      corrupt(record + " fails its CRC-32 check");
+      corrupt(record + ": stored, but its sizes differ (" + std::to_string(csize) + " vs " + std::to_string(usize) +
+              ")");
+    if (method == 0 && checks_crc() && crc_of(f, data_at, csize) != crc) corrupt(record + " fails its CRC-32 check");
   }
 }
 

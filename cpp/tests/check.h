@@ -33,25 +33,25 @@ inline void fail(const char* file, int line, const std::string& what) {
   std::cerr << file << ":" << line << ": FAILED: " << what << "\n";
 }
 
-#define CHECK(cond)                                         \
-  do {                                                      \
+#define CHECK(cond)                                        \
+  do {                                                     \
     if (!(cond)) ::check::fail(__FILE__, __LINE__, #cond); \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                                    \
-  do {                                                                                    \
-    auto _va = (a);                                                                       \
-    auto _vb = (b);                                                                       \
-    if (!(_va == _vb))                                                                    \
-      ::check::fail(__FILE__, __LINE__, std::string(#a " == " #b ": ") + std::to_string(_va) + \
-                                           " vs " + std::to_string(_vb));               \
+#define CHECK_EQ(a, b)                                                                                    \
+  do {                                                                                                    \
+    auto _va = (a);                                                                                       \
+    auto _vb = (b);                                                                                       \
+    if (!(_va == _vb))                                                                                    \
+      ::check::fail(__FILE__, __LINE__,                                                                   \
+                    std::string(#a " == " #b ": ") + std::to_string(_va) + " vs " + std::to_string(_vb)); \
   } while (0)
 
 // Runs `body`, which must throw E with a message equal to `message` (or containing it when
 // `exact` is false).
 template <class E>
-void expect_throw(const char* file, int line, const std::function<void()>& body,
-                  const std::string& message, bool exact = true) {
+void expect_throw(const char* file, int line, const std::function<void()>& body, const std::string& message,
+                  bool exact = true) {
   try {
     body();
   } catch (const E& e) {
@@ -66,9 +66,11 @@ void expect_throw(const char* file, int line, const std::function<void()>& body,
   fail(file, line, "no exception; wanted: " + message);
 }
 #define CHECK_THROWS(E, body, message) \
-  ::check::expect_throw<E>(__FILE__, __LINE__, [&] { body; }, message)
+  ::check::expect_throw<E>(            \
+      __FILE__, __LINE__, [&] { body; }, message)
 #define CHECK_THROWS_CONTAINS(E, body, message) \
-  ::check::expect_throw<E>(__FILE__, __LINE__, [&] { body; }, message, false)
+  ::check::expect_throw<E>(                     \
+      __FILE__, __LINE__, [&] { body; }, message, false)
 
 // Ends the process (exit 3) if it still runs after `seconds`: a deadlock fails the test at
 // once instead of hanging until ctest's timeout.

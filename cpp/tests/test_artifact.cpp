@@ -31,18 +31,21 @@ int main(int argc, char** argv) {
                      "': metadata 'ifa_rt.json': expected a JSON extra file (an ifa_rt artifact), got none");
     CHECK_THROWS(Error, load(p("bad_json.ifa.pt")),
                  "failed to load artifact '" + p("bad_json.ifa.pt") +
-                     "': metadata 'ifa_rt.json': expected JSON, got a parse error at byte 3: syntax error while parsing object key - invalid literal; last read: '{no'; expected string literal");
-    CHECK_THROWS(Error, load(p("bad_version.ifa.pt")),
-                 "failed to load artifact '" + p("bad_version.ifa.pt") +
-                     "': metadata 'ifa_rt.json': 'format_version': expected 1 (the versions this runtime reads), got 99");
+                     "': metadata 'ifa_rt.json': expected JSON, got a parse error at byte 3: syntax error while "
+                     "parsing object key - invalid literal; last read: '{no'; expected string literal");
+    CHECK_THROWS(
+        Error, load(p("bad_version.ifa.pt")),
+        "failed to load artifact '" + p("bad_version.ifa.pt") +
+            "': metadata 'ifa_rt.json': 'format_version': expected 1 (the versions this runtime reads), got 99");
     CHECK_THROWS(Error, load(p("missing_key.ifa.pt")),
                  "failed to load artifact '" + p("missing_key.ifa.pt") +
                      "': metadata 'ifa_rt.json': 'palette': expected a value (required key), got nothing");
     CHECK_THROWS(Error, load(p("no_logits.ifa.pt")),
                  "failed to load artifact '" + p("no_logits.ifa.pt") +
                      "': method 'logits': expected a scripted method (docs/artifact.md), got none");
-    CHECK_THROWS_CONTAINS(Error, load(p("truncated.ifa.pt")),
-                          "failed to load artifact '" + p("truncated.ifa.pt") + "': not a readable TorchScript archive: ");
+    CHECK_THROWS_CONTAINS(
+        Error, load(p("truncated.ifa.pt")),
+        "failed to load artifact '" + p("truncated.ifa.pt") + "': not a readable TorchScript archive: ");
     CHECK_THROWS_CONTAINS(Error, load(p("random.ifa.pt")),
                           "failed to load artifact '" + p("random.ifa.pt") + "': not a readable TorchScript archive: ");
 
@@ -51,13 +54,12 @@ int main(int argc, char** argv) {
     CHECK_THROWS(Error, parse_metadata("[1]"), "metadata 'ifa_rt.json': expected a JSON object, got a list");
     CHECK_THROWS(Error, parse_metadata(R"({"format_version": 1, "num_classes": 0})"),
                  "metadata 'ifa_rt.json': 'num_classes': expected an integer in [1, 256] (labels are uint8), got 0");
-    CHECK_THROWS(Error,
-                 parse_metadata(R"({"format_version": 1, "num_classes": 2, "classes": ["a"]})"),
+    CHECK_THROWS(Error, parse_metadata(R"({"format_version": 1, "num_classes": 2, "classes": ["a"]})"),
                  "metadata 'ifa_rt.json': 'classes': expected a list of 2 names, got ['a']");
-    CHECK_THROWS(Error,
-                 parse_metadata(R"({"format_version": 1, "num_classes": 1, "classes": ["a"], "palette": [[1,2,300]],
+    CHECK_THROWS(
+        Error, parse_metadata(R"({"format_version": 1, "num_classes": 1, "classes": ["a"], "palette": [[1,2,300]],
                                    "input": {}})"),
-                 "metadata 'ifa_rt.json': 'palette': expected [r, g, b] colours with values in 0..255, got [1, 2, 300]");
+        "metadata 'ifa_rt.json': 'palette': expected [r, g, b] colours with values in 0..255, got [1, 2, 300]");
     CHECK_THROWS(Error,
                  parse_metadata(R"({"format_version": 1, "num_classes": 1, "classes": ["a"], "palette": [[1,2,3]],
                                    "input": {"layout": "NCHW"}})"),

@@ -53,17 +53,18 @@ int main(int argc, char** argv) {
     // Checked against the file before LibTorch reads it (it trusts every length, checks no CRC).
     fails("bad/bitflip.ifa.pt", archive + "record ", false);
     fails("bad/huge_length.ifa.pt", archive + "record ", false);
-    fails("bad/newer_torch.ifa.pt",
-          "not a readable TorchScript archive: [enforce fail at inline_container.cc:", false);
-    const std::string compile = "not a readable TorchScript archive: its TorchScript code does not compile with torch " +
-                                ifa_rt::torch_version() + " (a corrupt file, or code from a newer torch)";
+    fails("bad/newer_torch.ifa.pt", "not a readable TorchScript archive: [enforce fail at inline_container.cc:", false);
+    const std::string compile =
+        "not a readable TorchScript archive: its TorchScript code does not compile with torch " +
+        ifa_rt::torch_version() + " (a corrupt file, or code from a newer torch)";
     // Fuzz finds: the first aborted the process, the second segfaulted inside LibTorch. Which
     // error LibTorch reports for them depends on the types the process compiled before.
     fails("bad/fuzz-error-report-abort.ifa.pt", "not a readable TorchScript archive: ", false);
     fails("bad/fuzz-debug-info-segv.ifa.pt", "not a readable TorchScript archive: ", false);
     fails("bad/unknown_op.ifa.pt", compile);
     // Asked LibTorch for 30 GB (ASan aborted on it); the zip check rejects it first now.
-    fails("bad/fuzz-huge-record.ifa.pt", archive + "record 0 ('bad_version.ifa/extra/ifa_rt.json') fails its CRC-32 check" + corrupt);
+    fails("bad/fuzz-huge-record.ifa.pt",
+          archive + "record 0 ('bad_version.ifa/extra/ifa_rt.json') fails its CRC-32 check" + corrupt);
     fails("bad/plain.ifa.pt", meta + "expected a JSON extra file (an ifa_rt artifact), got none");
     fails("bad/version2.ifa.pt", version + "2 (written by ifa_rt 9.0.0; this runtime is 0.1.0: upgrade it)");
     fails("bad/version_string.ifa.pt", version + "'1'");

@@ -155,14 +155,16 @@ int main(int argc, char** argv) {
                  "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1");
     bad_o = o;
     bad_o.max_batch = 0;
-    CHECK_THROWS(InvalidArgument, Segmenter(tiny, bad_o), "Options: 'max_batch': expected an integer in [1, 1024], got 0");
+    CHECK_THROWS(InvalidArgument, Segmenter(tiny, bad_o),
+                 "Options: 'max_batch': expected an integer in [1, 1024], got 0");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "int4"}}),
                  "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'int4'");
     bad_o = o;
     bad_o.precision = ifa_rt::Precision::int8;
     CHECK_THROWS(InvalidArgument, Segmenter(tiny, bad_o),
                  "Options: 'precision': 'int8' runs from a quantized AOTInductor package (.pt2; ifa-rt "
-                 "quantize), got the TorchScript artifact '" + tiny + "'");
+                 "quantize), got the TorchScript artifact '" +
+                     tiny + "'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"threads", "-2"}}),
                  "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -2");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"device", "cuda:-1"}}),
@@ -170,8 +172,9 @@ int main(int argc, char** argv) {
     bad_o = o;
     bad_o.shapes = {{16384, 16384}};
     bad_o.max_batch = 1024;
-    CHECK_THROWS_CONTAINS(InvalidArgument, Segmenter(tiny, bad_o),
-                          "Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in memory (");
+    CHECK_THROWS_CONTAINS(
+        InvalidArgument, Segmenter(tiny, bad_o),
+        "Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in memory (");
     if (!ifa_rt::has_cuda_engine()) {
       for (const char* device : {"cuda", "cuda:7"}) {
         bad_o = o;

@@ -1,14 +1,13 @@
 // Batcher: results equal direct calls, batches form under concurrency, max_delay is a bound
 // (a full batch does not wait for it, a lone request waits about that long), a bad request
 // fails alone, close() drains or cancels. A watchdog ends the process if anything hangs.
-#include "ifa_rt/batcher.h"
-
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
 
 #include "check.h"
+#include "ifa_rt/batcher.h"
 
 using ifa_rt::Batcher;
 using ifa_rt::BatcherOptions;
@@ -22,9 +21,9 @@ using ifa_rt::TensorView;
 using Clock = std::chrono::steady_clock;
 
 // check.h's CHECK_EQ prints numbers; strings need their own.
-#define CHECK_STR(a, b)                                                              \
-  do {                                                                               \
-    const std::string _got = (a), _want = (b);                                       \
+#define CHECK_STR(a, b)                                                                           \
+  do {                                                                                            \
+    const std::string _got = (a), _want = (b);                                                    \
     if (_got != _want) ::check::fail(__FILE__, __LINE__, "got:  " + _got + "\n  want: " + _want); \
   } while (0)
 
@@ -33,9 +32,7 @@ namespace {
 constexpr int64_t kPx = 32 * 48;  // the planned shape of the reference data
 constexpr auto kWait = std::chrono::seconds(30);
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // Image k of a [N,H,W,3] reference input.
 TensorView image(const std::vector<uint8_t>& batch, int64_t k, int64_t h = 32, int64_t w = 48) {
@@ -176,10 +173,8 @@ int main(int argc, char** argv) {
       CHECK(ready(g0) && ready(g1) && ready(bad) && ready(fl) && ready(rank4) && ready(empty));
       CHECK(equal_ref(g0.get(), a_ref, 0));
       CHECK(equal_ref(g1.get(), a_ref, 1));
-      CHECK_STR(error_of<InvalidArgument>(bad),
-                "Segmenter.segment: input 'images': expected data, got a null pointer");
-      CHECK_STR(error_of<InvalidArgument>(fl),
-                "Segmenter.segment: input 'images': expected dtype uint8, got float32");
+      CHECK_STR(error_of<InvalidArgument>(bad), "Segmenter.segment: input 'images': expected data, got a null pointer");
+      CHECK_STR(error_of<InvalidArgument>(fl), "Segmenter.segment: input 'images': expected dtype uint8, got float32");
       CHECK_STR(error_of<InvalidArgument>(rank4),
                 "Batcher.submit: input 'image': expected shape [H,W,3], got [2,32,48,3] (rank 4)");
       CHECK_STR(error_of<InvalidArgument>(empty),
@@ -276,15 +271,12 @@ int main(int argc, char** argv) {
       b.close(false);
       CHECK(ms_since(t0) < 5000.0);
       CHECK(ready(f0) && ready(f1));
-      CHECK_STR(error_of<Cancelled>(f0),
-                "Batcher: request cancelled: the batcher was closed without draining");
-      CHECK_STR(error_of<Cancelled>(f1),
-                "Batcher: request cancelled: the batcher was closed without draining");
+      CHECK_STR(error_of<Cancelled>(f0), "Batcher: request cancelled: the batcher was closed without draining");
+      CHECK_STR(error_of<Cancelled>(f1), "Batcher: request cancelled: the batcher was closed without draining");
       CHECK(b.closed());
       auto late = b.submit(image(a_in, 0));
       CHECK(ready(late));
-      CHECK_STR(error_of<ifa_rt::Error>(late),
-                "Batcher.submit: the batcher is closed");
+      CHECK_STR(error_of<ifa_rt::Error>(late), "Batcher.submit: the batcher is closed");
       b.close(true);
       auto st = b.stats();
       CHECK_EQ(st.cancelled, int64_t{2});

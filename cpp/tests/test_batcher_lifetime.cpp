@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdint>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -57,8 +57,8 @@ void find_library(const void* inside) {
 }
 
 void* allocate(std::size_t n, const void* caller) {
-  if (g_armed.load(std::memory_order_relaxed) && std::this_thread::get_id() != g_main &&
-      from_ifa_rt(caller) && g_countdown.fetch_sub(1) == 1) {
+  if (g_armed.load(std::memory_order_relaxed) && std::this_thread::get_id() != g_main && from_ifa_rt(caller) &&
+      g_countdown.fetch_sub(1) == 1) {
     g_injected.fetch_add(1);
     throw std::bad_alloc();
   }
@@ -91,7 +91,7 @@ struct Outcomes {
   std::mutex mutex;
   std::condition_variable cv;
   int done = 0;
-  int ok[kRequests] = {};        // 1 labels, 0 error
+  int ok[kRequests] = {};  // 1 labels, 0 error
   bool cancelled[kRequests] = {};
   std::vector<uint8_t> labels = std::vector<uint8_t>(kRequests * kPx, 255);
 

@@ -53,8 +53,7 @@ int main(int argc, char** argv) {
       std::vector<uint8_t*> ptrs;
       for (auto& o2 : outs) ptrs.push_back(o2.data());
       s.segment(images, ptrs);
-      for (size_t i = 0; i < images.size(); ++i)
-        CHECK(std::equal(outs[i].begin(), outs[i].end(), want[i]));
+      for (size_t i = 0; i < images.size(); ++i) CHECK(std::equal(outs[i].begin(), outs[i].end(), want[i]));
     }
 
     // A list with an unplanned size is served on the fallback path, in order.

@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
     ifa_rt::Segmenter s(check::path("tiny.ifa.pt"), o);
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t)
-      threads.emplace_back(worker, [&](const ifa_rt::TensorView& v) { return s.segment(v); }, t);
+      threads.emplace_back(
+          worker, [&](const ifa_rt::TensorView& v) { return s.segment(v); }, t);
     for (auto& t : threads) t.join();
     CHECK_EQ(bad.load(), 0);
     CHECK_EQ(s.stats().calls, int64_t{80});
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
     CHECK_EQ(pool.size(), 2);
     threads.clear();
     for (int t = 0; t < 4; ++t)
-      threads.emplace_back(worker, [&](const ifa_rt::TensorView& v) { return pool.segment(v); }, t);
+      threads.emplace_back(
+          worker, [&](const ifa_rt::TensorView& v) { return pool.segment(v); }, t);
     for (auto& t : threads) t.join();
     CHECK_EQ(bad.load(), 0);
     CHECK_EQ(pool.engine(0).stats().calls + pool.engine(1).stats().calls, int64_t{80});

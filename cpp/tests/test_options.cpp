@@ -24,12 +24,14 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'");
     o = Options();
     o.shapes = {{32, 0}};
-    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 32x0");
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'shapes': expected (height, width) pairs in [1, 16384], got 32x0");
     o.shapes = {{32, 48}, {32, 48}};
     CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shapes': expected distinct shapes, got a duplicate");
     o = Options();
     o.runtime = "fast";
-    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'");
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'");
     o = Options();
     o.warmup = 1;
     CHECK_THROWS(InvalidArgument, o.validate(),
@@ -48,10 +50,14 @@ int main(int argc, char** argv) {
                  "MKLDNN graph optimize_for_inference makes; use runtime 'jit'), got true");
     o = Options();
     o.threads = -1;
-    CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1");
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'threads': expected an integer in [0, 1024] (0 = torch's default), got -1");
 
-    Options m = Options::from_map({{"device", "cuda:1"}, {"precision", "bf16"}, {"max_batch", "4"},
-                                   {"shapes", "360x480,512x1024"}, {"strict", "true"}});
+    Options m = Options::from_map({{"device", "cuda:1"},
+                                   {"precision", "bf16"},
+                                   {"max_batch", "4"},
+                                   {"shapes", "360x480,512x1024"},
+                                   {"strict", "true"}});
     CHECK(m.device == "cuda:1");
     CHECK(m.precision == ifa_rt::Precision::bf16);
     CHECK_EQ(m.max_batch, int64_t{4});

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
                  "metadata 'ifa_rt.json': 'aoti.buckets': expected positive integers, got [0, 360, 480]");
     CHECK_THROWS_CONTAINS(Error, parse_package_info("{oops"), "metadata 'ifa_rt.json': not valid JSON");
 
-    const std::set<std::string> avx512_vnni{"avx2", "fma", "avx512f", "avx512dq", "avx512vl", "avx512bw", "avx512_vnni"};
+    const std::set<std::string> avx512_vnni{"avx2",     "fma",      "avx512f",    "avx512dq",
+                                            "avx512vl", "avx512bw", "avx512_vnni"};
     const std::set<std::string> avx2_only{"avx2", "fma"};
     CHECK(package_mismatch(p, avx512_vnni, "x86_64", "2.13.0+cpu").empty());
     CHECK(package_mismatch(p, avx512_vnni, "x86_64", "2.13.1").empty());  // same minor version

@@ -97,12 +97,14 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, s.logits(v), "Segmenter.logits: input 'images': expected dtype uint8, got float32");
     CHECK_THROWS(InvalidArgument, s.segment(check::view(buf, {32, 48})),
                  "Segmenter.segment: input 'images': expected shape [H,W,3] or [B,H,W,3], got [32,48] (rank 2)");
-    CHECK_THROWS(InvalidArgument, s.segment(check::view(buf, {32, 48, 4})),
-                 "Segmenter.segment: input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])");
+    CHECK_THROWS(
+        InvalidArgument, s.segment(check::view(buf, {32, 48, 4})),
+        "Segmenter.segment: input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])");
     CHECK_THROWS(InvalidArgument, s.segment(check::view(buf, {0, 32, 48, 3})),
                  "Segmenter.segment: input 'images': expected a non-empty image batch, got shape [0,32,48,3]");
-    CHECK_THROWS(InvalidArgument, s.segment(check::view(buf, {8, 8, 3})),
-                 "Segmenter.segment: input 'images': expected height and width >= 16 (the artifact's min_size), got 8x8");
+    CHECK_THROWS(
+        InvalidArgument, s.segment(check::view(buf, {8, 8, 3})),
+        "Segmenter.segment: input 'images': expected height and width >= 16 (the artifact's min_size), got 8x8");
     TensorView neg = check::view(buf, {32, 48, 3});
     neg.strides = {-144, 3, 1};
     CHECK_THROWS(InvalidArgument, s.segment(neg),

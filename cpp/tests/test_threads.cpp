@@ -91,8 +91,8 @@ int hammer(Runner& runner, const Inputs& in, const std::vector<Outcome>& serial)
   {
     std::unique_lock<std::mutex> lock(m);
     if (!cv.wait_for(lock, kDeadline, [&] { return done == kThreads; })) {
-      std::cerr << "test_threads: " << kThreads - done << " threads still running after "
-                << kDeadline.count() << " s: deadlock?\n";
+      std::cerr << "test_threads: " << kThreads - done << " threads still running after " << kDeadline.count()
+                << " s: deadlock?\n";
       std::_Exit(3);
     }
   }

@@ -19,9 +19,9 @@ struct Args {
 
 inline Args parse_args(int argc, char** argv, const std::set<std::string>& own_keys,
                        const std::set<std::string>& flags = {}) {
-  static const std::set<std::string> option_keys = {"device", "precision", "max_batch", "shapes",
-                                                    "threads", "strict", "plan_logits",
-                                                    "channels_last", "runtime", "optimize", "warmup"};
+  static const std::set<std::string> option_keys = {"device",  "precision", "max_batch",   "shapes",
+                                                    "threads", "strict",    "plan_logits", "channels_last",
+                                                    "runtime", "optimize",  "warmup"};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -37,9 +37,12 @@ inline Args parse_args(int argc, char** argv, const std::set<std::string>& own_k
       if (i + 1 >= argc) throw ifa_rt::InvalidArgument("missing value for --" + arg.substr(2));
       value = argv[++i];
     }
-    if (own_keys.count(key) || flags.count(key)) a.own[key] = value;
-    else if (option_keys.count(key)) a.options[key] = value;
-    else throw ifa_rt::InvalidArgument("unknown argument '" + arg + "'");
+    if (own_keys.count(key) || flags.count(key))
+      a.own[key] = value;
+    else if (option_keys.count(key))
+      a.options[key] = value;
+    else
+      throw ifa_rt::InvalidArgument("unknown argument '" + arg + "'");
   }
   return a;
 }

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     ifa_rt::Options options = ifa_rt::Options::from_map(args.options);
-    if (options.shapes.empty()) throw ifa_rt::InvalidArgument("ifa-rt-bench: '--shapes': expected HxW[,HxW...], got none");
+    if (options.shapes.empty())
+      throw ifa_rt::InvalidArgument("ifa-rt-bench: '--shapes': expected HxW[,HxW...], got none");
     const int iters = args.own.count("iters") ? std::stoi(args.own["iters"]) : 50;
     std::vector<int64_t> batches;
     if (args.own.count("batches")) {
@@ -57,8 +58,8 @@ int main(int argc, char** argv) {
     const ifa_rt::Plan plan = seg.plan();
     std::printf("ifa-rt-bench: %s on %s (%s, %s), plan %.1f MiB, construction %.0f ms, first call %.1f ms\n",
                 args.positional[0].c_str(), plan.device.c_str(), plan.runtime.c_str(),
-                ifa_rt::to_string(plan.precision).c_str(), plan.total_bytes() / 1048576.0,
-                seg.stats().construction_ms, seg.stats().first_call_ms);
+                ifa_rt::to_string(plan.precision).c_str(), plan.total_bytes() / 1048576.0, seg.stats().construction_ms,
+                seg.stats().first_call_ms);
     std::printf("%-16s %8s %8s %8s %8s %10s\n", "bucket", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s");
     std::mt19937 rng(0);
     std::ostringstream records;
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
         }
         double mean = 0;
         for (double x : ms) mean += x / static_cast<double>(ms.size());
-        const std::string name = std::to_string(b) + "x" + std::to_string(shape.height) + "x" + std::to_string(shape.width);
+        const std::string name =
+            std::to_string(b) + "x" + std::to_string(shape.height) + "x" + std::to_string(shape.width);
         std::printf("%-16s %8.2f %8.2f %8.2f %8.2f %10.1f\n", name.c_str(), pct(ms, .5), pct(ms, .9), pct(ms, .99),
                     mean, 1000.0 * static_cast<double>(b) / pct(ms, .5));
         records << (records.tellp() > 0 ? ",\n" : "") << "    {\"batch\": " << b << ", \"height\": " << shape.height

@@ -37,8 +37,8 @@ int main(int argc, char** argv) {
       int channels = 0;
       uint8_t* data = stbi_load(im.path.c_str(), &im.w, &im.h, &channels, 3);
       if (data == nullptr)
-        throw ifa_rt::Error("ifa-rt-segment: image '" + im.path + "': expected a PNG/JPEG/BMP file, got: " +
-                            stbi_failure_reason());
+        throw ifa_rt::Error("ifa-rt-segment: image '" + im.path +
+                            "': expected a PNG/JPEG/BMP file, got: " + stbi_failure_reason());
       im.rgb.assign(data, data + static_cast<size_t>(im.w) * im.h * 3);
       stbi_image_free(data);
       images.push_back(std::move(im));

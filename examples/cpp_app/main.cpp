@@ -3,10 +3,10 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
+#include <ifa_rt/segmenter.h>
 #include <stb_image.h>
 
 #include <cstdio>
-#include <ifa_rt/segmenter.h>
 #include <vector>
 
 int main(int argc, char** argv) {

@@ -3,6 +3,7 @@ and sliding-window inference (docs/model.md §1: 769 window, 513 stride, softmax
 PyTorch model, a checkpoint, or any predictor callable `image HxWx3 uint8 -> labels HxW`
 (e.g. the C++ runtime's `ifa_rt.Segmenter(path)`).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,15 @@ import torch
 
 from .data import IGNORE_INDEX, normalize
 
-__all__ = ["ConfusionMatrix", "predict_logits", "sliding_logits", "model_predictor",
-           "segmenter_predictor", "evaluate", "load_model"]
+__all__ = [
+    "ConfusionMatrix",
+    "predict_logits",
+    "sliding_logits",
+    "model_predictor",
+    "segmenter_predictor",
+    "evaluate",
+    "load_model",
+]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -33,14 +41,18 @@ class ConfusionMatrix:
         pred = np.asarray(pred.cpu() if torch.is_tensor(pred) else pred).reshape(-1)
         target = np.asarray(target.cpu() if torch.is_tensor(target) else target).reshape(-1)
         if pred.shape != target.shape:
-            raise ValueError(f"ConfusionMatrix.update: 'pred': expected {target.size} pixels "
-                             f"like the target, got {pred.size}")
+            raise ValueError(
+                f"ConfusionMatrix.update: 'pred': expected {target.size} pixels "
+                f"like the target, got {pred.size}"
+            )
         keep = target != self.ignore_index
         t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
         c = self.num_classes
         if t.size and (t.max() >= c or p.max() >= c or p.min() < 0 or t.min() < 0):
-            raise ValueError(f"ConfusionMatrix.update: labels expected in [0, {c}), got "
-                             f"target max {t.max()}, pred range [{p.min()}, {p.max()}]")
+            raise ValueError(
+                f"ConfusionMatrix.update: labels expected in [0, {c}), got "
+                f"target max {t.max()}, pred range [{p.min()}, {p.max()}]"
+            )
         self.matrix += np.bincount(t * c + p, minlength=c * c).reshape(c, c)
 
     def iou(self) -> np.ndarray:
@@ -68,8 +80,9 @@ class ConfusionMatrix:
         return {
             "miou": self.miou(),
             "pixel_accuracy": self.pixel_accuracy(),
-            "per_class_iou": {n: (None if math.isnan(v) else float(v))
-                              for n, v in zip(names, iou, strict=True)},
+            "per_class_iou": {
+                n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou, strict=True)
+            },
             "pixels": int(self.matrix.sum()),
         }
 
@@ -92,8 +105,13 @@ def _origins(size: int, win: int, stride: int) -> list[int]:
     return sorted({min(i * stride, size - win) for i in range(n)})
 
 
-def _average_windows(h: int, w: int, window: int, stride: int,
-                     window_probs: Callable[[int, int, int, int], torch.Tensor]) -> torch.Tensor:
+def _average_windows(
+    h: int,
+    w: int,
+    window: int,
+    stride: int,
+    window_probs: Callable[[int, int, int, int], torch.Tensor],
+) -> torch.Tensor:
     """Softmax probabilities [B,C,H,W] averaged over overlapping windows.
 
     1. Windows are clipped to the image, so a window ≥ the image is one whole-image pass.
@@ -112,23 +130,29 @@ def _average_windows(h: int, w: int, window: int, stride: int,
             if probs is None:
                 probs = torch.zeros(p.shape[0], p.shape[1], h, w, device=p.device)
                 count = torch.zeros(1, 1, h, w, device=p.device)
-            probs[:, :, y:y + wh, x0:x0 + ww] += p
-            count[:, :, y:y + wh, x0:x0 + ww] += 1
+            probs[:, :, y : y + wh, x0 : x0 + ww] += p
+            count[:, :, y : y + wh, x0 : x0 + ww] += 1
     assert probs is not None and count is not None
     return probs / count
 
 
 @torch.no_grad()
-def sliding_logits(model: torch.nn.Module, x: torch.Tensor, window: int = 769,
-                   stride: int = 513) -> torch.Tensor:
+def sliding_logits(
+    model: torch.nn.Module, x: torch.Tensor, window: int = 769, stride: int = 513
+) -> torch.Tensor:
     """Softmax probabilities [B,C,H,W] of a PyTorch model averaged over overlapping windows."""
     return _average_windows(
-        x.shape[2], x.shape[3], window, stride,
-        lambda y, x0, wh, ww: _forward(model, x[:, :, y:y + wh, x0:x0 + ww]).float().softmax(1))
+        x.shape[2],
+        x.shape[3],
+        window,
+        stride,
+        lambda y, x0, wh, ww: _forward(model, x[:, :, y : y + wh, x0 : x0 + ww]).float().softmax(1),
+    )
 
 
-def segmenter_predictor(segmenter: Any, mode: str = "whole", window: int = 769,
-                        stride: int = 513) -> Predictor:
+def segmenter_predictor(
+    segmenter: Any, mode: str = "whole", window: int = 769, stride: int = 513
+) -> Predictor:
     """Wrap an `ifa_rt.Segmenter` (the C++ runtime) as a predictor, whole-image or sliding."""
     if mode not in ("whole", "slide"):
         raise ValueError(f"segmenter_predictor: 'mode': expected 'whole' or 'slide', got {mode!r}")
@@ -136,20 +160,24 @@ def segmenter_predictor(segmenter: Any, mode: str = "whole", window: int = 769,
         return segmenter
 
     def window_probs(image: np.ndarray, y: int, x0: int, wh: int, ww: int) -> torch.Tensor:
-        logits = segmenter.logits(image[y:y + wh, x0:x0 + ww])  # [C,wh,ww] from the runtime
+        logits = segmenter.logits(image[y : y + wh, x0 : x0 + ww])  # [C,wh,ww] from the runtime
         return torch.from_numpy(logits)[None].softmax(1)
 
     def predict(image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        probs = _average_windows(h, w, window, stride,
-                                 lambda *box: window_probs(image, *box))
+        probs = _average_windows(h, w, window, stride, lambda *box: window_probs(image, *box))
         return probs[0].argmax(0).to(torch.uint8).numpy()
 
     return predict
 
 
-def model_predictor(model: torch.nn.Module, device: str = "cpu", mode: str = "whole",
-                    window: int = 769, stride: int = 513) -> Predictor:
+def model_predictor(
+    model: torch.nn.Module,
+    device: str = "cpu",
+    mode: str = "whole",
+    window: int = 769,
+    stride: int = 513,
+) -> Predictor:
     """Wrap a PyTorch model as a predictor `image HxWx3 uint8 -> labels HxW uint8`."""
     if mode not in ("whole", "slide"):
         raise ValueError(f"model_predictor: 'mode': expected 'whole' or 'slide', got {mode!r}")
@@ -158,29 +186,40 @@ def model_predictor(model: torch.nn.Module, device: str = "cpu", mode: str = "wh
     def predict(image: np.ndarray) -> np.ndarray:
         """RGB uint8 HxWx3 -> labels uint8 HxW."""
         x = normalize(image)[None].to(device)
-        out = predict_logits(model, x) if mode == "whole" else sliding_logits(
-            model, x, window, stride)
+        out = (
+            predict_logits(model, x)
+            if mode == "whole"
+            else sliding_logits(model, x, window, stride)
+        )
         return out.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
     return predict
 
 
-def evaluate(predictor: Predictor, dataset, num_classes: int,
-             ignore_index: int = IGNORE_INDEX, limit: int | None = None,
-             progress: bool = False) -> ConfusionMatrix:
+def evaluate(
+    predictor: Predictor,
+    dataset,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    limit: int | None = None,
+    progress: bool = False,
+) -> ConfusionMatrix:
     """Run `predictor` on each raw (image, label) pair of `dataset`; return the confusion matrix."""
     cm = ConfusionMatrix(num_classes, ignore_index)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = range(n)
     if progress:
         from tqdm import tqdm
+
         items = tqdm(items, desc="eval", unit="img")
     for i in items:
         image, label = dataset.read(i) if hasattr(dataset, "read") else dataset[i]
         pred = np.asarray(predictor(image))
         if pred.shape != label.shape:
-            raise ValueError(f"evaluate: predictor output for item {i}: expected shape "
-                             f"{label.shape}, got {pred.shape}")
+            raise ValueError(
+                f"evaluate: predictor output for item {i}: expected shape "
+                f"{label.shape}, got {pred.shape}"
+            )
         cm.update(pred, label)
     return cm
 
@@ -188,4 +227,5 @@ def evaluate(predictor: Predictor, dataset, num_classes: int,
 def load_model(path: str, device: str = "cpu") -> torch.nn.Module:
     """Load a project (or reference) checkpoint as an eval-mode model on `device`."""
     from .deploy.checkpoint import load_checkpoint
+
     return load_checkpoint(path).to(device).eval()

@@ -2,6 +2,7 @@
 neck/head, OHEM cross-entropy (+ 0.4 × aux), periodic resumable checkpoints, per-epoch
 validation mIoU, CSV/JSON logs, AMP on CUDA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,22 @@ from .data import IGNORE_INDEX, camvid, cityscapes, dataset_info, train_transfor
 __all__ = ["ohem_cross_entropy", "poly_lr", "param_groups", "train", "save_final"]
 
 
-def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7,
-                       min_kept: int = 100000, weight: torch.Tensor | None = None,
-                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def ohem_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    thresh: float = 0.7,
+    min_kept: int = 100000,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
     """Online hard example mining CE: keep pixels whose true-class prob ≤ max(thresh, p_k).
 
     p_k is the min_kept-th smallest true-class probability, so at least min_kept (valid)
     pixels always contribute; min_kept=0 means threshold only.
     """
-    pix = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
-                          reduction="none")
+    pix = F.cross_entropy(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction="none"
+    )
     valid = target != ignore_index
     n_valid = int(valid.sum())
     if n_valid == 0:
@@ -63,8 +70,11 @@ def param_groups(model: torch.nn.Module, lr: float, head_mult: float = 10.0) -> 
     enc = {id(p) for p in model.encoder.parameters()}
     rest = [p for p in model.parameters() if id(p) not in enc and p.requires_grad]
     return [
-        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr,
-         "lr_mult": 1.0},
+        {
+            "params": [p for p in model.encoder.parameters() if p.requires_grad],
+            "lr": lr,
+            "lr_mult": 1.0,
+        },
         {"params": rest, "lr": lr * head_mult, "lr_mult": head_mult},
     ]
 
@@ -78,8 +88,11 @@ def _seed_all(seed: int) -> None:
 
 def _rng_state() -> dict:
     """Every RNG state that affects training, for exact resume."""
-    st = {"python": random.getstate(), "numpy": np.random.get_state(),
-          "torch": torch.get_rng_state()}
+    st = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -100,7 +113,7 @@ def _batches(dataset, batch: int, seed: int, epoch: int, skip: int) -> Iterator:
     order = torch.randperm(len(dataset), generator=g).tolist()
     nb = len(order) // batch  # drop the last partial batch: BN needs steady batch sizes
     for b in range(skip, nb):
-        items = [dataset[i] for i in order[b * batch:(b + 1) * batch]]
+        items = [dataset[i] for i in order[b * batch : (b + 1) * batch]]
         yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
 
 
@@ -117,7 +130,7 @@ def _datasets(args: argparse.Namespace):
     elif args.val_every:
         val_set = reader(args.val_split, args.data_root, cache=True)
     if args.train_limit:
-        train_set.pairs = train_set.pairs[:args.train_limit]
+        train_set.pairs = train_set.pairs[: args.train_limit]
     if not args.val_every:
         val_set = None
     return train_set, val_set
@@ -126,40 +139,59 @@ def _datasets(args: argparse.Namespace):
 def _build(preset: str, num_classes: int, overrides: dict):
     """Build the preset; `pretrained_backbone` (offline ImageNet Lite0 weights) comes from it."""
     from .model import build_model
+
     return build_model(preset, num_classes=num_classes, **overrides)
 
 
 def save_final(model: torch.nn.Module, path: Path, preset: str, meta: dict) -> None:
     """Save in the project checkpoint format (`ifa_rt.deploy.checkpoint`)."""
     from .deploy.checkpoint import save_checkpoint
+
     save_checkpoint(model, str(path), preset=preset, meta=meta)
 
 
 def _source_commit() -> str | None:
     """`git describe --always --dirty` of the checkout this code runs from, if it is one."""
     import subprocess
+
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], check=True,
-                              capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty"],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def _training_facts(args: argparse.Namespace, train_set, val_set, seconds: float,
-                    commit: str | None) -> dict:
+def _training_facts(
+    args: argparse.Namespace, train_set, val_set, seconds: float, commit: str | None
+) -> dict:
     """What a model card needs to say how the weights were made (kept in the checkpoint)."""
     recipe = None
     if args.config:
         recipe = {"file": Path(args.config).name, "text": Path(args.config).read_text()}
     return {
         "recipe": recipe,
-        "data": {"dataset": args.dataset, "train_split": args.train_split,
-                 "train_images": len(train_set), "train_sequences": train_set.sequences(),
-                 "holdout_sequences": list(args.holdout or []),
-                 "val_split": (f"{args.train_split} [{'+'.join(args.holdout)}]" if args.holdout
-                               else args.val_split) if val_set is not None else None,
-                 "val_images": len(val_set) if val_set is not None else 0},
+        "data": {
+            "dataset": args.dataset,
+            "train_split": args.train_split,
+            "train_images": len(train_set),
+            "train_sequences": train_set.sequences(),
+            "holdout_sequences": list(args.holdout or []),
+            "val_split": (
+                f"{args.train_split} [{'+'.join(args.holdout)}]" if args.holdout else args.val_split
+            )
+            if val_set is not None
+            else None,
+            "val_images": len(val_set) if val_set is not None else 0,
+        },
         "commit": commit,
         "torch": str(torch.__version__),  # TorchVersion would break weights_only loads
         "train_seconds": round(seconds, 1),
@@ -174,6 +206,7 @@ def _args_dict(args: argparse.Namespace) -> dict:
 def _validate(model, val_set, num_classes: int, device: str, limit: int | None) -> dict:
     """Whole-image val metrics; restores train mode."""
     from .evaluate import evaluate, model_predictor
+
     cm = evaluate(model_predictor(model, device), val_set, num_classes, limit=limit)
     model.train()
     return cm.summary(val_set.info.classes)
@@ -183,8 +216,7 @@ def _make_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> torch.o
     """SGD (momentum 0.9) or AdamW over the encoder / decoder parameter groups."""
     groups = param_groups(model, args.lr, args.head_lr_mult)
     if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=args.lr, momentum=0.9,
-                               weight_decay=args.weight_decay)
+        return torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     return torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
 
 
@@ -214,8 +246,15 @@ def _train_seconds(log_path: Path) -> float:
         return sum(float(r["sec_per_step"]) for r in csv.DictReader(f))
 
 
-def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler, x: torch.Tensor,
-                y: torch.Tensor, weight: torch.Tensor | None, args: argparse.Namespace) -> float:
+def _train_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None,
+    args: argparse.Namespace,
+) -> float:
     """One step: OHEM CE (+ aux_weight × aux OHEM CE), AMP on CUDA; returns the loss."""
     amp = _amp_dtype(args.amp, x.device.type)
     with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
@@ -225,7 +264,8 @@ def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler, x: t
     if aux is not None and args.aux_weight > 0:
         aux = F.interpolate(aux.float(), size=y.shape[-2:], mode="bilinear", align_corners=True)
         loss = loss + args.aux_weight * ohem_cross_entropy(
-            aux, y, args.ohem_thresh, args.min_kept, weight)
+            aux, y, args.ohem_thresh, args.min_kept, weight
+        )
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(opt)
@@ -236,6 +276,7 @@ def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler, x: t
 def train(args: argparse.Namespace) -> dict:
     """Train per `args` (see configure_parser); returns the final metrics dict."""
     from tqdm import tqdm
+
     if args.threads:
         torch.set_num_threads(args.threads)
     _seed_all(args.seed)
@@ -257,8 +298,9 @@ def train(args: argparse.Namespace) -> dict:
     weight = torch.tensor(args.class_weights, device=device) if args.class_weights else None
     steps_per_epoch = len(train_set) // args.batch
     if steps_per_epoch == 0:
-        raise ValueError(f"train: '--batch': expected ≤ {len(train_set)} training images, "
-                         f"got {args.batch}")
+        raise ValueError(
+            f"train: '--batch': expected ≤ {len(train_set)} training images, got {args.batch}"
+        )
     total = args.steps or args.epochs * steps_per_epoch
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -278,15 +320,31 @@ def train(args: argparse.Namespace) -> dict:
     def checkpoint(path: Path) -> None:
         """Resumable state: model, optimiser, scaler, step, history, RNG."""
         tmp = path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scaler": scaler.state_dict(), "step": step, "history": history,
-                    "best": best, "rng": _rng_state(), "args": _args_dict(args)}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "history": history,
+                "best": best,
+                "rng": _rng_state(),
+                "args": _args_dict(args),
+            },
+            tmp,
+        )
         tmp.replace(path)  # atomic: a kill mid-save never corrupts the last checkpoint
 
     log_f = _open_log(out / "train_log.csv", step)
     log = csv.writer(log_f)
-    bar = tqdm(total=total, initial=step, desc="train", unit="it", dynamic_ncols=True,
-               disable=args.no_progress)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="train",
+        unit="it",
+        dynamic_ncols=True,
+        disable=args.no_progress,
+    )
     t_last = time.time()
     losses: list[float] = []
     while step < total:
@@ -317,14 +375,19 @@ def train(args: argparse.Namespace) -> dict:
             print(f"train: stopped at step {step}; rerun the same command to resume")
             return {}
         end_of_epoch = step % steps_per_epoch == 0 or step >= total
-        if val_set is not None and end_of_epoch and (
-                (step // steps_per_epoch) % args.val_every == 0 or step >= total):
+        if (
+            val_set is not None
+            and end_of_epoch
+            and ((step // steps_per_epoch) % args.val_every == 0 or step >= total)
+        ):
             res = _validate(model, val_set, info.num_classes, device, args.val_limit)
             res.update(step=step, epoch=step // steps_per_epoch, time=time.time())
             history.append(res)
             (out / "history.json").write_text(json.dumps(history, indent=1))
-            bar.write(f"step {step} epoch {res['epoch']}: val mIoU {res['miou']:.4f} "
-                      f"pixel acc {res['pixel_accuracy']:.4f}")
+            bar.write(
+                f"step {step} epoch {res['epoch']}: val mIoU {res['miou']:.4f} "
+                f"pixel acc {res['pixel_accuracy']:.4f}"
+            )
             meta = {"val": res, "step": step, "args": _args_dict(args)}
             if res["miou"] > best:
                 best = res["miou"]
@@ -333,13 +396,29 @@ def train(args: argparse.Namespace) -> dict:
     bar.close()
     log_f.close()
     final = history[-1] if history else {}
-    save_final(model, out / "final.pt", args.preset,
-               {"val": final, "step": step, "args": _args_dict(args),
-                "training": _training_facts(args, train_set, val_set,
-                                            _train_seconds(out / "train_log.csv"),
-                                            commit)})
+    save_final(
+        model,
+        out / "final.pt",
+        args.preset,
+        {
+            "val": final,
+            "step": step,
+            "args": _args_dict(args),
+            "training": _training_facts(
+                args, train_set, val_set, _train_seconds(out / "train_log.csv"), commit
+            ),
+        },
+    )
     checkpoint(out / "last.pt")
-    (out / "summary.json").write_text(json.dumps(
-        {"final": final, "best_miou": best, "steps": step,
-         "train_loss_last20": float(np.mean(losses[-20:])) if losses else None}, indent=1))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "final": final,
+                "best_miou": best,
+                "steps": step,
+                "train_loss_last20": float(np.mean(losses[-20:])) if losses else None,
+            },
+            indent=1,
+        )
+    )
     return final

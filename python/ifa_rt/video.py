@@ -64,8 +64,15 @@ def video_size(path: Path) -> tuple[int, int, int]:
         return stream.codec_context.height, stream.codec_context.width, stream.frames or 1
 
 
-def segment_video(seg, source: Path, output: Path, *, alpha: float = 0.5,
-                  progress: bool = True, max_frames: int | None = None) -> VideoReport:
+def segment_video(
+    seg,
+    source: Path,
+    output: Path,
+    *,
+    alpha: float = 0.5,
+    progress: bool = True,
+    max_frames: int | None = None,
+) -> VideoReport:
     """Segment every frame of `source` with `seg` and write the overlay video to `output`.
 
     The output keeps the source's frame rate and size (H.264, yuv420p; odd sizes are
@@ -107,9 +114,15 @@ def segment_video(seg, source: Path, output: Path, *, alpha: float = 0.5,
                     out_stream.height, out_stream.width = h + h % 2, w + w % 2
                     out_stream.pix_fmt = "yuv420p"
                     out_stream.options = {"crf": "20", "preset": "veryfast"}
-                blended = np.pad(blended, ((0, out_stream.height - blended.shape[0]),
-                                           (0, out_stream.width - blended.shape[1]), (0, 0)),
-                                 mode="edge")
+                blended = np.pad(
+                    blended,
+                    (
+                        (0, out_stream.height - blended.shape[0]),
+                        (0, out_stream.width - blended.shape[1]),
+                        (0, 0),
+                    ),
+                    mode="edge",
+                )
                 for packet in out_stream.encode(av.VideoFrame.from_ndarray(blended, "rgb24")):
                     dst.mux(packet)
                 report.frames += 1

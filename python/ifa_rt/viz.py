@@ -1,4 +1,5 @@
 """Visualisation: palette colouring, image | overlay panels with a legend, confusion heat-map."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,13 +25,16 @@ def colorize(labels: np.ndarray, palette: Palette, ignore_color=(0, 0, 0)) -> np
     return lut[labels.astype(np.uint8)]
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, palette: Palette,
-            alpha: float = 0.5) -> np.ndarray:
+def overlay(
+    image: np.ndarray, labels: np.ndarray, palette: Palette, alpha: float = 0.5
+) -> np.ndarray:
     """Blend the coloured labels over the image (ignored pixels keep the image)."""
     image = np.asarray(image)
     if image.shape[:2] != np.asarray(labels).shape:
-        raise ValueError(f"overlay: 'labels': expected shape {image.shape[:2]} of the image, "
-                         f"got {np.asarray(labels).shape}")
+        raise ValueError(
+            f"overlay: 'labels': expected shape {image.shape[:2]} of the image, "
+            f"got {np.asarray(labels).shape}"
+        )
     col = colorize(labels, palette).astype(np.float32)
     out = image.astype(np.float32) * (1 - alpha) + col * alpha
     keep = np.asarray(labels) >= len(palette)  # ignore / unknown: show the image
@@ -38,9 +42,14 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: Palette,
     return out.round().astype(np.uint8)
 
 
-def side_by_side(image: np.ndarray, labels: np.ndarray, palette: Palette,
-                 class_names: Sequence[str], alpha: float = 0.5,
-                 path: str | Path | None = None) -> Image.Image:
+def side_by_side(
+    image: np.ndarray,
+    labels: np.ndarray,
+    palette: Palette,
+    class_names: Sequence[str],
+    alpha: float = 0.5,
+    path: str | Path | None = None,
+) -> Image.Image:
     """Panel `image | blended labels` with a legend of the classes present; saved if `path`."""
     h, w = image.shape[:2]
     present = [int(c) for c in np.unique(labels) if c < len(class_names) and c != IGNORE_INDEX]
@@ -60,10 +69,12 @@ def side_by_side(image: np.ndarray, labels: np.ndarray, palette: Palette,
     return canvas
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str],
-                   path: str | Path, normalize: bool = True) -> None:
+def plot_confusion(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, normalize: bool = True
+) -> None:
     """Save a confusion heat-map PNG (rows = ground truth, normalised per row by default)."""
     import matplotlib
+
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
 
@@ -80,9 +91,15 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str],
     for i in range(n):
         for j in range(n):
             if m[i, j] >= 0.01:
-                ax.text(j, i, f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}",
-                        ha="center", va="center", fontsize=6,
-                        color="white" if m[i, j] > 0.5 * m.max() else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if m[i, j] > 0.5 * m.max() else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

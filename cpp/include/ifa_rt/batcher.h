@@ -45,13 +45,13 @@ struct BatcherOptions {
 
 /// Counters since construction.
 struct BatcherStats {
-  int64_t requests = 0;         ///< submitted (= completed + failed + cancelled when idle)
-  int64_t completed = 0;        ///< finished with labels
-  int64_t failed = 0;           ///< finished with an error (bad input, engine error, closed)
-  int64_t cancelled = 0;        ///< dropped by close(false)
-  int64_t batches = 0;          ///< batched engine calls made (one per gathered batch)
-  int64_t batched_requests = 0; ///< requests over all batches (mean = this / batches)
-  int64_t retried_batches = 0;  ///< batches whose call threw and whose requests ran alone
+  int64_t requests = 0;          ///< submitted (= completed + failed + cancelled when idle)
+  int64_t completed = 0;         ///< finished with labels
+  int64_t failed = 0;            ///< finished with an error (bad input, engine error, closed)
+  int64_t cancelled = 0;         ///< dropped by close(false)
+  int64_t batches = 0;           ///< batched engine calls made (one per gathered batch)
+  int64_t batched_requests = 0;  ///< requests over all batches (mean = this / batches)
+  int64_t retried_batches = 0;   ///< batches whose call threw and whose requests ran alone
   /// batch_sizes[k]: how many batches held k requests (size max_batch + 1).
   std::vector<int64_t> batch_sizes;
   double mean_queue_us = 0;  ///< mean wait from submit to the start of the request's batch

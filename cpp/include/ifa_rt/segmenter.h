@@ -58,9 +58,7 @@ struct Shape {
   int64_t height = 0;
   int64_t width = 0;
   bool operator==(const Shape& o) const { return height == o.height && width == o.width; }
-  bool operator<(const Shape& o) const {
-    return height != o.height ? height < o.height : width < o.width;
-  }
+  bool operator<(const Shape& o) const { return height != o.height ? height < o.height : width < o.width; }
 };
 
 /// How a Segmenter is built. Defaults are declared here, once.
@@ -82,8 +80,8 @@ struct Options {
   /// optimize = true (measured fastest TorchScript setting; see cpp/README.md). For an
   /// AOTInductor package (a `.pt2` path) "auto" = "aoti", its only runtime.
   std::string runtime = "auto";
-  bool optimize = false;                  ///< CPU JIT: torch::jit::optimize_for_inference
-  int warmup = 2;                         ///< warm-up calls per bucket (>= 2: profiling executor)
+  bool optimize = false;  ///< CPU JIT: torch::jit::optimize_for_inference
+  int warmup = 2;         ///< warm-up calls per bucket (>= 2: profiling executor)
   /// Unplanned input sizes whose per-shape constants the artifact may keep (an LRU; planned
   /// sizes are always kept): bounds memory whatever sizes are served (docs/artifact.md).
   int shape_cache = 4;

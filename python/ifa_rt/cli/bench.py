@@ -22,8 +22,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls after construction")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: torch's)"
+    )
     parser.add_argument("--runtime", default=None, help="CPU runtime: auto, static or jit")
     parser.add_argument("--optimize", action="store_true", help="CPU: optimize_for_inference")
     parser.add_argument(
@@ -42,7 +43,8 @@ def run_cli(args: argparse.Namespace) -> int:
         return subprocess.call([sys.executable, str(script), *args.full])
     if not args.model:
         raise ValueError(
-            "bench: 'model': expected an artifact path, bundled name or preset, got none")
+            "bench: 'model': expected an artifact path, bundled name or preset, got none"
+        )
     if args.batch < 1 or args.reps < 1:
         raise ValueError(f"bench: '--batch'/'--reps': expected >= 1, got {args.batch}/{args.reps}")
     from ..segmenter import Segmenter
@@ -51,22 +53,36 @@ def run_cli(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ifa-rt-bench-") as tmp:
         path, origin = bench_artifact(args.model, Path(tmp))
         t0 = time.perf_counter()
-        seg = Segmenter(path, device=args.device, precision=args.precision, max_batch=args.batch,
-                        shapes=[shape], threads=args.threads, runtime=args.runtime,
-                        optimize=args.optimize or None)
+        seg = Segmenter(
+            path,
+            device=args.device,
+            precision=args.precision,
+            max_batch=args.batch,
+            shapes=[shape],
+            threads=args.threads,
+            runtime=args.runtime,
+            optimize=args.optimize or None,
+        )
         construction_s = time.perf_counter() - t0
         images, source = load_images(shape, args.batch)
         first_ms = time_calls(seg, images, 1)[0]
         from tqdm import tqdm
 
         time_calls(seg, images, 0, warmup=args.warmup)
-        ms = [time_calls(seg, images, 1)[0]
-              for _ in tqdm(range(args.reps), desc="bench", leave=False)]
+        ms = [
+            time_calls(seg, images, 1)[0] for _ in tqdm(range(args.reps), desc="bench", leave=False)
+        ]
     s = summarize(ms, args.batch)
-    print(f"{seg!r}\n{args.model} ({origin}), {args.batch}x{shape[0]}x{shape[1]} {source} images, "
-          f"{args.reps} calls")
-    print(f"construction {construction_s:.2f} s, first call {first_ms:.1f} ms "
-          f"({first_ms / s['p50_ms']:.2f}x p50)")
-    print(f"p50 {s['p50_ms']:.1f} ms  p90 {s['p90_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms  "
-          f"{s['images_per_s']:.2f} images/s")
+    print(
+        f"{seg!r}\n{args.model} ({origin}), {args.batch}x{shape[0]}x{shape[1]} {source} images, "
+        f"{args.reps} calls"
+    )
+    print(
+        f"construction {construction_s:.2f} s, first call {first_ms:.1f} ms "
+        f"({first_ms / s['p50_ms']:.2f}x p50)"
+    )
+    print(
+        f"p50 {s['p50_ms']:.1f} ms  p90 {s['p90_ms']:.1f} ms  p99 {s['p99_ms']:.1f} ms  "
+        f"{s['images_per_s']:.2f} images/s"
+    )
     return 0

@@ -21,8 +21,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--artifact", help="exported .ifa.pt run through the C++ runtime")
     parser.add_argument("--dataset", default="camvid", choices=["camvid", "cityscapes"])
     parser.add_argument("--split", default="val", help="folder(s), e.g. val or train+val")
-    parser.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
-                        help="evaluate only these recordings of the split (e.g. 0006R0)")
+    parser.add_argument(
+        "--sequences",
+        nargs="+",
+        default=None,
+        metavar="SEQ",
+        help="evaluate only these recordings of the split (e.g. 0006R0)",
+    )
     parser.add_argument("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")
     parser.add_argument("--mode", default="whole", choices=["whole", "slide"])
     parser.add_argument("--window", type=int, default=769)
@@ -35,24 +40,37 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Run `ifa-rt eval`; prints mIoU, per-class IoU and pixel accuracy."""
     from ..data import camvid, cityscapes
+
     info = dataset_info(args.dataset)
     ds = (camvid if args.dataset == "camvid" else cityscapes)(args.split, args.data_root)
     if args.sequences:
         ds.keep_sequences(args.sequences)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.checkpoint:
-        predictor = model_predictor(load_model(args.checkpoint, args.device), args.device,
-                                    args.mode, args.window, args.stride)
+        predictor = model_predictor(
+            load_model(args.checkpoint, args.device),
+            args.device,
+            args.mode,
+            args.window,
+            args.stride,
+        )
     else:
         from .. import Segmenter
-        predictor = segmenter_predictor(Segmenter(args.artifact, device=args.device), args.mode,
-                                        args.window, args.stride)
+
+        predictor = segmenter_predictor(
+            Segmenter(args.artifact, device=args.device), args.mode, args.window, args.stride
+        )
     t0 = time.time()
     cm = evaluate(predictor, ds, info.num_classes, limit=args.limit, progress=True)
     res = cm.summary(info.classes)
-    res.update(dataset=args.dataset, split=args.split, sequences=args.sequences or ds.sequences(),
-               mode=args.mode, images=min(
-        len(ds), args.limit or len(ds)), seconds=round(time.time() - t0, 1))
+    res.update(
+        dataset=args.dataset,
+        split=args.split,
+        sequences=args.sequences or ds.sequences(),
+        mode=args.mode,
+        images=min(len(ds), args.limit or len(ds)),
+        seconds=round(time.time() - t0, 1),
+    )
     print(f"mIoU {res['miou']:.4f}  pixel acc {res['pixel_accuracy']:.4f}")
     for name, v in res["per_class_iou"].items():
         print(f"  {name:14s} {'-' if v is None else f'{v:.4f}'}")
@@ -62,5 +80,6 @@ def run_cli(args: argparse.Namespace) -> int:
         (out / "metrics.json").write_text(json.dumps(res, indent=2))
         np.save(out / "confusion.npy", cm.matrix)
         from ..viz import plot_confusion
+
         plot_confusion(cm.matrix, info.classes, out / "confusion.png")
     return 0

@@ -36,8 +36,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-split", default="train")
     parser.add_argument("--calibration-count", type=int, default=200, help="images (random)")
     parser.add_argument("--gate-split", default="val", help="held-out labelled split")
-    parser.add_argument("--gate-sequences", nargs="+", metavar="SEQ",
-                        help="gate on these recordings of --gate-split only (e.g. 0006R0)")
+    parser.add_argument(
+        "--gate-sequences",
+        nargs="+",
+        metavar="SEQ",
+        help="gate on these recordings of --gate-split only (e.g. 0006R0)",
+    )
     parser.add_argument("--gate-count", type=int, default=0, help="gate images (0: all)")
     parser.add_argument("--min-agreement", type=float, default=0.99, help="int8 = fp32 labels")
     parser.add_argument("--max-miou-drop", type=float, default=0.01, help="mIoU points / 100")

@@ -149,8 +149,9 @@ def run_cli(args: argparse.Namespace) -> int:
     for video, stem in zip(videos, output_stems(videos), strict=True):
         from ..video import segment_video
 
-        report = segment_video(seg, video, args.output / f"{stem}_overlay.mp4",
-                               max_frames=args.max_frames)
+        report = segment_video(
+            seg, video, args.output / f"{stem}_overlay.mp4", max_frames=args.max_frames
+        )
         print(f"{video.name}: {report.summary()}; wrote {report.output}")
     return status
 

