@@ -8,39 +8,19 @@
 #include <mutex>
 #include <thread>
 
+#include "batcher_request.h"
 #include "options.h"
 
 namespace ifa_rt {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using detail::Clock;
+using detail::complete;
+using detail::Request;
+using detail::same_kind;
 
 constexpr int64_t kMaxBatch = 1024;          // as Options::max_batch
 constexpr int64_t kMaxDelayUs = 60'000'000;  // one minute: anything longer is a unit mix-up
-
-struct Request {
-  TensorView image;
-  uint8_t* labels = nullptr;
-  int64_t size = 0;
-  Batcher::Callback done;
-  Clock::time_point submitted;
-};
-
-// Requests batch together when the engine would treat them as one bucket: same dtype and
-// shape (strides may differ; each image is staged on its own).
-bool same_kind(const Request& a, const Request& b) {
-  return a.image.dtype == b.image.dtype && a.image.shape == b.image.shape;
-}
-
-// Calls a completion; a throwing callback must not take the worker (and the rest of the
-// batch) down with it.
-void complete(Request& r, std::exception_ptr error) noexcept {
-  try {
-    r.done(std::move(error));
-  } catch (...) {
-  }
-  r.done = nullptr;  // release what the callback holds now, on this thread
-}
 
 // Worker threads of every Batcher in the process (Batcher::wait_for_workers).
 std::mutex g_workers_mutex;
