@@ -80,17 +80,17 @@ fuzz-replay: setup
 # goes into the metadata), evaluate on the held-out recording (per-class IoU, confusion
 # matrix), and write the int8 recipe and the bf16 gate, both gated on the held-out recording.
 MODEL_RUN ?= runs/camvid
-MODELS := python/ifa_rt/models
+BUNDLED := python/ifa_rt/bundled
 HOLDOUT = $(shell $(PY) -c "from ifa_rt.recipes import load_recipe; print(*load_recipe('camvid-lite0')['holdout'])")
 model: setup
 	$(VENV)/bin/ifa-rt train --config camvid-lite0 --out $(MODEL_RUN)
-	cp $(MODEL_RUN)/final.pt $(MODELS)/camvid.ckpt.pt
-	$(VENV)/bin/ifa-rt export --checkpoint $(MODELS)/camvid.ckpt.pt -o $(MODELS)/camvid.ifa.pt
+	cp $(MODEL_RUN)/final.pt $(BUNDLED)/camvid.ckpt.pt
+	$(VENV)/bin/ifa-rt export --checkpoint $(BUNDLED)/camvid.ckpt.pt -o $(BUNDLED)/camvid.ifa.pt
 	$(VENV)/bin/ifa-rt eval --artifact camvid --split train+val --sequences $(HOLDOUT) \
 	  --out $(MODEL_RUN)/eval_holdout
 	$(VENV)/bin/ifa-rt quantize --model camvid --shapes 360x480 --threads 2 \
 	  --calibration-count 100 --gate-split train+val --gate-sequences $(HOLDOUT) \
-	  -o $(MODEL_RUN)/camvid-int8.pt2 --recipe $(MODELS)/camvid.int8.pt
+	  -o $(MODEL_RUN)/camvid-int8.pt2 --recipe $(BUNDLED)/camvid.int8.pt
 	$(VENV)/bin/ifa-rt quantize --precision bf16 --model camvid --gate-split train+val \
 	  --gate-sequences $(HOLDOUT)
 

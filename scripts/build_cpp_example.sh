@@ -23,7 +23,7 @@ cmake --build "$BUILD_DIR" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 
 MODEL="${1:-}"
 if [ -z "$MODEL" ]; then
-  MODEL="$("$PYTHON" -c 'import ifa_rt.models as m; p = m.MODELS_DIR / "camvid.ifa.pt"; print(p if p.is_file() else "")')"
+  MODEL="$("$PYTHON" -c 'import ifa_rt.bundled as m; p = m.BUNDLED_DIR / "camvid.ifa.pt"; print(p if p.is_file() else "")')"
 fi
 if [ -z "$MODEL" ]; then
   echo "build_cpp_example: no bundled camvid model; using a tiny test artifact" >&2

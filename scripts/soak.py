@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ifa_rt
     from ifa_rt import Segmenter
-    from ifa_rt.models import resolve
+    from ifa_rt.bundled import resolve
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -19,8 +19,8 @@ import pytest
 
 import ifa_rt
 from ifa_rt import _core
+from ifa_rt.bundled import resolve
 from ifa_rt.deploy import aoti
-from ifa_rt.models import resolve
 
 pytestmark = pytest.mark.slow
 SHAPE = (360, 480)  # CamVid's size: the bundled model's planned shape

@@ -15,10 +15,10 @@ import pytest
 
 import ifa_rt
 from ifa_rt import precision as p
+from ifa_rt.bundled import resolve
 from ifa_rt.cli import main as cli_main
 from ifa_rt.data import camvid
 from ifa_rt.deploy import quantize as q
-from ifa_rt.models import resolve
 from ifa_rt.precision_gate import gate_precision
 
 

@@ -16,11 +16,11 @@ import pytest
 
 import ifa_rt
 from _reliability import fixture_dir
+from ifa_rt.bundled import resolve
 from ifa_rt.data import camvid
 from ifa_rt.deploy import quantize as q
 from ifa_rt.deploy.int8_recipe import load_recipe, recipe_for
 from ifa_rt.evaluate import ConfusionMatrix
-from ifa_rt.models import resolve
 
 pytestmark = [
     pytest.mark.slow,

@@ -158,9 +158,9 @@ def test_inputs_numpy_pil_torch_views_and_lists(tiny):
 
 
 def test_model_names_and_paths(tiny, tmp_path, monkeypatch):
-    from ifa_rt import models
+    from ifa_rt import bundled
 
-    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", tmp_path)
     assert ifa_rt.bundled_models() == []
     with pytest.raises(ValueError) as err:
         Segmenter("camvid")

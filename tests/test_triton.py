@@ -7,11 +7,11 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from ifa_rt.bundled import resolve
 from ifa_rt.cli import main as cli_main
 from ifa_rt.deploy.export import export
 from ifa_rt.deploy.triton import triton_config, write_triton_repository
 from ifa_rt.model import build_model
-from ifa_rt.models import resolve
 
 
 @pytest.fixture(scope="module")

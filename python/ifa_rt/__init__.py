@@ -43,7 +43,7 @@ __all__ = [
 _LAZY = {
     "Segmenter": "ifa_rt.segmenter",
     "SegmenterPool": "ifa_rt.segmenter",
-    "bundled_models": "ifa_rt.models",
+    "bundled_models": "ifa_rt.bundled",
     "export": "ifa_rt.deploy.export",
     "load_checkpoint": "ifa_rt.deploy.checkpoint",
     "build_model": "ifa_rt.model",

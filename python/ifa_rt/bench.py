@@ -115,7 +115,7 @@ def bench_artifact(model: str, workdir: Path) -> tuple[str, str]:
     from .model import build_model, presets
 
     if model not in presets():
-        from .models import resolve
+        from .bundled import resolve
 
         return str(resolve(model, "bench")), "artifact"
     import torch

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .bundled import resolve
 from .inputs import as_array as _as_array
 from .inputs import type_name as _type_name
-from .models import resolve
 
 __all__ = ["Segmenter", "SegmenterPool"]
 

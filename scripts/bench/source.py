@@ -50,7 +50,7 @@ class ModelSource:
 
     def bundled_path(self) -> Path:
         """The bundled artifact's file (ValueError naming the bundled models if unknown)."""
-        from ifa_rt.models import resolve
+        from ifa_rt.bundled import resolve
 
         return resolve(self.bundled, "bench")
 

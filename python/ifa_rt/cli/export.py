@@ -49,7 +49,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if not (args.output or args.triton):
         raise ValueError("export: give -o ARTIFACT, --triton REPO or both")
     if args.model:
-        from ..models import resolve
+        from ..bundled import resolve
 
         artifact = resolve(args.model, where="export")
         if args.format == "aoti":

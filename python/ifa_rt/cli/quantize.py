@@ -62,9 +62,9 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `ifa-rt quantize`."""
     from tqdm.auto import tqdm
 
+    from ..bundled import resolve
     from ..data import camvid, cityscapes
     from ..deploy.quantize import QuantizationGate, quantize_artifact
-    from ..models import resolve
     from ..shapes import parse_shapes
 
     if args.precision == "int8" and (args.output is None or args.shapes is None):

@@ -129,9 +129,9 @@ def _load_into(model: IFASegmentor, state: dict[str, Tensor], where: str) -> Non
 
 def _bundled_checkpoint(path: str) -> str:
     """The shipped training checkpoint for a bundled model name ('camvid'), else `path`."""
-    from ..models import CHECKPOINT_SUFFIX, MODELS_DIR
+    from ..bundled import BUNDLED_DIR, CHECKPOINT_SUFFIX
 
-    bundled = MODELS_DIR / f"{path}{CHECKPOINT_SUFFIX}"
+    bundled = BUNDLED_DIR / f"{path}{CHECKPOINT_SUFFIX}"
     if not os.path.exists(path) and os.sep not in path and bundled.is_file():
         return str(bundled)
     return path

@@ -67,7 +67,7 @@ def start(
         limits: request limits and the optional bearer token (defaults: `Limits()`).
         segmenter: more `Segmenter` keyword arguments (shapes, threads, device, precision).
     """
-    from ..models import resolve
+    from ..bundled import resolve
 
     path = str(resolve(model, "serve"))  # fail here, not in every replica
     ray, serve = _import_ray()

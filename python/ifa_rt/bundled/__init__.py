@@ -1,4 +1,4 @@
-"""Bundled models: artifacts shipped inside the package as `ifa_rt/models/<name>.ifa.pt`,
+"""Bundled models: artifacts shipped inside the package as `ifa_rt/bundled/<name>.ifa.pt`,
 with the training checkpoint they were exported from as `<name>.ckpt.pt`."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from pathlib import Path
 
 __all__ = ["bundled_models", "resolve"]
 
-MODELS_DIR = Path(__file__).resolve().parent
+BUNDLED_DIR = Path(__file__).resolve().parent
 SUFFIX = ".ifa.pt"
 CHECKPOINT_SUFFIX = ".ckpt.pt"  # the training checkpoint shipped beside an artifact
 
 
 def bundled_models() -> list[str]:
     """Names of the artifacts bundled with the package (e.g. ["camvid"])."""
-    return sorted(p.name[: -len(SUFFIX)] for p in MODELS_DIR.glob(f"*{SUFFIX}") if p.is_file())
+    return sorted(p.name[: -len(SUFFIX)] for p in BUNDLED_DIR.glob(f"*{SUFFIX}") if p.is_file())
 
 
 def _looks_like_path(model: str) -> bool:
@@ -38,7 +38,7 @@ def resolve(model: str | os.PathLike, where: str = "Segmenter") -> Path:
     names = bundled_models()
     listing = ", ".join(names) if names else "none bundled"
     if not _looks_like_path(model):
-        path = MODELS_DIR / f"{model}{SUFFIX}"
+        path = BUNDLED_DIR / f"{model}{SUFFIX}"
         if path.is_file():
             return path
         if not Path(model).is_file():
