@@ -63,7 +63,7 @@ def test_missing_recipe_lists_the_bundled_ones(capsys):
     with pytest.raises(SystemExit):
         _parse("--config", "no-such-recipe")
     assert (
-        "expected a file or one of ['camvid-lite0'], got 'no-such-recipe'"
+        "expected a file or one of ['camvid-lite0', 'camvid-lite0-all'], got 'no-such-recipe'"
         in capsys.readouterr().err
     )
 
@@ -121,3 +121,24 @@ def test_short_form_of_the_bundled_recipe_trains_and_exports_with_its_facts(tmp_
     from ifa_rt import Segmenter
 
     assert Segmenter(str(artifact)).metadata["training"]["steps"] == 2
+    # Stage 2 (camvid-lite0-all): every frame, from stage 1's weights, which it records.
+    run2 = tmp_path / "run2"
+    args2 = ["train", "--config", "camvid-lite0-all", "--init", str(run / "final.pt")]
+    args2 += ["--steps", "2", "--crop", "96", "128", "--batch", "2", "--out", str(run2)]
+    assert cli_main([*args2, "--no-progress"]) == 0
+    facts2 = torch.load(run2 / "final.pt", weights_only=True)["meta"]["training"]
+    assert facts2["data"]["train_images"] == 468 and facts2["data"]["val_images"] == 0
+    assert facts2["data"]["train_sequences"] == ["0001TP", "0006R0", "0016E5"]
+    assert facts2["init"]["sha256"] == file_sha256(run / "final.pt")
+    stage1 = torch.load(run / "final.pt", weights_only=True)["meta"]
+    assert facts2["init"]["validation"]["miou"] == stage1["val"]["miou"]
+    assert (
+        facts2["recipe"]["settings"]["holdout"] == [] and facts2["recipe"]["settings"]["lr"] == 1e-4
+    )
+
+
+def test_a_recipe_builds_on_another():
+    stage1, stage2 = load_recipe("camvid-lite0"), load_recipe("camvid-lite0-all")
+    assert stage2["crop"] == stage1["crop"] and stage2["class-weights"] == stage1["class-weights"]
+    assert stage2["holdout"] == [] and stage2["init"] == "runs/camvid/final.pt"
+    assert "base" not in stage2

@@ -117,12 +117,23 @@ def _source_commit() -> str | None:
 
 
 def _training_facts(
-    args: argparse.Namespace, train_set, val_set, seconds: float, commit: str | None
+    args: argparse.Namespace,
+    train_set,
+    val_set,
+    seconds: float,
+    commit: str | None,
+    init: dict | None = None,
 ) -> dict:
     """What a model card needs to say how the weights were made (kept in the checkpoint)."""
     recipe = None
     if args.config:
-        recipe = {"file": Path(args.config).name, "text": Path(args.config).read_text()}
+        from .recipes import load_recipe
+
+        recipe = {
+            "file": Path(args.config).name,
+            "text": Path(args.config).read_text(),
+            "settings": load_recipe(args.config),  # with any `base` recipe's settings resolved
+        }
     return {
         "recipe": recipe,
         "data": {
@@ -141,6 +152,26 @@ def _training_facts(
         "commit": commit,
         "torch": str(torch.__version__),  # TorchVersion would break weights_only loads
         "train_seconds": round(seconds, 1),
+        "init": init,
+    }
+
+
+def _initialise(model: torch.nn.Module, path: str) -> dict:
+    """Start from the weights of a project checkpoint (a fresh optimiser and schedule); returns
+    what the model card needs to know of it: file, sha256, its validation and training."""
+    from .deploy.checkpoint import load_checkpoint
+
+    source = load_checkpoint(path)
+    model.load_state_dict(source.state_dict(), strict=True)
+    meta = source.checkpoint_meta
+    training = dict(meta.get("training") or {})
+    training.pop("recipe", None)  # its text is in the file the `init` recipe builds on
+    return {
+        "file": Path(path).name,
+        "sha256": meta.get("checkpoint_sha256"),
+        "steps": meta.get("step"),
+        "validation": meta.get("val") or {},
+        "training": training,
     }
 
 
@@ -238,6 +269,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.pretrained is not None:
         overrides["pretrained_backbone"] = args.pretrained
     model = _build(args.preset, info.num_classes, overrides).to(device)
+    init = _initialise(model, args.init) if args.init else None
     model.train()
     opt = _make_optimizer(model, args)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -351,7 +383,7 @@ def train(args: argparse.Namespace) -> dict:
             "step": step,
             "args": _args_dict(args),
             "training": _training_facts(
-                args, train_set, val_set, _train_seconds(out / "train_log.csv"), commit
+                args, train_set, val_set, _train_seconds(out / "train_log.csv"), commit, init
             ),
         },
     )

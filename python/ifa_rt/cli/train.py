@@ -118,6 +118,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--ckpt-every", type=int, default=50, help="save last.pt every N steps")
     a("--val-every", type=int, default=1, help="validate every N epochs (0: never)")
     a("--val-limit", type=int, default=None, help="validate on the first N val images")
+    a(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights (fresh optimiser and schedule), e.g. to "
+        "continue a held-out-validated run on every frame",
+    )
     a("--resume", default=None, help="checkpoint to resume (default: <out>/last.pt if present)")
     a("--no-auto-resume", action="store_true")
     a(

@@ -23,10 +23,18 @@ def recipe_path(name_or_path: str) -> Path:
 
 
 def load_recipe(name_or_path: str) -> dict:
-    """The recipe's settings as a flat dict (keys as in the CLI, dashes or underscores)."""
+    """The recipe's settings as a flat dict (keys as in the CLI, dashes or underscores);
+    `base = "other"` starts from another recipe's settings."""
     path = recipe_path(name_or_path)
     with open(path, "rb") as f:
         try:
-            return tomllib.load(f)
+            recipe = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"recipe '{path}': {exc}") from None
+    base = recipe.pop("base", None)
+    if base is None:
+        return recipe
+    if not isinstance(base, str) or recipe_path(base) == path:
+        raise ValueError(f"recipe '{path}': 'base': expected another recipe's name, got {base!r}")
+    # A stage that builds on another recipe: its settings, then this file's on top.
+    return {**load_recipe(base), **recipe}
