@@ -347,9 +347,31 @@ class GpuCheck:
                 )
         return {
             "rows": rows,
+            "goals": goals(rows),
             "note": f"cityscapes-r50 {shape[0]}x{shape[1]}, {iters} calls"
             + ("" if not self.dry else "; torch.compile skipped in the dry run"),
         }
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    """The issue's GPU goals (cityscapes-r50 at 1024x2048) read off the latency rows."""
+
+    def find(engine: str, batch: int) -> dict:
+        return next(r for r in rows if r["engine"] == engine and r["batch"] == batch)
+
+    big = max(r["batch"] for r in rows)
+    fast = min((find(f"Segmenter {p}", 1) for p in ("fp16", "bf16")), key=lambda r: r["p50_ms"])
+    best_rate = max(r["images_per_s"] for r in rows if r["engine"].startswith("Segmenter"))
+    eager = find("eager fp32", 1)["p50_ms"]
+    return [
+        {"goal": "batch 1 fp16/bf16 p50 <= 4 ms", "measured": f"{fast['p50_ms']} ms"},
+        {"goal": f"batch {big} >= 300 images/s", "measured": f"{best_rate} images/s"},
+        {"goal": ">= 5x eager fp32 (batch 1)", "measured": f"{eager / fast['p50_ms']:.1f}x"},
+        {
+            "goal": "first served call <= 1.2x steady p50",
+            "measured": f"{fast['first_call_ms'] / fast['p50_ms']:.2f}x",
+        },
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,14 +79,17 @@ def markdown(doc: dict) -> str:
             f"{str(note)[:160]} |"
         )
     for s in doc["steps"]:
-        if s.get("rows"):
-            keys = list(s["rows"][0])
+        for key in ("goals", "rows"):
+            if not s.get(key):
+                continue
+            keys = list(s[key][0])
+            title = f"{s['step']}: goals" if key == "goals" else s["step"]
             lines += [
                 "",
-                f"## {s['step']}",
+                f"## {title}",
                 "",
                 "| " + " | ".join(keys) + " |",
                 "|" + "---|" * len(keys),
             ]
-            lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in s["rows"]]
+            lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in s[key]]
     return "\n".join(lines) + "\n"
