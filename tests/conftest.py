@@ -43,3 +43,14 @@ def real_image(camvid_val_paths):
         return np.array(img)  # a writable copy
 
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Path:
+    """The 5-class fixture artifact (tests/fixtures/make_fixtures.py), built once per run.
+
+    Modules that need another `tiny` (a freshly exported one, or a str path) define their own.
+    """
+    from _reliability import fixture_dir
+
+    return fixture_dir() / "tiny.ifa.pt"

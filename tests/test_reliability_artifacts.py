@@ -20,11 +20,6 @@ TALL = rand_images(1, 41, 48, seed=22)
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return fixture_dir() / "tiny.ifa.pt"
-
-
-@pytest.fixture(scope="module")
 def want(tiny):
     return reference(tiny, BATCH)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pytest
 
-from _reliability import fixture_dir, rand_images, run_threads
+from _reliability import rand_images, run_threads
 from ifa_rt import Segmenter, SegmenterPool
 
 THREADS = 8
@@ -91,11 +90,6 @@ def _serial(runner) -> dict[int, object]:
 def _expected_counts() -> dict[str, int]:
     bad = sum(_work((t * 7 + c) % 25)[0] == "bad" for t in range(THREADS) for c in range(CALLS))
     return {"mismatch": 0, "unexpected": 0, "rejected": bad, "calls": THREADS * CALLS - bad}
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return fixture_dir() / "tiny.ifa.pt"
 
 
 def test_threads_share_one_segmenter(tiny):

@@ -16,18 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from _reliability import fixture_dir, rand_images, reference
+from _reliability import rand_images, reference
 from ifa_rt import Segmenter
 
 SEG = "Segmenter.segment: input 'images': "
 TYPE = "expected a numpy array, PIL image or torch tensor (or a list of them), got "
 IM = rand_images(1, 32, 48, seed=11)[0]
 BATCH = rand_images(5, 32, 48, seed=12)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return fixture_dir() / "tiny.ifa.pt"
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,10 @@ import pytest
 import torch
 
 import ifa_rt
-from _reliability import fixture_dir, rand_images, reference
+from _reliability import rand_images, reference
 from ifa_rt import Segmenter, SegmenterPool
 
 BATCH = rand_images(5, 32, 48, seed=12)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return fixture_dir() / "tiny.ifa.pt"
 
 
 @pytest.fixture(scope="module")

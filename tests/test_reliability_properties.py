@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from _reliability import fixture_dir, reference
+from _reliability import reference
 from ifa_rt import Segmenter
 
 settings.register_profile(
@@ -50,11 +50,6 @@ PLANNED = (32, 48)
 MAX_BATCH = 4
 MIN_SIZE = 16  # tiny.ifa.pt's input.min_size
 MAX_SIDE = 16384
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return fixture_dir() / "tiny.ifa.pt"
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 
 import ifa_rt
-from _reliability import fixture_dir, reference
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Path:
-    """The 5-class fixture artifact (tests/fixtures/make_fixtures.py)."""
-    return fixture_dir() / "tiny.ifa.pt"
+from _reliability import reference
 
 
 def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path, capsys):

@@ -4,20 +4,12 @@ what was expected and what was given, and stays usable afterwards."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from _reliability import fixture_dir, rand_images
 from ifa_rt import Segmenter
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Path:
-    """The 5-class fixture artifact (tests/fixtures/make_fixtures.py)."""
-    return fixture_dir() / "tiny.ifa.pt"
 
 
 def test_input_errors(tiny):
