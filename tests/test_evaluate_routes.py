@@ -56,7 +56,7 @@ def test_bundled_model_segments_camvid_val_well(tmp_path, camvid_root, capsys):
     assert cli_main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 6
-    # The model card reports 0.656 on all 101 val frames; 6 frames must be in that range.
+    # val frames (0016E5) are training frames of the bundled model: a sanity range only.
     assert metrics["miou"] > 0.5 and metrics["pixel_accuracy"] > 0.85
     assert "mIoU" in capsys.readouterr().out
 
