@@ -39,10 +39,12 @@ DATA=${IFA_RT_DATA:-$STAGE/data}
 START=$(date +%s)
 
 log "torch: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())')"
-for module in tqdm numpy PIL; do
+# module:distribution (the import name of Pillow is PIL, which pip does not know).
+for pair in tqdm:tqdm numpy:numpy PIL:pillow; do
+  module=${pair%%:*} dist=${pair##*:}
   if ! "$PY" -c "import $module" 2>/dev/null; then
-    log "installing $module from $STAGE/whl"
-    "$PY" -m pip install -q --no-index --find-links "$STAGE/whl" "$module" || true
+    log "installing $dist from $STAGE/whl"
+    "$PY" -m pip install -q --no-index --find-links "$STAGE/whl" "$dist" || true
   fi
 done
 
