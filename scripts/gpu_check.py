@@ -408,6 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     report.step("second engine built while the first serves", check.second_engine_while_serving)
     report.step("forced capture failure", check.capture_failure)
     report.step("latency vs eager and torch.compile", check.latency)
+    import gpu_check_io  # its steps reuse this module's helpers
+
+    report.step(
+        "device-memory I/O: CUDA tensors in and out", lambda: gpu_check_io.device_memory(check)
+    )
+    report.step(
+        "staging overlapped with compute: 1 vs 2 threads, Batcher",
+        lambda: gpu_check_io.overlap(check),
+    )
     failed = [s["step"] for s in report.steps if not s["ok"]]
     print(f"[gpu_check] wrote {args.out}/gpu_check.md; failed steps: {failed or 'none'}")
     return 1 if failed else 0

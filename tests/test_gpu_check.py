@@ -31,7 +31,7 @@ def test_dry_run_passes_every_step_and_writes_both_reports(tmp_path, camvid_root
     assert report["facts"]["dry_run"] is True
     steps = {s["step"]: s for s in report["steps"]}
     assert all(s["ok"] for s in steps.values()), [s for s in steps.values() if not s["ok"]]
-    assert len(steps) == 8
+    assert len(steps) == 10
     accuracy = steps["labels vs CPU fp32, allocations after warm-up"]["rows"]
     assert {(r["model"], r["precision"]) for r in accuracy} == {
         (m, p) for m in ("camvid", "r50") for p in ("fp32", "fp16", "bf16")
@@ -39,5 +39,10 @@ def test_dry_run_passes_every_step_and_writes_both_reports(tmp_path, camvid_root
     assert all(r["allocations_after_warmup"] == 0 for r in accuracy)
     latency = steps["latency vs eager and torch.compile"]["rows"]
     assert {r["engine"] for r in latency} >= {"Segmenter fp32", "Segmenter bf16", "eager fp32"}
+    device_io = steps["device-memory I/O: CUDA tensors in and out"]["note"]
+    assert "device call refused: Segmenter.segment_on_device: option 'device'" in device_io
+    overlap = steps["staging overlapped with compute: 1 vs 2 threads, Batcher"]["rows"]
+    assert [r["mode"] for r in overlap] == ["1 thread", "2 threads", "Batcher (submit)"]
+    assert all(r["images_per_s"] > 0 for r in overlap)
     markdown = (out / "gpu_check.md").read_text()
     assert markdown.startswith("# GPU check (DRY RUN on CPU)") and "| p50_ms |" in markdown

@@ -20,7 +20,7 @@ from _reliability import rand_images, reference
 from ifa_rt import Segmenter
 
 SEG = "Segmenter.segment: input 'images': "
-TYPE = "expected a numpy array, PIL image or torch tensor (or a list of them), got "
+TYPE = "expected a numpy array, PIL image, torch tensor or DLPack array in host or CUDA memory (or a list of them), got "
 IM = rand_images(1, 32, 48, seed=11)[0]
 BATCH = rand_images(5, 32, 48, seed=12)
 

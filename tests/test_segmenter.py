@@ -281,6 +281,34 @@ def test_cuda_matches_and_replays_without_allocating(tiny):
 
 @cuda
 @pytest.mark.cuda
+def test_cuda_threads_overlap_on_two_staging_slots(tiny):
+    """Calls from several threads (and multi-run calls) keep up to two runs in flight on one
+    engine's staging slots; every result is still the serial one, and nothing allocates."""
+    seg = Segmenter(tiny, device="cuda", shapes=[(32, 48)], max_batch=2)
+    batches = [rand_images(n, 32, 48, seed=20 + n) for n in (1, 2, 3, 5)]
+    want = [seg(b) for b in batches]
+    errors = []
+
+    def work(k: int) -> None:
+        for i in range(30):
+            j = (i + k) % len(batches)
+            if not np.array_equal(seg(batches[j]), want[j]):
+                errors.append((k, i))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    futures = [seg.submit(batches[3][i % 5]) for i in range(40)]
+    for i, f in enumerate(futures):
+        np.testing.assert_array_equal(f.result(), want[3][i % 5])
+    assert seg.stats()["allocations_after_warmup"] in (0, -1)
+
+
+@cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_low_precision_agrees(tiny, precision):
     seg = Segmenter(tiny, device="cuda", precision=precision, shapes=[(32, 48)], channels_last=True)

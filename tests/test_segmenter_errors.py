@@ -53,8 +53,8 @@ def test_input_errors(tiny):
     with pytest.raises(TypeError) as err:
         seg("image.png")
     assert str(err.value) == (
-        "Segmenter.segment: input 'images': expected a numpy array, PIL "
-        "image or torch tensor (or a list of them), got str"
+        "Segmenter.segment: input 'images': expected a numpy array, PIL image, torch tensor or "
+        "DLPack array in host or CUDA memory (or a list of them), got str"
     )
     with pytest.raises(TypeError, match=r"input 'images\[1\]'.*got int"):
         seg([im, 3])

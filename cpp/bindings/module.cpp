@@ -1,6 +1,7 @@
 // pybind11 module ifa_rt._core: the C++ runtime exposed to Python. No torch here: numpy
 // arrays are handed to the library as TensorViews (no copy), outputs are numpy arrays the
-// Python side allocates, and the GIL is released while the engine runs.
+// Python side allocates, and the GIL is released while the engine runs. CUDA tensors come as
+// DeviceArrays (pointer, shape, strides), with outputs the Python side allocated on the device.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -131,6 +132,35 @@ void logits_into(E& e, const py::array& images, py::array& out) {
   e.logits(v, dst, size);
 }
 
+// Device memory as the Python side describes it (a CUDA tensor's data_ptr, shape, strides in
+// elements and dtype name): the runtime checks that it is on the engine's device.
+struct DeviceArray {
+  uintptr_t data = 0;
+  std::vector<int64_t> shape, strides;
+  std::string dtype;
+};
+
+TensorView device_view(const DeviceArray& a, const std::string& where, const std::string& name) {
+  auto it = dtypes().find(a.dtype);
+  if (it == dtypes().end())
+    throw InvalidArgument(where + ": input '" + name + "': expected dtype uint8, got " + a.dtype);
+  return TensorView{reinterpret_cast<const void*>(a.data), it->second, a.shape, a.strides};
+}
+
+template <class E>
+void segment_device(E& e, const DeviceArray& images, uintptr_t out, int64_t out_size, uintptr_t stream) {
+  TensorView v = device_view(images, "Segmenter.segment_on_device", "images");
+  py::gil_scoped_release release;
+  e.segment_on_device(v, reinterpret_cast<uint8_t*>(out), out_size, reinterpret_cast<void*>(stream));
+}
+
+template <class E>
+void logits_device(E& e, const DeviceArray& images, uintptr_t out, int64_t out_size, uintptr_t stream) {
+  TensorView v = device_view(images, "Segmenter.logits_on_device", "images");
+  py::gil_scoped_release release;
+  e.logits_on_device(v, reinterpret_cast<float*>(out), out_size, reinterpret_cast<void*>(stream));
+}
+
 // A Batcher whose completions call back into Python. Closing and destroying it release the
 // GIL: its workers need the GIL to complete their last requests.
 struct PyBatcher {
@@ -245,6 +275,13 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("warmup", &ifa_rt::Options::warmup)
       .def_readonly("shape_cache", &ifa_rt::Options::shape_cache);
 
+  py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
+      .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {
+             return DeviceArray{data, std::move(shape), std::move(strides), std::move(dtype)};
+           }),
+           py::arg("data"), py::arg("shape"), py::arg("strides"), py::arg("dtype"),
+           "A data pointer, shape, strides (elements) and dtype name of memory on a CUDA device.");
+
   py::class_<ifa_rt::Segmenter>(m, "Segmenter", "One planned, warmed-up engine (ifa_rt::Segmenter).")
       .def(py::init([](const std::string& path, const ifa_rt::Options& o) {
              py::gil_scoped_release release;
@@ -257,6 +294,11 @@ PYBIND11_MODULE(_core, m) {
            "Labels of a list of [H,W,3] images of any sizes into `outs`.")
       .def("logits_into", &logits_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
            "float32 logits [B,C,H,W] into `out`.")
+      .def("segment_device", &segment_device<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"), py::arg("out_size"),
+           py::arg("stream"),
+           "Labels of device images into device memory at `out`, ordered on the cudaStream_t `stream`.")
+      .def("logits_device", &logits_device<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"), py::arg("out_size"),
+           py::arg("stream"), "float32 logits of device images into device memory at `out`, ordered on `stream`.")
       .def(
           "plan", [](const ifa_rt::Segmenter& s) { return plan_dict(without_gil([&] { return s.plan(); })); },
           "The preallocated buffers.")
@@ -284,6 +326,10 @@ PYBIND11_MODULE(_core, m) {
            "Labels of a list of images, on an idle engine.")
       .def("logits_into", &logits_into<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("out"),
            "Logits into `out`, on an idle engine.")
+      .def("segment_device", &segment_device<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("out"),
+           py::arg("out_size"), py::arg("stream"), "Device-memory labels, on an idle engine.")
+      .def("logits_device", &logits_device<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("out"),
+           py::arg("out_size"), py::arg("stream"), "Device-memory logits, on an idle engine.")
       .def_property_readonly("size", &ifa_rt::SegmenterPool::size, "Number of engines.")
       .def("engine", &ifa_rt::SegmenterPool::engine, py::arg("index"), py::return_value_policy::reference_internal,
            "The index-th engine.");

@@ -1,6 +1,7 @@
 #pragma once
-// RAII pieces of the CUDA engine (engine_cuda.cpp): the TF32 policy around its work and the
-// stream it owns. Include only from TUs compiled against a CUDA torch.
+// RAII pieces of the CUDA engine (engine_cuda.cpp): the TF32 policy around its work, the
+// stream it owns and the events that order it against its callers' streams. Include only from TUs compiled against a
+// CUDA torch.
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
@@ -51,6 +52,31 @@ class OwnStream {
  private:
   cudaStream_t raw_ = nullptr;
   std::optional<c10::cuda::CUDAStream> stream_;
+};
+
+// A CUDA event without timing (cheaper to record and wait on), created on the current device.
+class Event {
+ public:
+  Event() { C10_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  ~Event() {
+    if (event_ != nullptr) (void)cudaEventDestroy(event_);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  /// Marks what `stream` has queued so far.
+  void record(cudaStream_t stream) { C10_CUDA_CHECK(cudaEventRecord(event_, stream)); }
+  /// Makes `waiter` wait for the recorded work.
+  void block(cudaStream_t waiter) { C10_CUDA_CHECK(cudaStreamWaitEvent(waiter, event_, 0)); }
+  /// Makes `waiter` wait for what `producer` has queued so far.
+  void order(cudaStream_t producer, cudaStream_t waiter) {
+    record(producer);
+    block(waiter);
+  }
+  /// Blocks the calling thread until the recorded work is done.
+  void synchronize() { C10_CUDA_CHECK(cudaEventSynchronize(event_)); }
+
+ private:
+  cudaEvent_t event_ = nullptr;
 };
 
 }  // namespace ifa_rt::detail

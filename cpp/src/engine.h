@@ -30,6 +30,20 @@ struct AllocCounters {
   int64_t cached_bytes = 0;  ///< CPU: bytes the cache holds (free + in use)
 };
 
+/// run_device's bucket for an input size no bucket was planned for.
+inline constexpr size_t kUnplanned = static_cast<size_t>(-1);
+/// memory_device's answers that are not a device index.
+inline constexpr int kHostMemory = -1, kManagedMemory = -2;
+
+/// A planned run whose device work is queued but whose outputs are not yet written.
+class PendingRun {
+ public:
+  virtual ~PendingRun() = default;
+  /// Waits for the device and writes the outputs; called once, without the Segmenter's lock.
+  /// An unfinished run's destructor waits for its work and frees its staging without output.
+  virtual void finish() = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -39,8 +53,23 @@ class Engine {
   /// output to outs[i]. Returns false when the output kind is not planned for the bucket
   /// and the run went through the unplanned path instead.
   virtual bool run(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs) = 0;
+  /// Same as run, but may return before the outputs are written, leaving `pending` to finish
+  /// them (null: done). CUDA: stages the images into one of two pinned slots of the shape
+  /// (waiting while both are in use) and queues the copies and the replay, so that the next
+  /// run can be staged while this one computes. The default runs synchronously.
+  virtual bool start(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
+                     std::unique_ptr<PendingRun>* pending);
   /// Unplanned shape: one batch of n same-shaped images, with no preallocated buffers.
   virtual void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) = 0;
+  /// Device-memory run (CUDA engine): images and outs are memory on the engine's device. The
+  /// work is queued after what `stream` (a cudaStream_t) has queued, `stream` waits for it,
+  /// and the call returns once it is queued. `bucket` is kUnplanned when no bucket fits.
+  /// Returns false when it went through the unplanned path. Other engines: Error.
+  virtual bool run_device(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
+                          void* stream);
+  /// The CUDA device a pointer's memory is on, kHostMemory (also for engines that have no
+  /// CUDA runtime to ask), or kManagedMemory (usable from the host and the devices).
+  virtual int memory_device(const void* p) const;
   /// Allocation counters; only runs on planned buckets are measured.
   virtual AllocCounters counters() const = 0;
   /// Wall time of the first warm-up call (the profiling run), milliseconds.

@@ -6,18 +6,27 @@
 //      convert NCHW weights on every call, inside every graph); move to the device; freeze
 //      `forward` and `logits` into fully inlined modules;
 //   2. create the engine's own stream (not one of torch's shared pool streams, which Python's
-//      torch.cuda.Stream() also hands out); allocate per bucket a pinned host input, a
-//      device input, a pinned host output (labels; logits too when planned);
+//      torch.cuda.Stream() also hands out); allocate per bucket a device input;
 //   3. warm up every bucket `warmup` times on the stream (the profiling executor specialises
 //      and fuses on the 2nd call);
 //   4. capture each bucket's graph(s) on the stream into one private memory pool
 //      (graph_pool_handle), one capture at a time in the process, in thread-local capture
 //      mode; a failed capture is ended and its pool use released before the error is thrown;
 //      the captured outputs are the device output buffers;
-//   5. replay each bucket once and record the caching allocator's statistics.
-// A call on a planned bucket then: copies images into pinned staging (host), H2D async on the
-// stream, replays, D2H async into pinned output, synchronises the stream, copies out. No
+//   5. allocate per planned shape two pinned staging slots (input, labels, logits when
+//      planned, each for max_batch images); replay each bucket once.
+// A run on a planned bucket is then started (Segmenter's lock held): take a free slot of its
+// shape, copy the images into its pinned input (host), queue on the stream the H2D copy, the
+// replay, the D2H copy into the slot's pinned output and an event; and finished (lock free):
+// wait for the event, copy out, free the slot. With two slots, one run is staged on the host
+// while the other's copies and replay run on the device: consecutive calls and batches
+// overlap (the Batcher runs two workers over a CUDA engine). The stream orders the device
+// buffers: a run's H2D copy into the bucket's input follows the previous replay. No
 // caching-allocator call happens (checked with getDeviceStats around every planned run).
+// A device-memory call (run_device) never touches the host: its stream waits for the caller's
+// stream, copies the images device to device into the bucket's input, replays, copies the
+// outputs into the caller's device buffers, and the caller's stream waits for that; the call
+// returns once queued, as a torch op does.
 // Replays are serialised by the Segmenter's mutex, so buckets may share the graph pool.
 // TF32 is off unless Options::tf32: cuDNN's default would let fp32 differ from CPU fp32.
 #include <ATen/cuda/CUDAContext.h>
@@ -28,10 +37,14 @@
 #include <cuda_runtime_api.h>
 #include <torch/script.h>
 
+#include <algorithm>
+#include <array>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "artifact.h"
 #include "cuda_scopes.h"
@@ -69,11 +82,32 @@ std::mutex& capture_mutex() {
 
 struct CudaBucket {
   Bucket bucket;
-  at::Tensor host_in, dev_in;          // pinned uint8 [B,H,W,3], device copy
-  at::Tensor dev_labels, host_labels;  // captured output uint8 [B,H,W], pinned copy
-  at::Tensor dev_logits, host_logits;  // captured output float [B,C,H,W], pinned copy
+  size_t shape = 0;                   // index of its input shape in Options::shapes
+  at::Tensor dev_in;                  // uint8 [B,H,W,3], the graphs' input
+  at::Tensor dev_labels, dev_logits;  // captured outputs: uint8 [B,H,W], float [B,C,H,W]
   std::unique_ptr<at::cuda::CUDAGraph> labels_graph, logits_graph;
 };
+
+// Pinned host staging of one run of a planned shape (for up to max_batch images).
+struct Slot {
+  at::Tensor host_in;                   // uint8 [max_batch,H,W,3]
+  at::Tensor host_labels, host_logits;  // flat; viewed with the strides of a bucket's outputs
+  std::unique_ptr<Event> done;          // recorded after the run's D2H copy
+  bool busy = false;
+};
+
+// A graph output's pinned copy in a slot: the output's own sizes and strides over the slot's
+// flat memory, so that each D2H copy is one flat cudaMemcpyAsync with no device temporary.
+at::Tensor staged(const at::Tensor& flat, const at::Tensor& output) {
+  return flat.as_strided(output.sizes(), output.strides());
+}
+
+// Elements a tensor's strides reach (what `staged` needs of a flat buffer).
+int64_t span(const at::Tensor& t) {
+  int64_t last = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  return last + 1;
+}
 
 class CudaEngine final : public Engine {
  public:
@@ -108,10 +142,15 @@ class CudaEngine final : public Engine {
     allocator_tracked_ = c10::cuda::CUDACachingAllocator::name() == "native";
     own_stream_ = std::make_unique<OwnStream>(device_.index());
     stream_.emplace(own_stream_->stream());
-    for (const Bucket& b : make_buckets(options_.shapes, options_.max_batch)) allocate(b);
+    inputs_ready_.emplace();  // on device_ (the guard above): events belong to a device
+    outputs_ready_.emplace();
+    const std::vector<Bucket> buckets = make_buckets(options_.shapes, options_.max_batch);
+    const size_t per_shape = bucket_batches(options_.max_batch).size();
+    for (size_t i = 0; i < buckets.size(); ++i) allocate(buckets[i], i / per_shape);
     warm_up();
     capture();
-    for (auto& cb : buckets_) replay(cb, Output::labels);  // settle, then start counting
+    allocate_staging();
+    for (size_t i = 0; i < buckets_.size(); ++i) settle(i);  // then start counting
   }
 
   Plan plan() const override {
@@ -127,13 +166,18 @@ class CudaEngine final : public Engine {
     for (const auto& cb : buckets_) {
       p.buckets.push_back(cb.bucket);
       const std::string n = cb.bucket.name();
-      add("input " + n + "x3 (staging)", cb.host_in, "cpu-pinned");
       add("input " + n + "x3", cb.dev_in, options_.device);
       add("labels " + n + " (graph output)", cb.dev_labels, options_.device);
-      add("labels " + n + " (staging)", cb.host_labels, "cpu-pinned");
       add("logits " + n + " (graph output)", cb.dev_logits, options_.device);
-      add("logits " + n + " (staging)", cb.host_logits, "cpu-pinned");
     }
+    for (size_t k = 0; k < staging_.size(); ++k)
+      for (size_t j = 0; j < staging_[k].size(); ++j) {
+        const Shape& s = options_.shapes[k];
+        const std::string n = std::to_string(s.height) + "x" + std::to_string(s.width) + " slot " + std::to_string(j);
+        add("input " + n + " (staging)", staging_[k][j].host_in, "cpu-pinned");
+        add("labels " + n + " (staging)", staging_[k][j].host_labels, "cpu-pinned");
+        add("logits " + n + " (staging)", staging_[k][j].host_logits, "cpu-pinned");
+      }
     // The private pool holds every captured intermediate: the reserved bytes after capture.
     p.buffers.push_back({"graph pool + weights (device memory reserved after capture)",
                          options_.device,
@@ -144,6 +188,15 @@ class CudaEngine final : public Engine {
   }
 
   bool run(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs) override {
+    std::unique_ptr<PendingRun> pending;
+    const bool planned = start(bucket, images, n, what, outs, &pending);
+    if (pending) pending->finish();
+    return planned;
+  }
+
+  bool start(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
+             std::unique_ptr<PendingRun>* pending) override {
+    pending->reset();
     CudaBucket& cb = buckets_[bucket];
     if (what == Output::logits && !cb.logits_graph) {
       run_unplanned(images, n, what, outs);
@@ -151,19 +204,18 @@ class CudaEngine final : public Engine {
     }
     TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
     c10::cuda::CUDAGuard device_guard(device_);
+    auto run = std::make_unique<CudaRun>(this, acquire(cb.shape), cb, n, what, outs);
     const AllocSnapshot before = device_allocations(device_index_);
     try {
-      for (int64_t i = 0; i < n; ++i) cb.host_in.select(0, i).copy_(image_tensor(images[i]));
-      const at::Tensor& host_out = replay(cb, what);
-      copy_out(host_out, n, what, outs);
-    } catch (const std::exception& e) {  // c10::Error from a copy or the replay: one line
-      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
-                  " replay failed on bucket " + cb.bucket.name() + " (" + options_.device +
-                  "): " + error_summary(e.what()));
+      for (int64_t i = 0; i < n; ++i) run->slot()->host_in.select(0, i).copy_(image_tensor(images[i]));
+      enqueue(cb, *run->slot(), what);
+    } catch (const std::exception& e) {  // the run's destructor waits for the stream, frees the slot
+      throw Error(replay_failed(cb, what, e.what()));
     }
     const AllocSnapshot after = device_allocations(device_index_);
     new_blocks_ += after.count - before.count;
     new_bytes_ += after.bytes - before.bytes;
+    *pending = std::move(run);
     return true;
   }
 
@@ -193,6 +245,61 @@ class CudaEngine final : public Engine {
     copy_out(out.to(at::kCPU), n, what, outs);  // converts dtype and layout on the way
   }
 
+  bool run_device(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
+                  void* stream) override {
+    const bool planned = bucket != kUnplanned && (what == Output::labels || buckets_[bucket].logits_graph != nullptr);
+    const int64_t h = images[0].height, w = images[0].width;
+    TorchScope scope;
+    Tf32Scope tf32(options_.tf32);  // the unplanned path runs kernels chosen now
+    c10::cuda::CUDAGuard device_guard(device_);
+    const auto caller = static_cast<cudaStream_t>(stream);
+    const AllocSnapshot before = device_allocations(device_index_);
+    try {
+      inputs_ready_->order(caller, stream_->stream());  // the caller's work wrote the images
+      c10::cuda::CUDAStreamGuard stream_guard(*stream_);
+      if (planned) {
+        CudaBucket& cb = buckets_[bucket];
+        stage_on_device(images, n, cb.dev_in);
+        if (what == Output::labels) {
+          cb.labels_graph->replay();
+          copy_out_on_device(cb.dev_labels, n, what, outs);
+        } else {
+          cb.logits_graph->replay();
+          copy_out_on_device(cb.dev_logits, n, what, outs);
+        }
+      } else {
+        at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).device(device_));
+        stage_on_device(images, n, input);
+        at::Tensor out = call(what == Output::labels ? forward_ : logits_, input);
+        check_result(out, what, n, h, w, num_classes_);
+        copy_out_on_device(out, n, what, outs);
+      }
+      outputs_ready_->order(stream_->stream(), caller);  // the caller's later work sees them
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
+                  " on device memory failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
+                  "): " + error_summary(e.what()));
+    }
+    if (planned) {
+      const AllocSnapshot after = device_allocations(device_index_);
+      new_blocks_ += after.count - before.count;
+      new_bytes_ += after.bytes - before.bytes;
+    }
+    return planned;
+  }
+
+  int memory_device(const void* p) const override {
+    cudaPointerAttributes attributes{};
+    if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+      (void)cudaGetLastError();  // not an error of the engine's: the pointer is not CUDA's
+      return kHostMemory;
+    }
+    if (attributes.type == cudaMemoryTypeManaged) return kManagedMemory;
+    return attributes.type == cudaMemoryTypeDevice ? attributes.device : kHostMemory;
+  }
+
   AllocCounters counters() const override {
     if (!allocator_tracked_) return {-1, -1, 0, reserved_after_capture_};
     return {new_blocks_, new_bytes_, 0, reserved_after_capture_};
@@ -201,13 +308,127 @@ class CudaEngine final : public Engine {
   double first_call_ms() const override { return first_call_ms_; }
 
  private:
-  void allocate(const Bucket& b) {
+  // A run queued on the engine's stream; holds its staging slot until finished.
+  class CudaRun final : public PendingRun {
+   public:
+    CudaRun(CudaEngine* engine, Slot* slot, const CudaBucket& bucket, int64_t n, Output what, void* const* outs)
+        : engine_(engine), slot_(slot), bucket_(&bucket), what_(what), outs_(outs, outs + n) {}
+    ~CudaRun() override {
+      if (slot_ == nullptr) return;
+      // Not finished (an error, or an earlier run of its call failed): its queued copies may
+      // still use the slot's memory.
+      (void)cudaStreamSynchronize(engine_->stream_->stream());
+      engine_->release(slot_);
+    }
+    CudaRun(const CudaRun&) = delete;
+    CudaRun& operator=(const CudaRun&) = delete;
+
+    Slot* slot() const { return slot_; }
+
+    void finish() override {
+      Slot* slot = std::exchange(slot_, nullptr);
+      try {
+        slot->done->synchronize();
+        const at::Tensor& out = what_ == Output::labels ? bucket_->dev_labels : bucket_->dev_logits;
+        copy_out(staged(what_ == Output::labels ? slot->host_labels : slot->host_logits, out),
+                 static_cast<int64_t>(outs_.size()), what_, outs_.data());
+      } catch (const std::exception& e) {
+        engine_->release(slot);
+        throw Error(engine_->replay_failed(*bucket_, what_, e.what()));
+      }
+      engine_->release(slot);
+    }
+
+   private:
+    CudaEngine* engine_;
+    Slot* slot_;
+    const CudaBucket* bucket_;
+    Output what_;
+    std::vector<void*> outs_;  // copied: the caller's array may not outlive start()
+  };
+
+  std::string replay_failed(const CudaBucket& cb, Output what, const std::string& why) const {
+    return std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") + " replay failed on bucket " +
+           cb.bucket.name() + " (" + options_.device + "): " + error_summary(why);
+  }
+
+  // A free staging slot of a planned shape; waits while both are in use (by runs other threads
+  // are finishing: the Segmenter keeps at most one of its own in flight when it starts one).
+  Slot* acquire(size_t shape) {
+    std::unique_lock<std::mutex> lock(slots_mutex_);
+    for (;;) {
+      for (Slot& s : staging_[shape])
+        if (!s.busy) {
+          s.busy = true;
+          return &s;
+        }
+      slot_freed_.wait(lock);
+    }
+  }
+
+  void release(Slot* slot) {
+    {
+      std::lock_guard<std::mutex> lock(slots_mutex_);
+      slot->busy = false;
+    }
+    slot_freed_.notify_all();
+  }
+
+  void allocate(const Bucket& b, size_t shape) {
     CudaBucket cb;
     cb.bucket = b;
-    auto pinned = at::TensorOptions(at::kByte).pinned_memory(true);
-    cb.host_in = at::zeros({b.batch, b.height, b.width, 3}, pinned);
+    cb.shape = shape;
     cb.dev_in = at::zeros({b.batch, b.height, b.width, 3}, at::TensorOptions(at::kByte).device(device_));
-    buckets_.push_back(std::move(cb));  // pinned outputs follow the captured outputs' strides
+    buckets_.push_back(std::move(cb));
+  }
+
+  // Two slots per planned shape, each sized for the largest of its buckets' outputs.
+  void allocate_staging() {
+    staging_.resize(options_.shapes.size());
+    for (size_t k = 0; k < staging_.size(); ++k) {
+      int64_t labels = 0, logits = 0;
+      for (const CudaBucket& cb : buckets_)
+        if (cb.shape == k) {
+          labels = std::max(labels, span(cb.dev_labels));
+          if (cb.dev_logits.defined()) logits = std::max(logits, span(cb.dev_logits));
+        }
+      const Shape& s = options_.shapes[k];
+      for (Slot& slot : staging_[k]) {
+        auto pinned = at::TensorOptions(at::kByte).pinned_memory(true);
+        slot.host_in = at::zeros({options_.max_batch, s.height, s.width, 3}, pinned);
+        slot.host_labels = at::empty({labels}, pinned);
+        if (logits > 0) slot.host_logits = at::empty({logits}, pinned.dtype(at::kFloat));
+        slot.done = std::make_unique<Event>();
+      }
+    }
+  }
+
+  // Queues on the stream: H2D of the slot's input, the replay, D2H into the slot, its event.
+  void enqueue(CudaBucket& cb, Slot& slot, Output what) {
+    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
+    cb.dev_in.copy_(slot.host_in.narrow(0, 0, cb.bucket.batch), /*non_blocking=*/true);
+    if (what == Output::labels) {
+      cb.labels_graph->replay();
+      staged(slot.host_labels, cb.dev_labels).copy_(cb.dev_labels, /*non_blocking=*/true);
+    } else {
+      cb.logits_graph->replay();
+      staged(slot.host_logits, cb.dev_logits).copy_(cb.dev_logits, /*non_blocking=*/true);
+    }
+    slot.done->record(stream_->stream());
+  }
+
+  // One replay of bucket i through a slot, waited for: settles the stream and the allocator
+  // before the counters start.
+  void settle(size_t i) {
+    Slot* slot = acquire(buckets_[i].shape);
+    try {
+      enqueue(buckets_[i], *slot, Output::labels);
+      slot->done->synchronize();
+    } catch (...) {
+      release(slot);
+      throw;
+    }
+    release(slot);
   }
 
   at::Tensor call(torch::jit::Module& m, const at::Tensor& input) {
@@ -270,10 +491,6 @@ class CudaEngine final : public Engine {
                     shape_string({b.batch, num_classes_, b.height, b.width}) + ", got " +
                     std::string(c10::toString(cb.dev_logits.scalar_type())) + " " +
                     shape_string(cb.dev_logits.sizes().vec()));
-      // Same strides as the device outputs (channels-last logits stay so): each D2H copy is
-      // one flat cudaMemcpyAsync with no device temporary.
-      cb.host_labels = pinned_like(cb.dev_labels);
-      if (cb.logits_graph) cb.host_logits = pinned_like(cb.dev_logits);
     }
     stream_->synchronize();
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
@@ -320,23 +537,33 @@ class CudaEngine final : public Engine {
     }
   }
 
-  // H2D, replay, D2H on the engine's stream; returns the pinned host output.
-  const at::Tensor& replay(CudaBucket& cb, Output what) {
-    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
-    cb.dev_in.copy_(cb.host_in, /*non_blocking=*/true);
-    if (what == Output::labels) {
-      cb.labels_graph->replay();
-      cb.host_labels.copy_(cb.dev_labels, /*non_blocking=*/true);
-    } else {
-      cb.logits_graph->replay();
-      cb.host_logits.copy_(cb.dev_logits, /*non_blocking=*/true);  // float -> float (or cast)
-    }
-    stream_->synchronize();
-    return what == Output::labels ? cb.host_labels : cb.host_logits;
+  // A caller's image in device memory, as a tensor (no copy).
+  at::Tensor device_image(const ImageRef& im) const {
+    return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3},
+                         {im.stride_h, im.stride_w, im.stride_c}, at::TensorOptions(at::kByte).device(device_));
   }
 
-  static at::Tensor pinned_like(const at::Tensor& t) {
-    return at::empty_strided(t.sizes(), t.strides(), at::TensorOptions(t.scalar_type()).pinned_memory(true));
+  // Device-to-device copies of n caller images into the first n slots of `input`: one copy
+  // when they are one contiguous batch.
+  void stage_on_device(const ImageRef* images, int64_t n, const at::Tensor& input) const {
+    if (consecutive(images, n)) {
+      const ImageRef& im = images[0];
+      input.narrow(0, 0, n).copy_(at::from_blob(const_cast<uint8_t*>(im.data), {n, im.height, im.width, 3},
+                                                at::TensorOptions(at::kByte).device(device_)),
+                                  /*non_blocking=*/true);
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(device_image(images[i]), /*non_blocking=*/true);
+  }
+
+  // Image i of a [B,...] device result into the caller's contiguous device buffer outs[i]
+  // (uint8 labels [H,W] or float32 logits [C,H,W], converting layout and dtype on the way).
+  void copy_out_on_device(const at::Tensor& result, int64_t n, Output what, void* const* outs) const {
+    for (int64_t i = 0; i < n; ++i) {
+      const at::Tensor src = result.select(0, i);
+      const auto dtype = what == Output::labels ? at::kByte : at::kFloat;
+      at::from_blob(outs[i], src.sizes(), at::TensorOptions(dtype).device(device_)).copy_(src, /*non_blocking=*/true);
+    }
   }
 
   Options options_;
@@ -346,8 +573,12 @@ class CudaEngine final : public Engine {
   torch::jit::Module forward_, logits_;
   std::unique_ptr<OwnStream> own_stream_;  // outlives the buckets' graphs and buffers
   std::optional<c10::cuda::CUDAStream> stream_;
+  std::optional<Event> inputs_ready_, outputs_ready_;  // device calls: caller -> engine -> caller
   c10::MempoolId_t pool_{0, 0};
   std::vector<CudaBucket> buckets_;
+  std::vector<std::array<Slot, 2>> staging_;  // per planned shape
+  std::mutex slots_mutex_;
+  std::condition_variable slot_freed_;
   int64_t new_blocks_ = 0, new_bytes_ = 0, reserved_after_capture_ = 0;
   bool allocator_tracked_ = true;
   double first_call_ms_ = 0;

@@ -71,6 +71,14 @@ void SegmenterPool::logits(const TensorView& images, float* logits, int64_t size
   impl_->acquire()->logits(images, logits, size);
 }
 
+void SegmenterPool::segment_on_device(const TensorView& images, uint8_t* labels, int64_t labels_size, void* stream) {
+  impl_->acquire()->segment_on_device(images, labels, labels_size, stream);
+}
+
+void SegmenterPool::logits_on_device(const TensorView& images, float* logits, int64_t size, void* stream) {
+  impl_->acquire()->logits_on_device(images, logits, size, stream);
+}
+
 int SegmenterPool::size() const { return static_cast<int>(impl_->engines.size()); }
 
 Segmenter& SegmenterPool::engine(int index) {

@@ -2,8 +2,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <mutex>
 
@@ -84,6 +86,46 @@ void check_plan_memory(const Options& o) {
         gib(physical) + "), got " + gib(bytes));
 }
 
+// Where a call's images and outputs live: host memory (the default), or memory on the CUDA
+// engine's device, ordered on the caller's stream.
+struct Memory {
+  bool device = false;
+  void* stream = nullptr;  // cudaStream_t of a device call
+};
+
+// A planned run started by the engine and not yet finished (its device work is queued).
+struct Started {
+  std::unique_ptr<detail::PendingRun> run;
+  size_t bucket = 0;
+  Clock::time_point t0;
+};
+
+// The runs of one call in flight, oldest first: at most two (the engine's staging slots per
+// shape), held inline so that a call allocates nothing for them.
+class InFlight {
+ public:
+  static constexpr size_t kMax = 2;
+  size_t size() const { return size_; }
+  bool full() const { return size_ == kMax; }
+  void push(Started s) { runs_[size_++] = std::move(s); }
+  Started pop_oldest() {
+    Started oldest = std::move(runs_[0]);
+    for (size_t i = 1; i < size_; ++i) runs_[i - 1] = std::move(runs_[i]);
+    --size_;
+    return oldest;
+  }
+  Started* begin() { return runs_.data(); }
+  Started* end() { return runs_.data() + size_; }
+
+ private:
+  std::array<Started, kMax> runs_;
+  size_t size_ = 0;
+};
+
+std::string memory_name(int device) {
+  return device == detail::kHostMemory ? "host memory" : "memory on cuda:" + std::to_string(device);
+}
+
 }  // namespace
 
 struct Segmenter::Impl {
@@ -97,7 +139,8 @@ struct Segmenter::Impl {
   int64_t calls = 0, images = 0, bucket_runs = 0, padded = 0, fallback = 0;
   std::vector<LatencyRing> latency;
   double construction_ms = 0;
-  bool pad = false;  // CUDA pads a remainder up to a captured bucket; CPU splits it (plan.h)
+  bool pad = false;      // CUDA pads a remainder up to a captured bucket; CPU splits it (plan.h)
+  int cuda_device = -1;  // the CUDA engine's device index; -1 for CPU and AOTInductor engines
 
   // Validates one [H,W,3] or [B,H,W,3] view and appends one ImageRef per image.
   void collect(const TensorView& v, const std::string& where, bool allow_batch, std::vector<ImageRef>* out) const {
@@ -150,27 +193,92 @@ struct Segmenter::Impl {
               hxw(h, w));
   }
 
-  // Serves n same-shaped images (mutex held): planned buckets, else the unplanned path.
-  void serve(const ImageRef* ims, int64_t n, Output what, void* const* outs) {
+  // Serves n same-shaped images (mutex held): planned buckets, else the unplanned path. Runs
+  // the engine leaves pending go to `started`, for finish() once the mutex is released.
+  void serve(const ImageRef* ims, int64_t n, Output what, void* const* outs, const Memory& memory, InFlight* started) {
     const int si = shape_index(ims[0].height, ims[0].width);
     // Unplanned: runs of up to max_batch images, a remainder in one run (no bucket to fit).
     for (const detail::Run& run : detail::schedule(n, batches, pad || si < 0)) {
+      if (memory.device) {  // queued, not finished: no host latency to record
+        const size_t bi = si < 0 ? detail::kUnplanned : bucket_index(si, run.batch);
+        const bool planned = engine->run_device(bi, ims + run.first, run.count, what, outs + run.first, memory.stream);
+        ++(planned ? bucket_runs : fallback);
+        if (planned) padded += run.batch - run.count;
+        continue;
+      }
       auto t0 = Clock::now();
       if (si < 0) {
         engine->run_unplanned(ims + run.first, run.count, what, outs + run.first);
         ++fallback;
         continue;
       }
-      const size_t bi = static_cast<size_t>(si) * batches.size() +
-                        static_cast<size_t>(std::find(batches.begin(), batches.end(), run.batch) - batches.begin());
-      if (engine->run(bi, ims + run.first, run.count, what, outs + run.first)) {
+      const size_t bi = bucket_index(si, run.batch);
+      // At most two runs of one call in flight: the engine has two staging slots per shape,
+      // so a third would wait for a slot only this thread can free.
+      if (started->full()) {
+        Started oldest = started->pop_oldest();
+        oldest.run->finish();
+        latency[oldest.bucket].push(ms_since(oldest.t0));
+      }
+      std::unique_ptr<detail::PendingRun> pending;
+      if (engine->start(bi, ims + run.first, run.count, what, outs + run.first, &pending)) {
         ++bucket_runs;
         padded += run.batch - run.count;
-        latency[bi].push(ms_since(t0));
+        if (pending)
+          started->push({std::move(pending), bi, t0});
+        else
+          latency[bi].push(ms_since(t0));
       } else {
         ++fallback;
       }
     }
+  }
+
+  // Finishes started runs without the mutex, so that another call can stage and queue its
+  // runs meanwhile. Every run is finished (freeing its slot) before the mutex is taken again
+  // to record latencies: a thread holding the mutex may be waiting for one of those slots.
+  void finish(InFlight& started) {
+    std::exception_ptr error;
+    std::array<std::pair<size_t, double>, InFlight::kMax> times;
+    size_t timed = 0;
+    for (Started& s : started) {
+      try {
+        s.run->finish();
+        times[timed++] = {s.bucket, ms_since(s.t0)};
+      } catch (...) {
+        if (!error) error = std::current_exception();
+      }
+      s.run.reset();
+    }
+    if (timed > 0) {
+      std::lock_guard<std::mutex> lock(mutex);
+      for (size_t i = 0; i < timed; ++i) latency[times[i].first].push(times[i].second);
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
+  size_t bucket_index(int shape, int64_t batch) const {
+    return static_cast<size_t>(shape) * batches.size() +
+           static_cast<size_t>(std::find(batches.begin(), batches.end(), batch) - batches.begin());
+  }
+
+  // Device calls need device memory on the CUDA engine's device; host calls on the CUDA engine
+  // need host memory (a device pointer there would be read by the CPU and crash the process).
+  void check_memory(const std::string& where, const std::string& in_name, const void* in, const std::string& out_name,
+                    const void* out, const Memory& memory) const {
+    if (memory.device && cuda_device < 0)
+      throw InvalidArgument(where + ": option 'device': expected a CUDA device (device-memory calls run on the " +
+                            "CUDA engine), got '" + options.device + "'");
+    if (cuda_device < 0) return;
+    const int want = memory.device ? cuda_device : detail::kHostMemory;
+    const std::string hint = memory.device ? "" : " (device memory goes to " + where + "_on_device)";
+    const int got_in = engine->memory_device(in);
+    if (got_in != want && got_in != detail::kManagedMemory)
+      bad_input(where, in_name, memory_name(want) + hint, memory_name(got_in));
+    const int got_out = engine->memory_device(out);
+    if (got_out != want && got_out != detail::kManagedMemory)
+      throw InvalidArgument(where + ": output '" + out_name + "': expected " + memory_name(want) + hint + ", got " +
+                            memory_name(got_out));
   }
 
   int64_t per_image(Output what, int64_t h, int64_t w) const {
@@ -178,7 +286,8 @@ struct Segmenter::Impl {
   }
 
   // One [H,W,3] / [B,H,W,3] view into a caller buffer of `size` elements.
-  void call(const TensorView& v, Output what, void* dst, int64_t size, const std::string& where) {
+  void call(const TensorView& v, Output what, void* dst, int64_t size, const std::string& where,
+            const Memory& memory = {}) {
     std::vector<ImageRef> ims;
     collect(v, where, true, &ims);
     const int64_t h = ims[0].height, w = ims[0].width, n = static_cast<int64_t>(ims.size());
@@ -189,14 +298,19 @@ struct Segmenter::Impl {
                             (what == Output::labels ? " uint8 elements" : " float32 elements") + ", got " +
                             (dst == nullptr ? std::string("a null pointer") : std::to_string(size)));
     check_planned(where, "images", h, w);
+    check_memory(where, "images", v.data, out_name, dst, memory);
     const size_t elem = what == Output::labels ? 1 : sizeof(float);
     std::vector<void*> outs(ims.size());
     for (int64_t i = 0; i < n; ++i)
       outs[i] = static_cast<uint8_t*>(dst) + static_cast<size_t>(i * per_image(what, h, w)) * elem;
-    std::lock_guard<std::mutex> lock(mutex);
-    ++calls;
-    images += n;
-    serve(ims.data(), n, what, outs.data());
+    InFlight started;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      ++calls;
+      images += n;
+      serve(ims.data(), n, what, outs.data(), memory, &started);
+    }
+    finish(started);
   }
 };
 
@@ -219,6 +333,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
   impl_->batches = detail::bucket_batches(impl_->options.max_batch);
   impl_->latency.resize(impl_->buckets.size());
   impl_->pad = device.cuda && !detail::is_package_path(artifact_path);
+  if (impl_->pad) impl_->cuda_device = device.index;
   impl_->construction_ms = ms_since(t0);
 }
 
@@ -273,18 +388,26 @@ void Segmenter::segment(const std::vector<TensorView>& images, const std::vector
   }
   for (const auto& g : groups)
     impl_->check_planned(where, "images[" + std::to_string(g.second[0]) + "]", g.first.height, g.first.width);
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  ++impl_->calls;
-  impl_->images += static_cast<int64_t>(ims.size());
-  for (const auto& g : groups) {
-    std::vector<ImageRef> part;
-    std::vector<void*> outs;
-    for (size_t i : g.second) {
-      part.push_back(ims[i]);
-      outs.push_back(labels[i]);
-    }
-    impl_->serve(part.data(), static_cast<int64_t>(part.size()), Output::labels, outs.data());
+  for (size_t i = 0; i < ims.size(); ++i) {
+    const std::string k = "[" + std::to_string(i) + "]";
+    impl_->check_memory(where, "images" + k, ims[i].data, "labels" + k, labels[i], {});
   }
+  InFlight started;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    ++impl_->calls;
+    impl_->images += static_cast<int64_t>(ims.size());
+    for (const auto& g : groups) {
+      std::vector<ImageRef> part;
+      std::vector<void*> outs;
+      for (size_t i : g.second) {
+        part.push_back(ims[i]);
+        outs.push_back(labels[i]);
+      }
+      impl_->serve(part.data(), static_cast<int64_t>(part.size()), Output::labels, outs.data(), {}, &started);
+    }
+  }
+  impl_->finish(started);
 }
 
 LogitsResult Segmenter::logits(const TensorView& images) {
@@ -312,6 +435,14 @@ void Segmenter::logits(const TensorView& images, float* logits, int64_t size) {
   impl_->call(images, Output::logits, logits, size, "Segmenter.logits");
 }
 
+void Segmenter::segment_on_device(const TensorView& images, uint8_t* labels, int64_t labels_size, void* stream) {
+  impl_->call(images, Output::labels, labels, labels_size, "Segmenter.segment_on_device", Memory{true, stream});
+}
+
+void Segmenter::logits_on_device(const TensorView& images, float* logits, int64_t size, void* stream) {
+  impl_->call(images, Output::logits, logits, size, "Segmenter.logits_on_device", Memory{true, stream});
+}
+
 Plan Segmenter::plan() const { return impl_->engine->plan(); }
 
 Stats Segmenter::stats() const {
@@ -336,6 +467,18 @@ Stats Segmenter::stats() const {
 const Metadata& Segmenter::metadata() const { return impl_->metadata; }
 const Options& Segmenter::options() const { return impl_->options; }
 const std::string& Segmenter::path() const { return impl_->path; }
+
+namespace detail {
+bool Engine::start(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
+                   std::unique_ptr<PendingRun>* pending) {
+  pending->reset();
+  return run(bucket, images, n, what, outs);
+}
+bool Engine::run_device(size_t, const ImageRef*, int64_t, Output, void* const*, void*) {
+  throw Error("Segmenter: device-memory calls need the CUDA engine");
+}
+int Engine::memory_device(const void*) const { return kHostMemory; }
+}  // namespace detail
 
 #ifndef IFA_RT_WITH_CUDA
 namespace detail {

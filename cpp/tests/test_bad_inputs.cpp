@@ -175,6 +175,26 @@ int main(int argc, char** argv) {
     CHECK_THROWS_CONTAINS(
         InvalidArgument, Segmenter(tiny, bad_o),
         "Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in memory (");
+    // Device-memory calls need the CUDA engine; a CPU engine refuses them before any read,
+    // with the input checks first (the same as a host call's).
+    std::vector<uint8_t> device_labels(5 * plane);
+    const int64_t logits_size = 5 * s.metadata().num_classes * plane;
+    std::vector<float> device_logits(static_cast<size_t>(logits_size));
+    CHECK_THROWS(InvalidArgument,
+                 s.segment_on_device(check::view(in, {5, 32, 48, 3}), device_labels.data(), 5 * plane, nullptr),
+                 "Segmenter.segment_on_device: option 'device': expected a CUDA device (device-memory calls run on "
+                 "the CUDA engine), got 'cpu'");
+    still_serves();
+    CHECK_THROWS(InvalidArgument,
+                 s.logits_on_device(check::view(in, {5, 32, 48, 3}), device_logits.data(), logits_size, nullptr),
+                 "Segmenter.logits_on_device: option 'device': expected a CUDA device (device-memory calls run on "
+                 "the CUDA engine), got 'cpu'");
+    still_serves();
+    CHECK_THROWS(InvalidArgument,
+                 s.segment_on_device(check::view(in, {5, 32, 48, 4}), device_labels.data(), 5 * plane, nullptr),
+                 "Segmenter.segment_on_device: input 'images': expected 3 channels (RGB, last dimension), got 4 "
+                 "(shape [5,32,48,4])");
+    still_serves();
     if (!ifa_rt::has_cuda_engine()) {
       for (const char* device : {"cuda", "cuda:7"}) {
         bad_o = o;

@@ -13,6 +13,7 @@ import numpy
 
 __all__: list[str] = [
     "Batcher",
+    "DeviceArray",
     "Options",
     "Segmenter",
     "SegmenterPool",
@@ -62,6 +63,21 @@ class Options:
     @property
     def warmup(self) -> int: ...
 
+class DeviceArray:
+    """
+    Device memory handed to a device-memory call (no copy).
+    """
+    def __init__(
+        self,
+        data: typing.SupportsInt | typing.SupportsIndex,
+        shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        strides: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        dtype: str,
+    ) -> None:
+        """
+        A data pointer, shape, strides (elements) and dtype name of memory on a CUDA device.
+        """
+
 class Segmenter:
     """
     One planned, warmed-up engine (ifa_rt::Segmenter).
@@ -70,6 +86,16 @@ class Segmenter:
         """
         Load, plan and warm up (GIL released).
         """
+    def logits_device(
+        self,
+        images: DeviceArray,
+        out: typing.SupportsInt | typing.SupportsIndex,
+        out_size: typing.SupportsInt | typing.SupportsIndex,
+        stream: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        float32 logits of device images into device memory at `out`, ordered on `stream`.
+        """
     def logits_into(self, images: numpy.ndarray, out: numpy.ndarray) -> None:
         """
         float32 logits [B,C,H,W] into `out`.
@@ -77,6 +103,16 @@ class Segmenter:
     def plan(self) -> dict:
         """
         The preallocated buffers.
+        """
+    def segment_device(
+        self,
+        images: DeviceArray,
+        out: typing.SupportsInt | typing.SupportsIndex,
+        out_size: typing.SupportsInt | typing.SupportsIndex,
+        stream: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        Labels of device images into device memory at `out`, ordered on the cudaStream_t `stream`.
         """
     def segment_into(self, images: numpy.ndarray, out: numpy.ndarray) -> None:
         """
@@ -125,9 +161,29 @@ class SegmenterPool:
         """
         The index-th engine.
         """
+    def logits_device(
+        self,
+        images: DeviceArray,
+        out: typing.SupportsInt | typing.SupportsIndex,
+        out_size: typing.SupportsInt | typing.SupportsIndex,
+        stream: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        Device-memory logits, on an idle engine.
+        """
     def logits_into(self, images: numpy.ndarray, out: numpy.ndarray) -> None:
         """
         Logits into `out`, on an idle engine.
+        """
+    def segment_device(
+        self,
+        images: DeviceArray,
+        out: typing.SupportsInt | typing.SupportsIndex,
+        out_size: typing.SupportsInt | typing.SupportsIndex,
+        stream: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        Device-memory labels, on an idle engine.
         """
     def segment_into(self, images: numpy.ndarray, out: numpy.ndarray) -> None:
         """

@@ -5,12 +5,15 @@
     labels = seg(batch)            # B×H×W×3     -> B×H×W
     labels = seg([img_a, img_b])   # any sizes   -> list of H×W
 
-Inputs are not copied where the layout allows: a numpy array (any non-negative strides) or a
-CPU torch tensor is handed to C++ as a view; PIL images are converted once. The GIL is
-released while the engine runs, so threads can share a Segmenter (calls are serialised) or
-use a `SegmenterPool` (N engines) for throughput. Option defaults live once, in C++
-(`ifa_rt::Options`); errors: TypeError for wrong Python types, ValueError for bad values,
-RuntimeError for runtime failures.
+Inputs are not copied where the layout allows: a numpy array (any non-negative strides), a
+CPU torch tensor or a host DLPack array is handed to C++ as a view; PIL images are converted
+once. On a CUDA engine, a CUDA torch tensor (or any DLPack array in CUDA memory: CuPy, JAX,
+...) stays on the device: the labels come back as a CUDA torch tensor, computed in order on
+torch's current stream without a host round trip (`torch.from_dlpack` shares them onward).
+The GIL is released while the engine runs, so threads can share a Segmenter (calls are
+serialised) or use a `SegmenterPool` (N engines) for throughput. Option defaults live once,
+in C++ (`ifa_rt::Options`); errors: TypeError for wrong Python types, ValueError for bad
+values, RuntimeError for runtime failures.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from . import _core
 from .bundled import resolve
 from .inputs import as_array as _as_array
+from .inputs import cuda_tensor as _cuda_tensor
 from .inputs import type_name as _type_name
 
 __all__ = ["Segmenter", "SegmenterPool"]
@@ -115,14 +119,19 @@ class _Runner:
 
     _engine: Any
     _num_classes: int
+    _device: str
 
-    def __call__(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def __call__(self, images: Any) -> Any:
         """Labels (uint8) of one image H×W×3, a batch B×H×W×3, or a list of images."""
         return self.segment(images)
 
-    def segment(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def segment(self, images: Any) -> Any:
         """Same as calling the segmenter."""
         where = "Segmenter.segment"
+        if self._device != "cpu":
+            device_labels = self._on_device(images, where, "labels")
+            if device_labels is not None:
+                return device_labels
         if isinstance(images, (list, tuple)):
             arrays = [_as_array(x, where, f"images[{i}]") for i, x in enumerate(images)]
             outs = [np.empty(a.shape[:2] if a.ndim == 3 else (0,), np.uint8) for a in arrays]
@@ -133,9 +142,13 @@ class _Runner:
         self._engine.segment_into(array, out)
         return out
 
-    def logits(self, images: Any) -> np.ndarray | list[np.ndarray]:
+    def logits(self, images: Any) -> Any:
         """float32 logits C×H×W (one image), B×C×H×W (batch) or a list of C×H×W."""
         where = "Segmenter.logits"
+        if self._device != "cpu":
+            device_logits = self._on_device(images, where, "logits")
+            if device_logits is not None:
+                return device_logits
         if isinstance(images, (list, tuple)):
             return [
                 self._logits_one(_as_array(x, where, f"images[{i}]")) for i, x in enumerate(images)
@@ -149,6 +162,40 @@ class _Runner:
             shape = (0,)
         out = np.empty(shape, np.float32)
         self._engine.logits_into(array, out)
+        return out
+
+    def _on_device(self, images: Any, where: str, what: str) -> Any:
+        """Labels/logits of CUDA-memory input as CUDA tensors (None: the input is on the host)."""
+        if isinstance(images, (list, tuple)):
+            tensors = [_cuda_tensor(x, where, f"images[{i}]") for i, x in enumerate(images)]
+            if all(t is None for t in tensors):
+                return None
+            if any(t is None for t in tensors):
+                raise ValueError(
+                    f"{where}: input 'images': expected every image in host memory or every "
+                    "image in CUDA memory, got a mix"
+                )
+            return [self._device_call(t, what) for t in tensors]
+        tensor = _cuda_tensor(images, where, "images")
+        return None if tensor is None else self._device_call(tensor, what)
+
+    def _device_call(self, images: Any, what: str) -> Any:
+        import torch
+
+        if images.dim() not in (3, 4):
+            shape: tuple[int, ...] = (0,)  # the engine names the bad rank
+        elif what == "labels":
+            shape = tuple(images.shape[:-1])
+        else:
+            shape = (*images.shape[:-3], self._num_classes, *images.shape[-3:-1])
+        dtype = torch.uint8 if what == "labels" else torch.float32
+        out = torch.empty(shape, dtype=dtype, device=images.device)
+        view = _core.DeviceArray(
+            images.data_ptr(), list(images.shape), list(images.stride()), "uint8"
+        )
+        stream = torch.cuda.current_stream(images.device).cuda_stream
+        call = self._engine.segment_device if what == "labels" else self._engine.logits_device
+        call(view, out.data_ptr(), out.numel(), stream)
         return out
 
     def submit(self, image: Any, copy: bool = True) -> Future:
@@ -247,6 +294,7 @@ class Segmenter(_Runner):
         else:
             path = _artifact(model, where, settings)
             self._engine = _core.Segmenter(path, _options(where, **settings))
+        self._device = self._engine.options.device
         self._metadata = json.loads(self._engine.metadata_json)
         self._num_classes = int(self._engine.num_classes)
 
@@ -312,6 +360,7 @@ class SegmenterPool(_Runner):
             raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
         path = _artifact(model, where, kwargs)
         self._engine = _core.SegmenterPool(path, _options(where, **kwargs), int(size))
+        self._device = self._engine.engine(0).options.device
         self._metadata = json.loads(self._engine.engine(0).metadata_json)
         self._num_classes = int(self._engine.engine(0).num_classes)
 

@@ -61,8 +61,9 @@ struct BatcherStats {
 };
 
 /// Gathers concurrent single-image requests into batched calls on a Segmenter or a
-/// SegmenterPool (one worker thread per engine). Thread-safe; not copyable or movable. The
-/// engine must outlive the Batcher. The destructor drains the queue and joins the workers.
+/// SegmenterPool (one worker thread per engine, two per CUDA engine). Thread-safe; not
+/// copyable or movable. The engine must outlive the Batcher. The destructor drains the queue
+/// and joins the workers.
 class Batcher {
  public:
   /// Completion of one request: null on success, else the error (InvalidArgument for a bad
@@ -74,9 +75,11 @@ class Batcher {
   /// before close() returns, and finishes its own batch's completions after.
   using Callback = std::function<void(std::exception_ptr error)>;
 
-  /// One worker over `segmenter`. Throws InvalidArgument for bad options.
+  /// One worker over `segmenter` (two over a CUDA engine: one stages and queues its batch
+  /// while the other's computes). Throws InvalidArgument for bad options.
   explicit Batcher(Segmenter& segmenter, const BatcherOptions& options = BatcherOptions());
-  /// pool.size() workers over `pool`, each batch on an idle engine.
+  /// pool.size() workers over `pool` (twice that for CUDA engines), each batch on an idle
+  /// engine.
   explicit Batcher(SegmenterPool& pool, const BatcherOptions& options = BatcherOptions());
   ~Batcher();
   Batcher(const Batcher&) = delete;

@@ -213,6 +213,18 @@ class Segmenter {
   /// Same, into the caller's contiguous float buffer of `size` floats (B*C*H*W).
   void logits(const TensorView& images, float* logits, int64_t size);
 
+  /// Device-memory call (CUDA engines): `images` views uint8 [H,W,3]/[B,H,W,3] memory on the
+  /// engine's device, `labels` is a contiguous buffer of B*H*W bytes on it; nothing goes
+  /// through the host. Stream-ordered like a torch op: the work runs after what `stream` (a
+  /// cudaStream_t; nullptr = the legacy default stream) has queued, work queued on `stream`
+  /// afterwards sees the labels, and the call returns once the work is queued. Keep `images`
+  /// and `labels` alive until `stream` has passed this point. Its latency is not in
+  /// stats().buckets (time it with events on `stream`); its calls and runs are counted.
+  void segment_on_device(const TensorView& images, uint8_t* labels, int64_t labels_size, void* stream);
+
+  /// Same for float32 logits [B,C,H,W] into a device buffer of `size` floats.
+  void logits_on_device(const TensorView& images, float* logits, int64_t size, void* stream);
+
   /// Every preallocated buffer with its bytes.
   Plan plan() const;
   /// Counters and per-bucket latency.
@@ -245,6 +257,8 @@ class SegmenterPool {
   void segment(const std::vector<TensorView>& images, const std::vector<uint8_t*>& labels);
   LogitsResult logits(const TensorView& images);
   void logits(const TensorView& images, float* logits, int64_t size);
+  void segment_on_device(const TensorView& images, uint8_t* labels, int64_t labels_size, void* stream);
+  void logits_on_device(const TensorView& images, float* logits, int64_t size, void* stream);
 
   int size() const;
   Segmenter& engine(int index);
