@@ -250,7 +250,6 @@ class CudaEngine final : public Engine {
     const bool planned = bucket != kUnplanned && (what == Output::labels || buckets_[bucket].logits_graph != nullptr);
     const int64_t h = images[0].height, w = images[0].width;
     TorchScope scope;
-    Tf32Scope tf32(options_.tf32);  // the unplanned path runs kernels chosen now
     c10::cuda::CUDAGuard device_guard(device_);
     const auto caller = static_cast<cudaStream_t>(stream);
     const AllocSnapshot before = device_allocations(device_index_);
@@ -268,6 +267,7 @@ class CudaEngine final : public Engine {
           copy_out_on_device(cb.dev_logits, n, what, outs);
         }
       } else {
+        Tf32Scope tf32(options_.tf32);  // the unplanned path runs kernels chosen now
         at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).device(device_));
         stage_on_device(images, n, input);
         at::Tensor out = call(what == Output::labels ? forward_ : logits_, input);
