@@ -17,22 +17,28 @@ from gpu_check import load_images, percentiles, time_calls
 from gpu_check_report import StepFailed
 
 
-def device_memory(check) -> dict:
-    """CUDA tensors in, CUDA labels/logits out: equal to the host path, on the caller's
-    stream, no allocation after warm-up; latency with and without the host round trip."""
+def _r50_fp16(check, **options):
+    """The R50 at its largest checked size in fp16, a batch of real frames, and the size."""
     from ifa_rt import Segmenter
 
     shape = check.shapes["r50"][-1]
     images = load_images(check.args.data, shape, 1) * (2 if check.dry else 8)
-    batch = np.stack(images)
     seg = Segmenter(
         str(check.artifacts["r50"]),
         device=check.device,
         precision="fp16",
         shapes=[shape],
         max_batch=len(images),
-        plan_logits=True,
+        **options,
     )
+    return seg, images, shape
+
+
+def device_memory(check) -> dict:
+    """CUDA tensors in, CUDA labels/logits out: equal to the host path, on the caller's
+    stream, no allocation after warm-up; latency with and without the host round trip."""
+    seg, images, shape = _r50_fp16(check, plan_logits=True)
+    batch = np.stack(images)
     host = seg(batch)
     if check.dry:
         return _dry_device_memory(seg, batch, host)
@@ -99,19 +105,9 @@ def _dry_device_memory(seg, batch: np.ndarray, host: np.ndarray) -> dict:
 def overlap(check) -> dict:
     """Throughput of back-to-back batches on one engine: one thread (each call waits for its
     copies and replay), two threads (one stages while the other computes), and the Batcher."""
-    from ifa_rt import Segmenter
-
-    shape = check.shapes["r50"][-1]
-    b = 2 if check.dry else 8
-    images = load_images(check.args.data, shape, 1) * b
+    seg, images, shape = _r50_fp16(check)
+    b = len(images)
     batch = np.stack(images)
-    seg = Segmenter(
-        str(check.artifacts["r50"]),
-        device=check.device,
-        precision="fp16",
-        shapes=[shape],
-        max_batch=b,
-    )
     want = seg(batch)
     calls = 4 if check.dry else 40
     rows, wrong = [], []

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "batcher_request.h"
+#include "engine.h"
 #include "options.h"
 
 namespace ifa_rt {
@@ -281,13 +282,6 @@ struct Batcher::Impl {
   }
 };
 
-namespace {
-// Two workers keep a CUDA engine busy: one stages and queues its batch while the other's
-// computes (the engine's two staging slots). A CPU engine computes on the calling thread, so
-// a second worker would only wait for the first.
-int workers_per_engine(const Segmenter& s) { return s.plan().runtime == "cuda-graph" ? 2 : 1; }
-}  // namespace
-
 Batcher::Batcher(Segmenter& segmenter, const BatcherOptions& options) : impl_(std::make_shared<Impl>()) {
   options.validate();
   impl_->options = options;
@@ -295,7 +289,7 @@ Batcher::Batcher(Segmenter& segmenter, const BatcherOptions& options) : impl_(st
   Segmenter* s = &segmenter;
   impl_->run_list = [s](const std::vector<TensorView>& v, const std::vector<uint8_t*>& o) { s->segment(v, o); };
   impl_->run_one = [s](const TensorView& v, uint8_t* o, int64_t n) { s->segment(v, o, n); };
-  Impl::start(impl_, workers_per_engine(segmenter));
+  Impl::start(impl_, detail::overlapping_calls(segmenter));
 }
 
 Batcher::Batcher(SegmenterPool& pool, const BatcherOptions& options) : impl_(std::make_shared<Impl>()) {
@@ -305,7 +299,7 @@ Batcher::Batcher(SegmenterPool& pool, const BatcherOptions& options) : impl_(std
   SegmenterPool* p = &pool;
   impl_->run_list = [p](const std::vector<TensorView>& v, const std::vector<uint8_t*>& o) { p->segment(v, o); };
   impl_->run_one = [p](const TensorView& v, uint8_t* o, int64_t n) { p->segment(v, o, n); };
-  Impl::start(impl_, pool.size() * workers_per_engine(pool.engine(0)));
+  Impl::start(impl_, pool.size() * detail::overlapping_calls(pool.engine(0)));
 }
 
 Batcher::~Batcher() { close(true); }

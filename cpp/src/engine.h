@@ -76,6 +76,11 @@ class Engine {
   virtual double first_call_ms() const = 0;
 };
 
+/// How many calls a Segmenter usefully serves at once: 2 on a CUDA engine (one stages its
+/// images while the other's copies and replay run), else 1 (a CPU engine computes on the
+/// calling thread). The Batcher's workers and the SegmenterPool's seats follow it.
+int overlapping_calls(const Segmenter& segmenter);
+
 /// Builds the CPU engine (engine_cpu.cpp): load, freeze, optimise, plan, warm up.
 /// `resolved` receives the options after resolution (runtime "auto" -> what it chose).
 std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options, Metadata* metadata,

@@ -29,6 +29,7 @@
 // returns once queued, as a torch op does.
 // Replays are serialised by the Segmenter's mutex, so buckets may share the graph pool.
 // TF32 is off unless Options::tf32: cuDNN's default would let fp32 differ from CPU fp32.
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -44,6 +45,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "artifact.h"
@@ -87,6 +89,33 @@ struct CudaBucket {
   at::Tensor dev_labels, dev_logits;  // captured outputs: uint8 [B,H,W], float [B,C,H,W]
   std::unique_ptr<at::cuda::CUDAGraph> labels_graph, logits_graph;
 };
+
+// Runs f, ignoring what it throws (cleanup after a failure, where the state is uncertain).
+template <class F>
+void ignore_errors(F&& f) noexcept {
+  try {
+    f();
+  } catch (...) {
+  }
+}
+
+// The pinned-memory side of a graph pool: torch versions whose CUDAGraph also records pinned
+// host allocations to the pool have these HostAllocator calls; older ones have neither.
+template <class A, class = void>
+struct HasHostPools : std::false_type {};
+template <class A>
+struct HasHostPools<A, std::void_t<decltype(std::declval<A&>().end_allocate_to_pool(c10::MempoolId_t{})),
+                                   decltype(std::declval<A&>().release_pool(c10::MempoolId_t{}))>> : std::true_type {};
+
+// Ends the pinned allocator's recording to `pool` (dropping its filter, which points at a
+// graph about to be destroyed) and releases the failed graph's use of it.
+template <class A>
+void end_host_pool(A* allocator, c10::MempoolId_t pool) {
+  if constexpr (HasHostPools<A>::value) {
+    ignore_errors([&] { allocator->end_allocate_to_pool(pool); });
+    ignore_errors([&] { allocator->release_pool(pool); });
+  }
+}
 
 // Pinned host staging of one run of a planned shape (for up to max_batch images).
 struct Slot {
@@ -152,6 +181,14 @@ class CudaEngine final : public Engine {
     allocate_staging();
     for (size_t i = 0; i < buckets_.size(); ++i) settle(i);  // then start counting
   }
+
+  // Device calls return with work queued that reads the buckets' buffers; those are freed
+  // before the stream (declared first), so wait for it here.
+  ~CudaEngine() override {
+    if (own_stream_) (void)cudaStreamSynchronize(own_stream_->stream().stream());
+  }
+  CudaEngine(const CudaEngine&) = delete;
+  CudaEngine& operator=(const CudaEngine&) = delete;
 
   Plan plan() const override {
     Plan p;
@@ -276,8 +313,10 @@ class CudaEngine final : public Engine {
       }
       outputs_ready_->order(stream_->stream(), caller);  // the caller's later work sees them
     } catch (const Error&) {
+      order_after_failure(caller);
       throw;
     } catch (const std::exception& e) {
+      order_after_failure(caller);
       throw Error(std::string("Segmenter: ") + (what == Output::labels ? "forward" : "logits") +
                   " on device memory failed on input " + shape_string({n, h, w, 3}) + " (" + options_.device +
                   "): " + error_summary(e.what()));
@@ -290,7 +329,15 @@ class CudaEngine final : public Engine {
     return planned;
   }
 
+  // After a failed device call: the caller's stream still waits for whatever the engine had
+  // queued that may read the caller's images.
+  void order_after_failure(cudaStream_t caller) noexcept {
+    ignore_errors([&] { outputs_ready_->order(stream_->stream(), caller); });
+    (void)cudaGetLastError();
+  }
+
   int memory_device(const void* p) const override {
+    c10::cuda::CUDAGuard device_guard(device_);  // no context made on device 0 for a cuda:N engine
     cudaPointerAttributes attributes{};
     if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
       (void)cudaGetLastError();  // not an error of the engine's: the pointer is not CUDA's
@@ -478,6 +525,12 @@ class CudaEngine final : public Engine {
                     "released: " + error_summary(e.what()));
       }
       const Bucket& b = cb.bucket;
+      // The staging copies are flat memcpys of the outputs: gaps would make torch copy through
+      // temporaries (allocating, and synchronously) on every call.
+      for (const at::Tensor* out : {&cb.dev_labels, &cb.dev_logits})
+        if (out->defined() && !out->is_non_overlapping_and_dense())
+          throw Error("Segmenter: bucket " + b.name() + ": expected dense graph outputs, got strides " +
+                      shape_string(out->strides().vec()) + " for sizes " + shape_string(out->sizes().vec()));
       if (cb.dev_labels.scalar_type() != at::kByte ||
           cb.dev_labels.sizes().vec() != std::vector<int64_t>{b.batch, b.height, b.width})
         throw Error("Segmenter: bucket " + b.name() + ": forward: expected uint8 " +
@@ -501,7 +554,8 @@ class CudaEngine final : public Engine {
   // Captures one call of `method` into `graph` (thread-local capture mode: CUDA work on other
   // threads neither fails nor invalidates it). On failure the capture is ended, the partial
   // graph destroyed and this graph's use of the pool released, so the process's CUDA state
-  // (the stream, the caching allocator) is as before, then the error propagates.
+  // (the stream, the device and pinned caching allocators) is as before, then the error
+  // propagates.
   at::Tensor capture_one(std::unique_ptr<at::cuda::CUDAGraph>& graph, torch::jit::Module& method,
                          const at::Tensor& input) {
     graph = std::make_unique<at::cuda::CUDAGraph>();
@@ -511,36 +565,56 @@ class CudaEngine final : public Engine {
       graph->capture_end();
       return out;
     } catch (...) {
-      abandon_capture();
+      abandon_capture(*graph);
       graph.reset();
       throw;
     }
   }
 
-  // Only a capture still open is ours to end: when capture_end() itself failed, it had
-  // already ended the capture and the allocation, and the graph's reset() releases its pool.
-  void abandon_capture() noexcept {
+  // Undoes a failed capture_begin..capture_end. capture_begin made both caching allocators
+  // (device, and pinned host memory where torch has pool support for it) record to the pool
+  // through a filter that points at `graph`, and took one use of the pool in each. When
+  // capture_end() got as far as marking the capture ended (an instantiation failed), the
+  // graph's reset() releases those uses itself. Otherwise: end the stream's capture if still
+  // open, end both recordings (capture_end may have ended them before failing: that is
+  // ignored), and release the graph's use of the pool exactly once, since reset() will not.
+  void abandon_capture(at::cuda::CUDAGraph& graph) noexcept {
+    bool ended = false;
+    try {
+      (void)graph.pool();  // throws unless capture_end() marked the capture ended
+      ended = true;
+    } catch (...) {
+    }
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-    const bool open =
-        cudaStreamIsCapturing(stream_->stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone;
-    if (open) {
+    if (cudaStreamIsCapturing(stream_->stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
       cudaGraph_t partial = nullptr;
       if (cudaStreamEndCapture(stream_->stream(), &partial) == cudaSuccess && partial != nullptr)
         cudaGraphDestroy(partial);
     }
     (void)cudaGetLastError();  // the failed capture's error must not surface in a later call
-    if (!open) return;
-    try {  // what capture_end() would have done for this graph's share of the pool
-      c10::cuda::CUDACachingAllocator::endAllocateToPool(device_.index(), pool_);
-      c10::cuda::CUDACachingAllocator::releasePool(device_.index(), pool_);
-    } catch (...) {
-    }
+    if (ended) return;
+    const c10::DeviceIndex device = device_.index();
+    ignore_errors([&] { c10::cuda::CUDACachingAllocator::endAllocateToPool(device, pool_); });
+    ignore_errors([&] { c10::cuda::CUDACachingAllocator::releasePool(device, pool_); });
+    ignore_errors([&] { end_host_pool(at::getHostAllocator(at::kCUDA), pool_); });
+  }
+
+  // Caller device memory as a tensor (no copy). The target device is given, so torch neither
+  // asks the driver where the pointer lives nor rejects managed memory first touched
+  // elsewhere (the Segmenter checked the pointer already).
+  at::Tensor device_blob(void* data, at::IntArrayRef sizes, at::OptionalIntArrayRef strides,
+                         at::ScalarType dtype) const {
+    return at::for_blob(data, sizes)
+        .strides(strides)
+        .target_device(device_)
+        .options(at::TensorOptions(dtype).device(device_))
+        .make_tensor();
   }
 
   // A caller's image in device memory, as a tensor (no copy).
   at::Tensor device_image(const ImageRef& im) const {
-    return at::from_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3},
-                         {im.stride_h, im.stride_w, im.stride_c}, at::TensorOptions(at::kByte).device(device_));
+    return device_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3}, {im.stride_h, im.stride_w, im.stride_c},
+                       at::kByte);
   }
 
   // Device-to-device copies of n caller images into the first n slots of `input`: one copy
@@ -548,9 +622,9 @@ class CudaEngine final : public Engine {
   void stage_on_device(const ImageRef* images, int64_t n, const at::Tensor& input) const {
     if (consecutive(images, n)) {
       const ImageRef& im = images[0];
-      input.narrow(0, 0, n).copy_(at::from_blob(const_cast<uint8_t*>(im.data), {n, im.height, im.width, 3},
-                                                at::TensorOptions(at::kByte).device(device_)),
-                                  /*non_blocking=*/true);
+      input.narrow(0, 0, n).copy_(
+          device_blob(const_cast<uint8_t*>(im.data), {n, im.height, im.width, 3}, {}, at::kByte),
+          /*non_blocking=*/true);
       return;
     }
     for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(device_image(images[i]), /*non_blocking=*/true);
@@ -562,7 +636,7 @@ class CudaEngine final : public Engine {
     for (int64_t i = 0; i < n; ++i) {
       const at::Tensor src = result.select(0, i);
       const auto dtype = what == Output::labels ? at::kByte : at::kFloat;
-      at::from_blob(outs[i], src.sizes(), at::TensorOptions(dtype).device(device_)).copy_(src, /*non_blocking=*/true);
+      device_blob(outs[i], src.sizes(), {}, dtype).copy_(src, /*non_blocking=*/true);
     }
   }
 

@@ -1,9 +1,10 @@
-// SegmenterPool: N engines, each call on an idle one.
+// SegmenterPool: N engines, each call on one with a free seat (CUDA engines have two).
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
+#include "engine.h"
 #include "ifa_rt/segmenter.h"
 
 namespace ifa_rt {
@@ -14,7 +15,7 @@ struct SegmenterPool::Impl {
   std::mutex mutex;
   std::condition_variable cv;
 
-  // Borrows an idle engine for the lifetime of the lease.
+  // Borrows a seat of an engine for the lifetime of the lease.
   struct Lease {
     Impl* pool;
     int index;
@@ -47,10 +48,10 @@ SegmenterPool::SegmenterPool(const std::string& artifact_path, const Options& op
   Options per_engine = options;
   if (per_engine.threads == 0)
     per_engine.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / size);
-  for (int i = 0; i < size; ++i) {
-    impl_->engines.push_back(std::make_unique<Segmenter>(artifact_path, per_engine));
-    impl_->idle.push_back(size - 1 - i);
-  }
+  for (int i = 0; i < size; ++i) impl_->engines.push_back(std::make_unique<Segmenter>(artifact_path, per_engine));
+  // One seat per call an engine overlaps; the first seats of all engines are taken first.
+  for (int seat = 0; seat < detail::overlapping_calls(*impl_->engines.front()); ++seat)
+    for (int i = 0; i < size; ++i) impl_->idle.push_back(size - 1 - i);
 }
 
 SegmenterPool::~SegmenterPool() = default;

@@ -388,7 +388,7 @@ void Segmenter::segment(const std::vector<TensorView>& images, const std::vector
   }
   for (const auto& g : groups)
     impl_->check_planned(where, "images[" + std::to_string(g.second[0]) + "]", g.first.height, g.first.width);
-  for (size_t i = 0; i < ims.size(); ++i) {
+  for (size_t i = 0; impl_->cuda_device >= 0 && i < ims.size(); ++i) {
     const std::string k = "[" + std::to_string(i) + "]";
     impl_->check_memory(where, "images" + k, ims[i].data, "labels" + k, labels[i], {});
   }
@@ -469,6 +469,8 @@ const Options& Segmenter::options() const { return impl_->options; }
 const std::string& Segmenter::path() const { return impl_->path; }
 
 namespace detail {
+int overlapping_calls(const Segmenter& segmenter) { return segmenter.plan().runtime == "cuda-graph" ? 2 : 1; }
+
 bool Engine::start(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
                    std::unique_ptr<PendingRun>* pending) {
   pending->reset();

@@ -243,7 +243,8 @@ class Segmenter {
 };
 
 /// N independent Segmenters on the same artifact and options; each call runs on an idle one
-/// (blocking while all are busy). Thread-safe.
+/// (blocking while all are busy; a CUDA engine takes two calls at once, so that one stages
+/// its images while the other's copies and replay run). Thread-safe.
 class SegmenterPool {
  public:
   /// `size` engines; with options.threads unset (0) each gets cores / size intra-op threads.
