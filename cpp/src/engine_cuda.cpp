@@ -29,7 +29,6 @@
 // returns once queued, as a torch op does.
 // Replays are serialised by the Segmenter's mutex, so buckets may share the graph pool.
 // TF32 is off unless Options::tf32: cuDNN's default would let fp32 differ from CPU fp32.
-#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -39,17 +38,17 @@
 #include <torch/script.h>
 
 #include <algorithm>
-#include <array>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <type_traits>
 #include <utility>
 
 #include "artifact.h"
+#include "cuda_capture.h"
+#include "cuda_device_io.h"
 #include "cuda_scopes.h"
+#include "cuda_staging.h"
 #include "engine.h"
 #include "engine_common.h"
 #include "options.h"
@@ -74,14 +73,6 @@ AllocSnapshot device_allocations(int device) {
   return {stats.allocation[agg].allocated, stats.allocated_bytes[agg].allocated};
 }
 
-// One capture at a time in the process: with thread-local capture mode another thread's CUDA
-// work no longer breaks a capture, but two engines capturing into the caching allocator at
-// once would still interleave their pools' bookkeeping.
-std::mutex& capture_mutex() {
-  static std::mutex m;
-  return m;
-}
-
 struct CudaBucket {
   Bucket bucket;
   size_t shape = 0;                   // index of its input shape in Options::shapes
@@ -89,54 +80,6 @@ struct CudaBucket {
   at::Tensor dev_labels, dev_logits;  // captured outputs: uint8 [B,H,W], float [B,C,H,W]
   std::unique_ptr<at::cuda::CUDAGraph> labels_graph, logits_graph;
 };
-
-// Runs f, ignoring what it throws (cleanup after a failure, where the state is uncertain).
-template <class F>
-void ignore_errors(F&& f) noexcept {
-  try {
-    f();
-  } catch (...) {
-  }
-}
-
-// The pinned-memory side of a graph pool: torch versions whose CUDAGraph also records pinned
-// host allocations to the pool have these HostAllocator calls; older ones have neither.
-template <class A, class = void>
-struct HasHostPools : std::false_type {};
-template <class A>
-struct HasHostPools<A, std::void_t<decltype(std::declval<A&>().end_allocate_to_pool(c10::MempoolId_t{})),
-                                   decltype(std::declval<A&>().release_pool(c10::MempoolId_t{}))>> : std::true_type {};
-
-// Ends the pinned allocator's recording to `pool` (dropping its filter, which points at a
-// graph about to be destroyed) and releases the failed graph's use of it.
-template <class A>
-void end_host_pool(A* allocator, c10::MempoolId_t pool) {
-  if constexpr (HasHostPools<A>::value) {
-    ignore_errors([&] { allocator->end_allocate_to_pool(pool); });
-    ignore_errors([&] { allocator->release_pool(pool); });
-  }
-}
-
-// Pinned host staging of one run of a planned shape (for up to max_batch images).
-struct Slot {
-  at::Tensor host_in;                   // uint8 [max_batch,H,W,3]
-  at::Tensor host_labels, host_logits;  // flat; viewed with the strides of a bucket's outputs
-  std::unique_ptr<Event> done;          // recorded after the run's D2H copy
-  bool busy = false;
-};
-
-// A graph output's pinned copy in a slot: the output's own sizes and strides over the slot's
-// flat memory, so that each D2H copy is one flat cudaMemcpyAsync with no device temporary.
-at::Tensor staged(const at::Tensor& flat, const at::Tensor& output) {
-  return flat.as_strided(output.sizes(), output.strides());
-}
-
-// Elements a tensor's strides reach (what `staged` needs of a flat buffer).
-int64_t span(const at::Tensor& t) {
-  int64_t last = 0;
-  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-  return last + 1;
-}
 
 class CudaEngine final : public Engine {
  public:
@@ -207,13 +150,14 @@ class CudaEngine final : public Engine {
       add("labels " + n + " (graph output)", cb.dev_labels, options_.device);
       add("logits " + n + " (graph output)", cb.dev_logits, options_.device);
     }
-    for (size_t k = 0; k < staging_.size(); ++k)
-      for (size_t j = 0; j < staging_[k].size(); ++j) {
+    for (size_t k = 0; k < slots_.shapes(); ++k)
+      for (size_t j = 0; j < slots_.shape(k).size(); ++j) {
         const Shape& s = options_.shapes[k];
+        const Slot& slot = slots_.shape(k)[j];
         const std::string n = std::to_string(s.height) + "x" + std::to_string(s.width) + " slot " + std::to_string(j);
-        add("input " + n + " (staging)", staging_[k][j].host_in, "cpu-pinned");
-        add("labels " + n + " (staging)", staging_[k][j].host_labels, "cpu-pinned");
-        add("logits " + n + " (staging)", staging_[k][j].host_logits, "cpu-pinned");
+        add("input " + n + " (staging)", slot.host_in, "cpu-pinned");
+        add("labels " + n + " (staging)", slot.host_labels, "cpu-pinned");
+        add("logits " + n + " (staging)", slot.host_logits, "cpu-pinned");
       }
     // The private pool holds every captured intermediate: the reserved bytes after capture.
     p.buffers.push_back({"graph pool + weights (device memory reserved after capture)",
@@ -241,7 +185,7 @@ class CudaEngine final : public Engine {
     }
     TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
     c10::cuda::CUDAGuard device_guard(device_);
-    auto run = std::make_unique<CudaRun>(this, acquire(cb.shape), cb, n, what, outs);
+    auto run = std::make_unique<CudaRun>(this, slots_.acquire(cb.shape), cb, n, what, outs);
     const AllocSnapshot before = device_allocations(device_index_);
     try {
       for (int64_t i = 0; i < n; ++i) run->slot()->host_in.select(0, i).copy_(image_tensor(images[i]));
@@ -295,21 +239,21 @@ class CudaEngine final : public Engine {
       c10::cuda::CUDAStreamGuard stream_guard(*stream_);
       if (planned) {
         CudaBucket& cb = buckets_[bucket];
-        stage_on_device(images, n, cb.dev_in);
+        stage_on_device(images, n, cb.dev_in, device_);
         if (what == Output::labels) {
           cb.labels_graph->replay();
-          copy_out_on_device(cb.dev_labels, n, what, outs);
+          copy_out_on_device(cb.dev_labels, n, what, outs, device_);
         } else {
           cb.logits_graph->replay();
-          copy_out_on_device(cb.dev_logits, n, what, outs);
+          copy_out_on_device(cb.dev_logits, n, what, outs, device_);
         }
       } else {
         Tf32Scope tf32(options_.tf32);  // the unplanned path runs kernels chosen now
         at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).device(device_));
-        stage_on_device(images, n, input);
+        stage_on_device(images, n, input, device_);
         at::Tensor out = call(what == Output::labels ? forward_ : logits_, input);
         check_result(out, what, n, h, w, num_classes_);
-        copy_out_on_device(out, n, what, outs);
+        copy_out_on_device(out, n, what, outs, device_);
       }
       outputs_ready_->order(stream_->stream(), caller);  // the caller's later work sees them
     } catch (const Error&) {
@@ -365,7 +309,7 @@ class CudaEngine final : public Engine {
       // Not finished (an error, or an earlier run of its call failed): its queued copies may
       // still use the slot's memory.
       (void)cudaStreamSynchronize(engine_->stream_->stream());
-      engine_->release(slot_);
+      engine_->slots_.release(slot_);
     }
     CudaRun(const CudaRun&) = delete;
     CudaRun& operator=(const CudaRun&) = delete;
@@ -380,10 +324,10 @@ class CudaEngine final : public Engine {
         copy_out(staged(what_ == Output::labels ? slot->host_labels : slot->host_logits, out),
                  static_cast<int64_t>(outs_.size()), what_, outs_.data());
       } catch (const std::exception& e) {
-        engine_->release(slot);
+        engine_->slots_.release(slot);
         throw Error(engine_->replay_failed(*bucket_, what_, e.what()));
       }
-      engine_->release(slot);
+      engine_->slots_.release(slot);
     }
 
    private:
@@ -399,28 +343,6 @@ class CudaEngine final : public Engine {
            cb.bucket.name() + " (" + options_.device + "): " + error_summary(why);
   }
 
-  // A free staging slot of a planned shape; waits while both are in use (by runs other threads
-  // are finishing: the Segmenter keeps at most one of its own in flight when it starts one).
-  Slot* acquire(size_t shape) {
-    std::unique_lock<std::mutex> lock(slots_mutex_);
-    for (;;) {
-      for (Slot& s : staging_[shape])
-        if (!s.busy) {
-          s.busy = true;
-          return &s;
-        }
-      slot_freed_.wait(lock);
-    }
-  }
-
-  void release(Slot* slot) {
-    {
-      std::lock_guard<std::mutex> lock(slots_mutex_);
-      slot->busy = false;
-    }
-    slot_freed_.notify_all();
-  }
-
   void allocate(const Bucket& b, size_t shape) {
     CudaBucket cb;
     cb.bucket = b;
@@ -431,8 +353,7 @@ class CudaEngine final : public Engine {
 
   // Two slots per planned shape, each sized for the largest of its buckets' outputs.
   void allocate_staging() {
-    staging_.resize(options_.shapes.size());
-    for (size_t k = 0; k < staging_.size(); ++k) {
+    for (size_t k = 0; k < options_.shapes.size(); ++k) {
       int64_t labels = 0, logits = 0;
       for (const CudaBucket& cb : buckets_)
         if (cb.shape == k) {
@@ -440,13 +361,7 @@ class CudaEngine final : public Engine {
           if (cb.dev_logits.defined()) logits = std::max(logits, span(cb.dev_logits));
         }
       const Shape& s = options_.shapes[k];
-      for (Slot& slot : staging_[k]) {
-        auto pinned = at::TensorOptions(at::kByte).pinned_memory(true);
-        slot.host_in = at::zeros({options_.max_batch, s.height, s.width, 3}, pinned);
-        slot.host_labels = at::empty({labels}, pinned);
-        if (logits > 0) slot.host_logits = at::empty({logits}, pinned.dtype(at::kFloat));
-        slot.done = std::make_unique<Event>();
-      }
+      slots_.add_shape(options_.max_batch, s.height, s.width, labels, logits);
     }
   }
 
@@ -467,15 +382,15 @@ class CudaEngine final : public Engine {
   // One replay of bucket i through a slot, waited for: settles the stream and the allocator
   // before the counters start.
   void settle(size_t i) {
-    Slot* slot = acquire(buckets_[i].shape);
+    Slot* slot = slots_.acquire(buckets_[i].shape);
     try {
       enqueue(buckets_[i], *slot, Output::labels);
       slot->done->synchronize();
     } catch (...) {
-      release(slot);
+      slots_.release(slot);
       throw;
     }
-    release(slot);
+    slots_.release(slot);
   }
 
   at::Tensor call(torch::jit::Module& m, const at::Tensor& input) {
@@ -565,78 +480,9 @@ class CudaEngine final : public Engine {
       graph->capture_end();
       return out;
     } catch (...) {
-      abandon_capture(*graph);
+      abandon_capture(*graph, stream_->stream(), device_.index(), pool_);
       graph.reset();
       throw;
-    }
-  }
-
-  // Undoes a failed capture_begin..capture_end. capture_begin made both caching allocators
-  // (device, and pinned host memory where torch has pool support for it) record to the pool
-  // through a filter that points at `graph`, and took one use of the pool in each. When
-  // capture_end() got as far as marking the capture ended (an instantiation failed), the
-  // graph's reset() releases those uses itself. Otherwise: end the stream's capture if still
-  // open, end both recordings (capture_end may have ended them before failing: that is
-  // ignored), and release the graph's use of the pool exactly once, since reset() will not.
-  void abandon_capture(at::cuda::CUDAGraph& graph) noexcept {
-    bool ended = false;
-    try {
-      (void)graph.pool();  // throws unless capture_end() marked the capture ended
-      ended = true;
-    } catch (...) {
-    }
-    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream_->stream(), &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
-      cudaGraph_t partial = nullptr;
-      if (cudaStreamEndCapture(stream_->stream(), &partial) == cudaSuccess && partial != nullptr)
-        cudaGraphDestroy(partial);
-    }
-    (void)cudaGetLastError();  // the failed capture's error must not surface in a later call
-    if (ended) return;
-    const c10::DeviceIndex device = device_.index();
-    ignore_errors([&] { c10::cuda::CUDACachingAllocator::endAllocateToPool(device, pool_); });
-    ignore_errors([&] { c10::cuda::CUDACachingAllocator::releasePool(device, pool_); });
-    ignore_errors([&] { end_host_pool(at::getHostAllocator(at::kCUDA), pool_); });
-  }
-
-  // Caller device memory as a tensor (no copy). The target device is given, so torch neither
-  // asks the driver where the pointer lives nor rejects managed memory first touched
-  // elsewhere (the Segmenter checked the pointer already).
-  at::Tensor device_blob(void* data, at::IntArrayRef sizes, at::OptionalIntArrayRef strides,
-                         at::ScalarType dtype) const {
-    return at::for_blob(data, sizes)
-        .strides(strides)
-        .target_device(device_)
-        .options(at::TensorOptions(dtype).device(device_))
-        .make_tensor();
-  }
-
-  // A caller's image in device memory, as a tensor (no copy).
-  at::Tensor device_image(const ImageRef& im) const {
-    return device_blob(const_cast<uint8_t*>(im.data), {im.height, im.width, 3}, {im.stride_h, im.stride_w, im.stride_c},
-                       at::kByte);
-  }
-
-  // Device-to-device copies of n caller images into the first n slots of `input`: one copy
-  // when they are one contiguous batch.
-  void stage_on_device(const ImageRef* images, int64_t n, const at::Tensor& input) const {
-    if (consecutive(images, n)) {
-      const ImageRef& im = images[0];
-      input.narrow(0, 0, n).copy_(
-          device_blob(const_cast<uint8_t*>(im.data), {n, im.height, im.width, 3}, {}, at::kByte),
-          /*non_blocking=*/true);
-      return;
-    }
-    for (int64_t i = 0; i < n; ++i) input.select(0, i).copy_(device_image(images[i]), /*non_blocking=*/true);
-  }
-
-  // Image i of a [B,...] device result into the caller's contiguous device buffer outs[i]
-  // (uint8 labels [H,W] or float32 logits [C,H,W], converting layout and dtype on the way).
-  void copy_out_on_device(const at::Tensor& result, int64_t n, Output what, void* const* outs) const {
-    for (int64_t i = 0; i < n; ++i) {
-      const at::Tensor src = result.select(0, i);
-      const auto dtype = what == Output::labels ? at::kByte : at::kFloat;
-      device_blob(outs[i], src.sizes(), {}, dtype).copy_(src, /*non_blocking=*/true);
     }
   }
 
@@ -650,9 +496,7 @@ class CudaEngine final : public Engine {
   std::optional<Event> inputs_ready_, outputs_ready_;  // device calls: caller -> engine -> caller
   c10::MempoolId_t pool_{0, 0};
   std::vector<CudaBucket> buckets_;
-  std::vector<std::array<Slot, 2>> staging_;  // per planned shape
-  std::mutex slots_mutex_;
-  std::condition_variable slot_freed_;
+  StagingSlots slots_;
   int64_t new_blocks_ = 0, new_bytes_ = 0, reserved_after_capture_ = 0;
   bool allocator_tracked_ = true;
   double first_call_ms_ = 0;

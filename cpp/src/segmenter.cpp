@@ -11,6 +11,8 @@
 
 #include "artifact.h"
 #include "engine.h"
+#include "in_flight.h"
+#include "latency_ring.h"
 #include "options.h"
 #include "package.h"
 #include "plan.h"
@@ -19,42 +21,13 @@ namespace ifa_rt {
 namespace {
 
 using detail::ImageRef;
+using detail::InFlight;
+using detail::LatencyRing;
 using detail::Output;
+using detail::Started;
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-// The last `capacity` latencies of one bucket, preallocated.
-class LatencyRing {
- public:
-  explicit LatencyRing(size_t capacity = 4096) : values_(capacity) {}
-  void push(double ms) {
-    values_[count_ % values_.size()] = ms;
-    ++count_;
-    sum_ += ms;
-  }
-  BucketStats summary(const Bucket& bucket) const {
-    BucketStats s;
-    s.bucket = bucket;
-    s.calls = static_cast<int64_t>(count_);
-    if (count_ == 0) return s;
-    std::vector<double> v(values_.begin(), values_.begin() + std::min(count_, values_.size()));
-    std::sort(v.begin(), v.end());
-    auto pct = [&](double q) { return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)]; };
-    s.mean_ms = sum_ / static_cast<double>(count_);
-    s.p50_ms = pct(0.5);
-    s.p90_ms = pct(0.9);
-    s.p99_ms = pct(0.99);
-    s.min_ms = v.front();
-    s.max_ms = v.back();
-    return s;
-  }
-
- private:
-  std::vector<double> values_;
-  size_t count_ = 0;
-  double sum_ = 0;
-};
 
 [[noreturn]] void bad_input(const std::string& where, const std::string& name, const std::string& what,
                             const std::string& got) {
@@ -91,35 +64,6 @@ void check_plan_memory(const Options& o) {
 struct Memory {
   bool device = false;
   void* stream = nullptr;  // cudaStream_t of a device call
-};
-
-// A planned run started by the engine and not yet finished (its device work is queued).
-struct Started {
-  std::unique_ptr<detail::PendingRun> run;
-  size_t bucket = 0;
-  Clock::time_point t0;
-};
-
-// The runs of one call in flight, oldest first: at most two (the engine's staging slots per
-// shape), held inline so that a call allocates nothing for them.
-class InFlight {
- public:
-  static constexpr size_t kMax = 2;
-  size_t size() const { return size_; }
-  bool full() const { return size_ == kMax; }
-  void push(Started s) { runs_[size_++] = std::move(s); }
-  Started pop_oldest() {
-    Started oldest = std::move(runs_[0]);
-    for (size_t i = 1; i < size_; ++i) runs_[i - 1] = std::move(runs_[i]);
-    --size_;
-    return oldest;
-  }
-  Started* begin() { return runs_.data(); }
-  Started* end() { return runs_.data() + size_; }
-
- private:
-  std::array<Started, kMax> runs_;
-  size_t size_ = 0;
 };
 
 std::string memory_name(int device) {
@@ -467,28 +411,5 @@ Stats Segmenter::stats() const {
 const Metadata& Segmenter::metadata() const { return impl_->metadata; }
 const Options& Segmenter::options() const { return impl_->options; }
 const std::string& Segmenter::path() const { return impl_->path; }
-
-namespace detail {
-int overlapping_calls(const Segmenter& segmenter) { return segmenter.plan().runtime == "cuda-graph" ? 2 : 1; }
-
-bool Engine::start(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
-                   std::unique_ptr<PendingRun>* pending) {
-  pending->reset();
-  return run(bucket, images, n, what, outs);
-}
-bool Engine::run_device(size_t, const ImageRef*, int64_t, Output, void* const*, void*) {
-  throw Error("Segmenter: device-memory calls need the CUDA engine");
-}
-int Engine::memory_device(const void*) const { return kHostMemory; }
-}  // namespace detail
-
-#ifndef IFA_RT_WITH_CUDA
-namespace detail {
-std::unique_ptr<Engine> make_cuda_engine(const std::string&, const Options& options, Metadata*) {
-  throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + options.device +
-              "': no CUDA device (this ifa_rt was built without the CUDA engine; torch " + "has no CUDA)");
-}
-}  // namespace detail
-#endif
 
 }  // namespace ifa_rt
