@@ -12,7 +12,6 @@ tables for docs/benchmarks.md). `--dry-run` runs the same steps on the CPU at sm
 from __future__ import annotations
 
 import argparse
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -274,109 +273,6 @@ class GpuCheck:
             raise AssertionError("engines gave other labels after the failed capture")
         return {"note": message[:200]}
 
-    def latency(self) -> dict:
-        """Segmenter fp32/fp16/bf16 at batch 1 and 8 vs eager and torch.compile, same GPU."""
-        from ifa_rt import Segmenter
-        from ifa_rt.data import MEAN, STD
-
-        shape = self.shapes["r50"][-1]
-        iters = 3 if self.dry else 50
-        batch8 = 2 if self.dry else 8
-        images = load_images(self.args.data, shape, 1) * batch8
-        one, many = images[0], np.stack(images)
-        sync = not self.dry
-        rows = []
-        for precision in ("fp32", "fp16", "bf16"):
-            t0 = time.perf_counter()
-            seg = Segmenter(
-                str(self.artifacts["r50"]),
-                device=self.device,
-                precision=precision,
-                shapes=[shape],
-                max_batch=batch8,
-            )
-            built = time.perf_counter() - t0
-            first = time_calls(functools.partial(seg, one), 1, sync)[0]
-            for b, x in ((1, one), (batch8, many)):
-                ms = time_calls(functools.partial(seg, x), iters, sync)
-                rows.append(
-                    {
-                        "engine": f"Segmenter {precision}",
-                        "batch": b,
-                        **percentiles(ms),
-                        "images_per_s": round(b * 1000 / np.median(ms), 1),
-                        "first_call_ms": round(first, 1) if b == 1 else "",
-                        "build_s": round(built, 1) if b == 1 else "",
-                    }
-                )
-        model = self.r50_eager.to(self.device)
-        mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
-
-        def eager_fn(net, x: np.ndarray, dtype):
-            def run():
-                with (
-                    torch.inference_mode(),
-                    torch.autocast(
-                        self.device, dtype=dtype or torch.float32, enabled=dtype is not None
-                    ),
-                ):
-                    t = torch.from_numpy(x).to(self.device).reshape(-1, *x.shape[-3:])
-                    t = (t.permute(0, 3, 1, 2).float() - mean) / std
-                    return net(t).argmax(1).to(torch.uint8).cpu()
-
-            return run
-
-        variants = [("eager fp32", model, None), ("eager fp16 autocast", model, torch.float16)]
-        if not self.dry:
-            compiled = torch.compile(model)
-            variants += [
-                ("torch.compile fp32", compiled, None),
-                ("torch.compile fp16 autocast", compiled, torch.float16),
-            ]
-        for label, net, dtype in variants:
-            for b, x in ((1, one), (batch8, many)):
-                fn = eager_fn(net, x, dtype)
-                time_calls(fn, 3, sync)  # compile / cudnn autotune outside the timing
-                ms = time_calls(fn, iters, sync)
-                rows.append(
-                    {
-                        "engine": label,
-                        "batch": b,
-                        **percentiles(ms),
-                        "images_per_s": round(b * 1000 / np.median(ms), 1),
-                        "first_call_ms": "",
-                        "build_s": "",
-                    }
-                )
-        return {
-            "rows": rows,
-            "goals": goals(rows),
-            "note": f"cityscapes-r50 {shape[0]}x{shape[1]}, {iters} calls"
-            + ("" if not self.dry else "; torch.compile skipped in the dry run"),
-        }
-
-
-def goals(rows: list[dict]) -> list[dict]:
-    """The issue's GPU goals (cityscapes-r50 at 1024x2048) read off the latency rows."""
-
-    def find(engine: str, batch: int) -> dict:
-        return next(r for r in rows if r["engine"] == engine and r["batch"] == batch)
-
-    big = max(r["batch"] for r in rows)
-    fast = min((find(f"Segmenter {p}", 1) for p in ("fp16", "bf16")), key=lambda r: r["p50_ms"])
-    best_rate = max(r["images_per_s"] for r in rows if r["engine"].startswith("Segmenter"))
-    eager = find("eager fp32", 1)["p50_ms"]
-    return [
-        {"goal": "batch 1 fp16/bf16 p50 <= 4 ms", "measured": f"{fast['p50_ms']} ms"},
-        {"goal": f"batch {big} >= 300 images/s", "measured": f"{best_rate} images/s"},
-        {"goal": ">= 5x eager fp32 (batch 1)", "measured": f"{eager / fast['p50_ms']:.1f}x"},
-        {
-            "goal": "first served call <= 1.2x steady p50",
-            "measured": f"{fast['first_call_ms'] / fast['p50_ms']:.2f}x",
-        },
-    ]
-
 
 def main(argv: list[str] | None = None) -> int:
     """Run every step; exit 1 if any failed (the report is written either way)."""
@@ -407,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     report.step("8 threads: one engine, a pool of 2", check.threads)
     report.step("second engine built while the first serves", check.second_engine_while_serving)
     report.step("forced capture failure", check.capture_failure)
-    report.step("latency vs eager and torch.compile", check.latency)
-    import gpu_check_io  # its steps reuse this module's helpers
+    import gpu_check_io  # the later steps reuse this module's helpers
+    import gpu_check_latency
 
+    report.step("latency vs eager and torch.compile", lambda: gpu_check_latency.latency(check))
     report.step(
         "device-memory I/O: CUDA tensors in and out", lambda: gpu_check_io.device_memory(check)
     )
