@@ -308,7 +308,11 @@ class Segmenter(_Runner):
         return plan
 
     def stats(self) -> dict[str, Any]:
-        """Calls, images, per-bucket latency, fallback runs, allocations after warm-up."""
+        """Calls, images, per-bucket latency, fallback runs, allocations after warm-up.
+
+        Calls on CUDA tensors are counted but not timed: they return once queued (time them
+        with CUDA events on your stream).
+        """
         return self._engine.stats()
 
     @property
