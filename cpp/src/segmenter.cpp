@@ -83,8 +83,9 @@ struct Segmenter::Impl {
   int64_t calls = 0, images = 0, bucket_runs = 0, padded = 0, fallback = 0;
   std::vector<LatencyRing> latency;
   double construction_ms = 0;
-  bool pad = false;      // CUDA pads a remainder up to a captured bucket; CPU splits it (plan.h)
-  int cuda_device = -1;  // the CUDA engine's device index; -1 for CPU and AOTInductor engines
+  // The CUDA engine's device index; -1 for CPU and AOTInductor engines. CUDA pads a remainder
+  // up to a captured bucket; CPU splits it (plan.h).
+  int cuda_device = -1;
 
   // Validates one [H,W,3] or [B,H,W,3] view and appends one ImageRef per image.
   void collect(const TensorView& v, const std::string& where, bool allow_batch, std::vector<ImageRef>* out) const {
@@ -142,7 +143,7 @@ struct Segmenter::Impl {
   void serve(const ImageRef* ims, int64_t n, Output what, void* const* outs, const Memory& memory, InFlight* started) {
     const int si = shape_index(ims[0].height, ims[0].width);
     // Unplanned: runs of up to max_batch images, a remainder in one run (no bucket to fit).
-    for (const detail::Run& run : detail::schedule(n, batches, pad || si < 0)) {
+    for (const detail::Run& run : detail::schedule(n, batches, cuda_device >= 0 || si < 0)) {
       if (memory.device) {  // queued, not finished: no host latency to record
         const size_t bi = si < 0 ? detail::kUnplanned : bucket_index(si, run.batch);
         const bool planned = engine->run_device(bi, ims + run.first, run.count, what, outs + run.first, memory.stream);
@@ -276,8 +277,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
   impl_->buckets = detail::make_buckets(impl_->options.shapes, impl_->options.max_batch);
   impl_->batches = detail::bucket_batches(impl_->options.max_batch);
   impl_->latency.resize(impl_->buckets.size());
-  impl_->pad = device.cuda && !detail::is_package_path(artifact_path);
-  if (impl_->pad) impl_->cuda_device = device.index;
+  if (device.cuda && !detail::is_package_path(artifact_path)) impl_->cuda_device = device.index;
   impl_->construction_ms = ms_since(t0);
 }
 

@@ -138,7 +138,7 @@ class _Runner:
             self._engine.segment_list(arrays, outs)
             return outs
         array = _as_array(images, where, "images")
-        out = np.empty(array.shape[:-1] if array.ndim in (3, 4) else (0,), np.uint8)
+        out = np.empty(self._out_shape(array.shape, "labels"), np.uint8)
         self._engine.segment_into(array, out)
         return out
 
@@ -155,12 +155,17 @@ class _Runner:
             ]
         return self._logits_one(_as_array(images, where, "images"))
 
+    def _out_shape(self, shape: Sequence[int], what: str) -> tuple[int, ...]:
+        """The result's shape for an input [H,W,3] / [B,H,W,3]: labels drop the channels,
+        logits put the classes before H, W; (0,) for another rank (the engine names it)."""
+        if len(shape) not in (3, 4):
+            return (0,)
+        if what == "labels":
+            return tuple(shape[:-1])
+        return (*shape[:-3], self._num_classes, *shape[-3:-1])
+
     def _logits_one(self, array: np.ndarray) -> np.ndarray:
-        if array.ndim in (3, 4):
-            shape = (*array.shape[:-3], self._num_classes, *array.shape[-3:-1])
-        else:
-            shape = (0,)
-        out = np.empty(shape, np.float32)
+        out = np.empty(self._out_shape(array.shape, "logits"), np.float32)
         self._engine.logits_into(array, out)
         return out
 
@@ -182,14 +187,8 @@ class _Runner:
     def _device_call(self, images: Any, what: str) -> Any:
         import torch
 
-        if images.dim() not in (3, 4):
-            shape: tuple[int, ...] = (0,)  # the engine names the bad rank
-        elif what == "labels":
-            shape = tuple(images.shape[:-1])
-        else:
-            shape = (*images.shape[:-3], self._num_classes, *images.shape[-3:-1])
         dtype = torch.uint8 if what == "labels" else torch.float32
-        out = torch.empty(shape, dtype=dtype, device=images.device)
+        out = torch.empty(self._out_shape(images.shape, what), dtype=dtype, device=images.device)
         view = _core.DeviceArray(
             images.data_ptr(), list(images.shape), list(images.stride()), "uint8"
         )
