@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,12 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Hermetic and fast: compiled packages go to this run's own cache, and no Segmenter starts a
+# background compile unless its test asks for one (tests/test_tier_up.py). Subprocesses (CLI
+# tests) inherit both.
+os.environ["IFA_RT_CACHE"] = tempfile.mkdtemp(prefix="ifa_rt-test-cache-")
+os.environ["IFA_RT_TIER_UP"] = "0"
 
 
 def data_root() -> Path:

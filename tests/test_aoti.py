@@ -48,7 +48,7 @@ def aoti_seg(cache):
 
 @pytest.fixture(scope="module")
 def jit_seg():
-    return ifa_rt.Segmenter("camvid", shapes=[SHAPE], max_batch=2, threads=2)
+    return ifa_rt.Segmenter("camvid", precision="fp32", shapes=[SHAPE], max_batch=2, threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +273,7 @@ def test_segment_cli_with_the_aoti_runtime(cache, camvid_val_paths, tmp_path, ca
         == 0
     )
     assert "runtime='aoti'" in capsys.readouterr().out
-    jit = ifa_rt.Segmenter("camvid", shapes=[SHAPE], threads=2)
+    jit = ifa_rt.Segmenter("camvid", precision="fp32", shapes=[SHAPE], threads=2)
     for path in camvid_val_paths[:2]:
         written = np.asarray(Image.open(out / f"{path.stem}_labels.png"))
         np.testing.assert_array_equal(written, jit(np.asarray(Image.open(path).convert("RGB"))))

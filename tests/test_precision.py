@@ -1,8 +1,8 @@
-"""Gates for bf16/fp16 and how precision="auto" picks its candidates (no VNNI needed here).
+"""Gates for bf16/fp16 and how precision="auto" chooses (no VNNI needed here).
 
 The gate is measured through the C++ runtime on real CamVid val frames and recomputed here
-independently; a gate belongs to one artifact (sha256); bf16 is a candidate only where it
-passed its gate and the CPU computes bf16 natively (the probe then decides).
+independently; a gate belongs to one artifact (sha256); bf16 is chosen only where it passed
+its gate and the CPU has AMX (without it bf16 measured slower than fp32).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_bf16_gate_is_measured_on_real_frames(lone, val, tmp_path):
     record = gate_precision(lone, "bf16", images, labels, threads=2, output=tmp_path / "g.json")
     assert json.loads((tmp_path / "g.json").read_text()) == record
     gate = record["gate"]
-    fp32 = ifa_rt.Segmenter(lone, threads=2)
+    fp32 = ifa_rt.Segmenter(lone, threads=2, precision="fp32")
     bf16 = ifa_rt.Segmenter(lone, threads=2, precision="bf16")
     same = sum(int((fp32(x) == bf16(x)).sum()) for x in images)
     assert gate["label_agreement"] == same / sum(x.shape[0] * x.shape[1] for x in images)
@@ -51,46 +51,63 @@ def test_bf16_gate_is_measured_on_real_frames(lone, val, tmp_path):
     assert record["artifact_sha256"] and record["precision"] == "bf16"
 
 
-def test_auto_takes_bf16_only_with_a_passed_gate_and_native_bf16(lone, monkeypatch, tmp_path):
-    settings = {"device": "cpu", "shapes": [(64, 96)]}
-    names, why = p.candidates(lone, settings)
-    assert "bf16" not in names and "no int8 recipe beside the artifact" in why
+def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch):
+    from ifa_rt import prepare
+
+    settings = {"device": "cpu", "precision": "auto"}  # no shapes: int8 cannot be compiled
+    choice = prepare.choose(lone, settings)
+    assert choice.precision == "fp32" and choice.runtime == "auto"
+    assert choice.skipped["int8"] == "no int8 recipe beside the artifact"
+    assert choice.skipped["bf16"] == "no passed bf16 gate for this artifact"
     digest = hashlib.sha256(lone.read_bytes()).hexdigest()
     passed = {"format_version": 1, "precision": "bf16", "gate": {"passed": True}}
     passed["artifact_sha256"] = digest
     p.gate_file(lone, "bf16").write_text(json.dumps(passed))
     try:
-        monkeypatch.setattr(q, "cpu_flags", lambda: {"avx2", "avx512f"})
-        names, why = p.candidates(lone, settings)
-        assert names == ["fp32"] and "bf16 passed its gate but this CPU has no native" in why
-        for flags in ({"avx512f", "avx512_bf16"}, {"amx_bf16", "amx_tile"}):
+        # AVX512_BF16 without AMX: bf16 measured slower than fp32 there (docs/benchmarks.md).
+        for flags in ({"avx2", "avx512f"}, {"avx512f", "avx512_bf16"}):
             monkeypatch.setattr(q, "cpu_flags", lambda flags=flags: flags)
-            assert p.candidates(lone, settings)[0] == ["fp32", "bf16"]
+            choice = prepare.choose(lone, settings)
+            assert choice.precision == "fp32"
+            assert (
+                choice.skipped["bf16"]
+                == "this CPU has no AMX (bf16 is slower than fp32 without it)"
+            )
+        monkeypatch.setattr(q, "cpu_flags", lambda: {"amx_bf16", "amx_tile", "avx512_bf16"})
+        assert prepare.choose(lone, settings).precision == "bf16"
+        assert prepare.choose(lone, {**settings, "runtime": "aoti"}).precision == "fp32"
         # A gate written for other bytes (or one that failed) does not count.
         p.gate_file(lone, "bf16").write_text(json.dumps({**passed, "artifact_sha256": "0" * 64}))
-        assert p.candidates(lone, settings)[0] == ["fp32"]
+        assert prepare.choose(lone, settings).precision == "fp32"
         failed = {**passed, "gate": {"passed": False}}
         p.gate_file(lone, "bf16").write_text(json.dumps(failed))
-        assert p.candidates(lone, settings)[0] == ["fp32"]
-        # On CUDA, fp16/bf16 with passed gates are candidates and int8 never is.
+        assert prepare.choose(lone, settings).precision == "fp32"
+        # On CUDA, fp16/bf16 with passed gates are chosen and int8 never is.
         p.gate_file(lone, "bf16").write_text(json.dumps(passed))
-        names, why = p.candidates(lone, {"device": "cuda", "shapes": [(64, 96)]})
-        assert names == ["fp32", "bf16"] and why == "int8 is a CPU path"
+        choice = prepare.choose(lone, {"device": "cuda", "shapes": [(64, 96)]})
+        assert choice.precision == "bf16" and choice.runtime == "auto"
+        assert choice.skipped == {
+            "int8": "int8 is a CPU path",
+            "fp16": "no passed fp16 gate for this artifact",
+        }
     finally:
         p.gate_file(lone, "bf16").unlink()
 
 
-def test_auto_with_one_candidate_says_why(lone):
-    auto = ifa_rt.Segmenter(lone, precision="auto", shapes=[(64, 96)], threads=1)
-    probe = auto.plan["precision_probe"]
-    assert probe["candidates"] == ["fp32"] and probe["chosen"] == "fp32"
-    assert "no int8 recipe beside the artifact" in probe["reason"]
+def test_auto_with_nothing_gated_is_fp32_and_says_why(lone):
+    auto = ifa_rt.Segmenter(lone, shapes=[(64, 96)], threads=1)  # the defaults: auto, auto
+    choice = auto.plan["choice"]
+    assert choice["precision"] == "fp32" and choice["runtime"] == "aoti"
+    assert choice["skipped"]["int8"] == "no int8 recipe beside the artifact"
     assert auto.plan["precision"] == "fp32"
+    # The suite disables background compiles (conftest): TorchScript serves, and says so.
+    assert choice["tier_up"]["state"] == "disabled"
+    assert auto.stats()["engine"] == "jit+optimize_for_inference fp32"
 
 
 def test_bundled_bf16_gate_belongs_to_the_bundled_artifact():
     record = json.loads(p.gate_file(resolve("camvid"), "bf16").read_text())
-    assert p._gate_passed(resolve("camvid"), "bf16")
+    assert p.gate_passed(resolve("camvid"), "bf16")
     gate = record["gate"]
     assert gate["images"] == 101 and gate["label_agreement"] >= 0.99 and gate["passed"]
     assert gate["miou_drop"] <= 0.01

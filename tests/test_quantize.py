@@ -75,7 +75,7 @@ def test_gate_is_measured_on_the_real_images(package, data):
     assert meta["aoti"]["precision"] == "int8"
     # Recompute it through the C++ runtime: int8 package vs the fp32 TorchScript artifact.
     int8 = ifa_rt.Segmenter(path, threads=2)
-    fp32 = ifa_rt.Segmenter("camvid", shapes=[SHAPE], threads=2)
+    fp32 = ifa_rt.Segmenter("camvid", precision="fp32", shapes=[SHAPE], threads=2)
     cms = {k: ConfusionMatrix(11) for k in ("fp32", "int8")}
     same = total = 0
     for image, truth in zip(images, labels, strict=True):
@@ -101,7 +101,7 @@ def test_int8_package_serves_like_fp32(package, data, real_image):
     np.testing.assert_array_equal(seg(frames), np.stack([seg(f) for f in frames]))  # 2 + 1
     assert seg.stats()["allocations_after_warmup"] == 0
     odd = real_image(0, (100, 132))  # unplanned: the fp32 fallback artifact serves it
-    fp32 = ifa_rt.Segmenter("camvid", threads=2)
+    fp32 = ifa_rt.Segmenter("camvid", precision="fp32", threads=2)
     np.testing.assert_array_equal(seg(odd), fp32(odd))
     assert seg.stats()["fallback_calls"] == 1
     with pytest.raises(ValueError, match="expected dtype uint8, got float32"):
@@ -195,7 +195,7 @@ def test_bundled_recipe_compiles_the_gated_int8_model(tmp_path, monkeypatch, dat
     assert gate["miou_drop"] <= 0.01 and set(gate["per_class_iou"]) == {"fp32", "int8"}
     seg = ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], threads=2)
     assert seg.plan["precision"] == "int8" and seg.metadata["quantization"]["gate"] == gate
-    fp32 = ifa_rt.Segmenter("camvid", shapes=[SHAPE], threads=2)
+    fp32 = ifa_rt.Segmenter("camvid", precision="fp32", shapes=[SHAPE], threads=2)
     frames = [_resize(image) for image in data[1][:4]]
     agreement = np.mean([np.mean(seg(f) == fp32(f)) for f in frames])
     assert agreement >= 0.98, agreement  # the gate's 99 % is over all val frames
@@ -203,26 +203,17 @@ def test_bundled_recipe_compiles_the_gated_int8_model(tmp_path, monkeypatch, dat
     again = ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], threads=2)  # cached
     np.testing.assert_array_equal(again(frames[0]), seg(frames[0]))
 
-    # "auto" probes fp32 against int8 on this machine and keeps the faster, saying so.
-    auto = ifa_rt.Segmenter("camvid", precision="auto", shapes=[SHAPE], threads=2)
-    probe = auto.plan["precision_probe"]
-    assert {"fp32", "int8"} <= set(probe["candidates"])  # bf16 too where the CPU has it
-    assert set(probe["median_ms"]) == set(probe["candidates"])
-    assert probe["chosen"] == min(probe["median_ms"], key=probe["median_ms"].get)
-    assert auto.plan["precision"] == probe["chosen"]
-    if probe["chosen"] in ("int8", "fp32"):  # the engine kept is the one that was chosen
-        want = seg if probe["chosen"] == "int8" else fp32
-        np.testing.assert_array_equal(auto(frames[1]), want(frames[1]))
+    # The default (precision and runtime "auto") finds that package in the cache and serves
+    # on it from construction: the int8 engine, the same labels.
+    auto = ifa_rt.Segmenter("camvid", shapes=[SHAPE], threads=2)
+    assert auto.plan["choice"]["precision"] == "int8" and auto.plan["choice"]["skipped"] == {}
+    assert auto.stats()["engine"] == "aoti int8" and auto.plan["choice"]["tier_up"] is None
+    np.testing.assert_array_equal(auto(frames[1]), seg(frames[1]))
 
 
 def test_auto_without_a_gated_int8_is_fp32(tmp_path):
     lone = tmp_path / "lone.ifa.pt"
     shutil.copy(resolve("camvid"), lone)
-    auto = ifa_rt.Segmenter(lone, precision="auto", shapes=[SHAPE], threads=1)
-    probe = auto.plan["precision_probe"]
-    assert probe == {
-        "candidates": ["fp32"],
-        "chosen": "fp32",
-        "reason": "no int8 recipe beside the artifact",
-    }
+    auto = ifa_rt.Segmenter(lone, shapes=[SHAPE], threads=1)
+    assert auto.plan["choice"]["skipped"]["int8"] == "no int8 recipe beside the artifact"
     assert auto.plan["precision"] == "fp32"

@@ -90,7 +90,9 @@ def _expected() -> dict[str, int]:
 
 def test_threads_share_the_real_model(mix):
     # shape_cache=2 < 4 unplanned sizes: threads evict geometry other threads are using.
-    seg = Segmenter("camvid", shapes=[SHAPE], max_batch=2, threads=1, shape_cache=2)
+    seg = Segmenter(
+        "camvid", precision="fp32", shapes=[SHAPE], max_batch=2, threads=1, shape_cache=2
+    )
     assert _hammer(seg, mix) == _expected()
     assert seg.stats()["shape_cache"] == 2
     assert _same(seg(mix[0][1]), _call(seg, *mix[0]))  # and it still serves
@@ -103,7 +105,9 @@ def test_threads_share_a_pool_of_the_real_model(mix):
 
 
 def test_concurrent_submit_on_the_real_model(mix):
-    seg = Segmenter("camvid", shapes=[SHAPE], max_batch=4, threads=1, max_delay_us=2000)
+    seg = Segmenter(
+        "camvid", precision="fp32", shapes=[SHAPE], max_batch=4, threads=1, max_delay_us=2000
+    )
     images = [mix[0][1][0], mix[1][1][1], mix[2][1], mix[5][1], mix[3][1][2]]
     want = [seg(im) for im in images]
     mismatches = []

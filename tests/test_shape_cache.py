@@ -68,7 +68,7 @@ def rss_mib():
         return int(f.read().split()[1]) * 4096 / 2**20
 
 frame = numpy.asarray(Image.open(sys.argv[1]).convert("RGB"))
-seg = ifa_rt.Segmenter("camvid", shapes=[(360, 480)], threads=2, shape_cache=2)
+seg = ifa_rt.Segmenter("camvid", precision="fp32", shapes=[(360, 480)], threads=2, shape_cache=2)
 planned = seg(frame)
 rng = numpy.random.default_rng(0)
 sizes = sorted({(int(h), int(w)) for h, w in rng.integers(96, 257, size=(2000, 2))})

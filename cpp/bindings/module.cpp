@@ -273,7 +273,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("runtime", &ifa_rt::Options::runtime)
       .def_readonly("optimize", &ifa_rt::Options::optimize)
       .def_readonly("warmup", &ifa_rt::Options::warmup)
-      .def_readonly("shape_cache", &ifa_rt::Options::shape_cache);
+      .def_readonly("shape_cache", &ifa_rt::Options::shape_cache)
+      .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant);
 
   py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
       .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {

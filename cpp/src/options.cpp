@@ -14,7 +14,7 @@ namespace {
 
 const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",  "threads",
                                   "strict", "plan_logits", "channels_last", "runtime", "optimize",
-                                  "warmup", "shape_cache", "tf32"};
+                                  "warmup", "shape_cache", "tf32", "batch_invariant"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -144,6 +144,8 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
       o.channels_last = parse_bool(key, value);
     else if (key == "tf32")
       o.tf32 = parse_bool(key, value);
+    else if (key == "batch_invariant")
+      o.batch_invariant = parse_bool(key, value);
     else if (key == "runtime")
       o.runtime = value;
     else if (key == "optimize")

@@ -262,21 +262,26 @@ struct Segmenter::Impl {
 Segmenter::Segmenter(const std::string& artifact_path, const Options& options) : impl_(std::make_unique<Impl>()) {
   auto t0 = Clock::now();
   options.validate();
-  check_plan_memory(options);
+  // Batch-invariant: the engine plans batch 1 only and every image runs alone (Options).
+  Options planned = options;
+  if (options.batch_invariant) planned.max_batch = 1;
+  check_plan_memory(planned);
   impl_->path = artifact_path;
-  impl_->options = options;
+  impl_->options = planned;
   const detail::DeviceSpec device = detail::parse_device(options.device);
   if (detail::is_package_path(artifact_path)) {
-    impl_->engine = detail::make_aoti_engine(artifact_path, options, &impl_->metadata, &impl_->options);
+    impl_->engine = detail::make_aoti_engine(artifact_path, planned, &impl_->metadata, &impl_->options);
   } else if (device.cuda) {
-    impl_->engine = detail::make_cuda_engine(artifact_path, options, &impl_->metadata);
+    impl_->engine = detail::make_cuda_engine(artifact_path, planned, &impl_->metadata);
   } else {
-    impl_->engine = detail::make_cpu_engine(artifact_path, options, &impl_->metadata, &impl_->options);
+    impl_->engine = detail::make_cpu_engine(artifact_path, planned, &impl_->metadata, &impl_->options);
   }
   // The engine may resolve the plan (an AOTInductor package without shapes plans its own).
   impl_->buckets = detail::make_buckets(impl_->options.shapes, impl_->options.max_batch);
   impl_->batches = detail::bucket_batches(impl_->options.max_batch);
   impl_->latency.resize(impl_->buckets.size());
+  // A call (and a Batcher batch) is still bounded by the caller's max_batch.
+  if (options.batch_invariant) impl_->options.max_batch = options.max_batch;
   if (device.cuda && !detail::is_package_path(artifact_path)) impl_->cuda_device = device.index;
   impl_->construction_ms = ms_since(t0);
 }

@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
     bad_o = o;
     bad_o.shapes = {{16384, 16384}};
     bad_o.max_batch = 1024;
+    bad_o.batch_invariant = false;  // batched buckets: max_batch x shapes are planned
     CHECK_THROWS_CONTAINS(
         InvalidArgument, Segmenter(tiny, bad_o),
         "Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in memory (");

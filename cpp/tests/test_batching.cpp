@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       Options o;
       o.shapes = {{32, 48}, {37, 53}};
       o.max_batch = max_batch;
+      o.batch_invariant = false;  // batched buckets; the default is checked below
       Segmenter s(check::path("tiny.ifa.pt"), o);
       auto r = s.segment(check::view(a_in, {5, 32, 48, 3}));
       CHECK(r.labels == a_ref);
@@ -54,6 +55,23 @@ int main(int argc, char** argv) {
       for (auto& o2 : outs) ptrs.push_back(o2.data());
       s.segment(images, ptrs);
       for (size_t i = 0; i < images.size(); ++i) CHECK(std::equal(outs[i].begin(), outs[i].end(), want[i]));
+    }
+
+    {  // The default, batch-invariant: one 1xHxW bucket per shape, every image run alone.
+      Options inv;
+      inv.shapes = {{32, 48}};
+      inv.max_batch = 4;
+      Segmenter s(check::path("tiny.ifa.pt"), inv);
+      CHECK(s.options().batch_invariant);
+      CHECK_EQ(s.options().max_batch, int64_t{4});  // still bounds a call and a Batcher batch
+      CHECK_EQ(s.plan().buckets.size(), size_t{1});
+      CHECK_EQ(s.plan().buckets[0].batch, int64_t{1});
+      CHECK(s.segment(check::view(a_in, {5, 32, 48, 3})).labels == a_ref);
+      CHECK(s.segment(check::view(b_in, {3, 37, 53, 3})).labels == b_ref);  // unplanned
+      auto st = s.stats();
+      CHECK_EQ(st.bucket_runs, int64_t{5});
+      CHECK_EQ(st.fallback_calls, int64_t{3});
+      CHECK_EQ(st.padded_images, int64_t{0});
     }
 
     // A list with an unplanned size is served on the fallback path, in order.

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     CHECK(m.strict);
     CHECK_THROWS(InvalidArgument, Options::from_map({{"batch", "2"}}),
                  "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
-                 "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache, tf32)");
+                 "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache, tf32, batch_invariant)");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "fp64"}}),
                  "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"max_batch", "two"}}),

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
       Options o;
       o.shapes = {{32, 48}};
       o.max_batch = 4;
+      o.batch_invariant = false;  // batched buckets 1, 2, 4
       o.optimize = runtime == "jit+optimize";
       o.runtime = o.optimize ? "jit" : runtime;
       o.plan_logits = true;

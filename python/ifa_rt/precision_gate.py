@@ -38,7 +38,7 @@ def gate_precision(
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"gate: 'precision': expected 'bf16' or 'fp16', got '{precision}'")
     artifact = Path(artifact)
-    fp32 = Segmenter(artifact, device=device, threads=threads)
+    fp32 = Segmenter(artifact, device=device, threads=threads, precision="fp32")
     reduced = Segmenter(artifact, device=device, threads=threads, precision=precision)
     report = compare(
         precision,

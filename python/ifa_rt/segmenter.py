@@ -19,8 +19,11 @@ values, RuntimeError for runtime failures.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -35,6 +38,23 @@ from .inputs import type_name as _type_name
 __all__ = ["Segmenter", "SegmenterPool"]
 
 _D = _core.Options()  # the C++ defaults, declared once there
+_swap_lock = threading.Lock()
+log = logging.getLogger("ifa_rt")
+
+
+def _engine_label(engine: Any) -> str:
+    """'<runtime> <precision>' of a _core.Segmenter or of a pool's first engine."""
+    if isinstance(engine, _core.SegmenterPool):
+        engine = engine.engine(0)
+    plan = engine.plan()
+    return f"{plan['runtime']} {plan['precision']}"
+
+
+def _calls(engine: Any) -> int:
+    """Calls served by a _core.Segmenter or by all of a pool's engines."""
+    if isinstance(engine, _core.SegmenterPool):
+        return sum(int(engine.engine(i).stats()["calls"]) for i in range(engine.size))
+    return int(engine.stats()["calls"])
 
 
 def _artifact(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
@@ -59,9 +79,13 @@ def _artifact(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> s
             f"{'precision' if int8 else 'runtime'} '{'int8' if int8 else 'aoti'}', got none"
         )
     _shapes(shapes, where)  # type errors first, before a long compile
+    batch_invariant = kwargs.get("batch_invariant")
+    if batch_invariant is None:
+        batch_invariant = _D.batch_invariant
     plan = {
         "shapes": [(int(h), int(w)) for h, w in shapes],
-        "max_batch": int(kwargs.get("max_batch") or _D.max_batch),
+        # A batch-invariant engine runs batch 1 only: compile nothing else.
+        "max_batch": 1 if batch_invariant else int(kwargs.get("max_batch") or _D.max_batch),
         "threads": kwargs.get("threads"),
     }
     if int8:
@@ -120,6 +144,87 @@ class _Runner:
     _engine: Any
     _num_classes: int
     _device: str
+    _tier: Any = None  # ifa_rt.prepare.TierUp while a faster engine compiles
+    _choice: Any = None  # ifa_rt.prepare.Choice
+    _history: tuple[tuple[str, int], ...] = ()  # (engine label, calls) of swapped-out engines
+
+    def _start(
+        self,
+        model: str | os.PathLike,
+        where: str,
+        settings: dict[str, Any],
+        make: Callable[[str | os.PathLike, dict[str, Any]], Any],
+    ) -> Callable[[], None]:
+        """Build the engine that serves now (`ifa_rt.prepare.choose`); returns what starts the
+        tier-up, to call once the runner is complete."""
+        from .prepare import TierUp, choose
+
+        path = resolve(model, where)
+        if settings.get("shapes") is not None:
+            _shapes(settings["shapes"], where)  # type errors first
+        runtime = settings.get("runtime")
+        if (
+            settings["precision"] == "int8"
+            or runtime not in (None, "auto")
+            or path.suffix == ".pt2"
+        ):
+            # Asked for by name: built now (an int8 or aoti compile shows its progress).
+            self._engine = make(_artifact(model, where, settings), settings)
+            return lambda: None
+        choice = self._choice = choose(path, settings)
+        if choice.runtime != "aoti":
+            self._engine = make(path, dict(settings, precision=choice.precision))
+            return lambda: None
+        compiled = dict(settings, precision=choice.precision, runtime="aoti")
+        if choice.package.is_file():
+            try:
+                self._engine = make(choice.package, compiled)
+                return lambda: None
+            except RuntimeError as exc:  # corrupt, or compiled for another machine: rebuild
+                log.warning(
+                    "ifa_rt: cached package %s refused (%s); rebuilding", choice.package, exc
+                )
+                choice.package.unlink(missing_ok=True)
+        self._engine = make(path, dict(settings, precision=choice.interim_precision, runtime=None))
+
+        def start_tier() -> None:
+            self._tier = TierUp(self, path, choice, settings, lambda p: make(p, compiled))
+
+        return start_tier
+
+    def _swap(self, engine: Any) -> None:
+        """Serve from `engine` from the next call on; calls in flight finish on the old one,
+        requests queued for `submit` run on it before its batcher closes."""
+        with _swap_lock:
+            old = self._engine
+            self._history += ((_engine_label(old), _calls(old)),)
+            self._engine = engine
+            batcher = self.__dict__.pop("_batcher", None)
+        if batcher is not None:
+            batcher.close(drain=True)
+
+    def _served_by(self, current_calls: Sequence[int]) -> dict[str, int]:
+        """Calls per engine label, swapped-out engines included."""
+        served: dict[str, int] = {}
+        for label, calls in self._history:
+            served[label] = served.get(label, 0) + calls
+        label = _engine_label(self._engine)
+        served[label] = served.get(label, 0) + int(sum(current_calls))
+        return served
+
+    def _choice_report(self) -> dict[str, Any]:
+        """plan["choice"]: what `ifa_rt.prepare.choose` decided, and the tier-up's state."""
+        if self._choice is None:  # precision int8 or a runtime asked for by name
+            runtime, precision = _engine_label(self._engine).split()
+            return {"precision": precision, "runtime": runtime, "asked": True}
+        report = self._choice.report()
+        report["tier_up"] = self._tier.report() if self._tier is not None else None
+        return report
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until a background tier-up has ended (swapped in or given up); True when no
+        tier-up is pending any more."""
+        return self._tier is None or self._tier.wait(timeout)
 
     def __call__(self, images: Any) -> Any:
         """Labels (uint8) of one image H×W×3, a batch B×H×W×3, or a list of images."""
@@ -138,6 +243,8 @@ class _Runner:
             self._engine.segment_list(arrays, outs)
             return outs
         array = _as_array(images, where, "images")
+        if self._tier is not None:
+            self._tier.offer(array)
         out = np.empty(self._out_shape(array.shape, "labels"), np.uint8)
         self._engine.segment_into(array, out)
         return out
@@ -203,7 +310,14 @@ class _Runner:
         Concurrent submits of the same size run as one batched call (`ifa_rt.batcher`). The
         image is copied unless `copy=False` (then keep the buffer unchanged until done).
         """
-        return self.batcher.submit(image, copy=copy)
+        while True:
+            batcher = self.batcher
+            future = batcher.submit(image, copy=copy)
+            # A tier-up swap closes the old batcher: a submit that raced it goes to the new one.
+            if not (
+                future.done() and batcher.closed and batcher is not self.__dict__.get("_batcher")
+            ):
+                return future
 
     @property
     def batcher(self) -> Any:
@@ -224,9 +338,10 @@ class Segmenter(_Runner):
             "int8": the artifact's int8 recipe compiled for this CPU (needs VNNI and `shapes`;
             cached); "auto": the fastest of those that passed their accuracy gate here,
             measured at construction (`plan["precision_probe"]`). See `ifa_rt.precision`.
-        max_batch: largest batch run at once; bigger inputs are split. A remainder runs as
-            planned smaller batches on CPU (5 = 4 + 1) and is padded up to the next planned
-            batch size (1, 2, 4, .., max_batch) on CUDA.
+        max_batch: most images per call run together (and per `submit` batch); bigger inputs
+            are split. With batch_invariant=False: buckets 1, 2, 4, .., max_batch; a remainder
+            runs as planned smaller batches on CPU (5 = 4 + 1) and is padded up to the next
+            planned batch size on CUDA.
         shapes: (height, width) input sizes to plan for; other sizes are served on a slower
             fallback path (counted in `stats()`), or rejected when `strict`.
         strict: raise ValueError for an unplanned input size.
@@ -239,13 +354,17 @@ class Segmenter(_Runner):
         plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
+        batch_invariant: True (default): every image of a batch runs on the batch-1 plan, so
+            its labels never depend on what it was batched with, in any precision, on any
+            CPU. False: batched buckets (more images/s for int8, ~1.2x at batch 4; labels may
+            differ on a fraction of a percent of pixels between batch sizes on AMX CPUs).
     """
 
     def __init__(
         self,
         model: str | os.PathLike,
         device: str = _D.device,
-        precision: str = _D.precision,
+        precision: str = "auto",
         max_batch: int = _D.max_batch,
         shapes: Sequence[tuple[int, int]] | None = None,
         strict: bool = _D.strict,
@@ -259,6 +378,7 @@ class Segmenter(_Runner):
         shape_cache: int | None = None,
         max_delay_us: int | None = None,
         tf32: bool | None = None,
+        batch_invariant: bool | None = None,
     ) -> None:
         where = "Segmenter"
         from .batcher import check_max_delay_us
@@ -278,41 +398,42 @@ class Segmenter(_Runner):
             warmup=warmup,
             shape_cache=shape_cache,
             tf32=tf32,
+            batch_invariant=batch_invariant,
         )
-        self._precision_probe: dict[str, Any] | None = None
-        if precision == "auto":
-            from .precision import choose_precision
+        t0 = time.perf_counter()
 
-            def build(name: str) -> _core.Segmenter:
-                chosen = dict(settings, precision=name)
-                return _core.Segmenter(_artifact(model, where, chosen), _options(where, **chosen))
+        def make(path: str | os.PathLike, chosen: dict[str, Any]) -> _core.Segmenter:
+            return _core.Segmenter(str(path), _options(where, **chosen))
 
-            self._engine, self._precision_probe = choose_precision(
-                resolve(model, where), settings, build
-            )
-        else:
-            path = _artifact(model, where, settings)
-            self._engine = _core.Segmenter(path, _options(where, **settings))
+        start_tier = self._start(model, where, settings, make)
         self._device = self._engine.options.device
         self._metadata = json.loads(self._engine.metadata_json)
         self._num_classes = int(self._engine.num_classes)
+        self._construction_ms = (time.perf_counter() - t0) * 1e3
+        start_tier()
 
     @property
     def plan(self) -> dict[str, Any]:
-        """Every preallocated buffer with its bytes, the buckets and the runtime chosen (and,
-        for precision="auto", the probe that chose the precision)."""
+        """Every preallocated buffer with its bytes, the buckets, the engine serving now, and
+        `choice`: the precision and runtime chosen, what was skipped and why, the tier-up."""
         plan = self._engine.plan()
-        if self._precision_probe is not None:
-            plan["precision_probe"] = self._precision_probe
+        plan["choice"] = self._choice_report()
         return plan
 
     def stats(self) -> dict[str, Any]:
-        """Calls, images, per-bucket latency, fallback runs, allocations after warm-up.
+        """Calls, images, per-bucket latency, fallback runs, allocations after warm-up (of the
+        engine serving now); `engine` and `served_by` (calls per engine, tier-up included);
+        `construction_ms` is the whole construction, compile included.
 
         Calls on CUDA tensors are counted but not timed: they return once queued (time them
         with CUDA events on your stream).
         """
-        return self._engine.stats()
+        stats = self._engine.stats()
+        stats["engine_construction_ms"] = stats["construction_ms"]
+        stats["construction_ms"] = self._construction_ms
+        stats["engine"] = _engine_label(self._engine)
+        stats["served_by"] = self._served_by([stats["calls"]])
+        return stats
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -361,11 +482,25 @@ class SegmenterPool(_Runner):
         self._max_delay_us = check_max_delay_us(kwargs.pop("max_delay_us", None), where)
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
             raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
-        path = _artifact(model, where, kwargs)
-        self._engine = _core.SegmenterPool(path, _options(where, **kwargs), int(size))
+        settings = dict(kwargs)
+        settings.setdefault("precision", "auto")
+        settings.setdefault("shapes", None)
+
+        def make(path: str | os.PathLike, chosen: dict[str, Any]) -> _core.SegmenterPool:
+            return _core.SegmenterPool(str(path), _options(where, **chosen), int(size))
+
+        start_tier = self._start(model, where, settings, make)
         self._device = self._engine.engine(0).options.device
         self._metadata = json.loads(self._engine.engine(0).metadata_json)
         self._num_classes = int(self._engine.engine(0).num_classes)
+        start_tier()
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The plan of one engine (all are alike) with `choice` (see `Segmenter.plan`)."""
+        plan = self._engine.engine(0).plan()
+        plan["choice"] = self._choice_report()
+        return plan
 
     @property
     def size(self) -> int:

@@ -16,6 +16,7 @@ COMMANDS = {
     "eval": ("ifa_rt.cli.eval", "evaluate mIoU on a labelled dataset"),
     "train": ("ifa_rt.cli.train", "train an IFA model"),
     "bench": ("ifa_rt.cli.bench", "measure latency of the runtime"),
+    "prepare": ("ifa_rt.cli.prepare", "compile a model's fastest engine into the cache"),
     "serve": ("ifa_rt.cli.serve", "serve a model over HTTP with Ray Serve"),
 }
 

@@ -58,7 +58,10 @@ def run_cli(args: argparse.Namespace) -> int:
         from .. import Segmenter
 
         predictor = segmenter_predictor(
-            Segmenter(args.artifact, device=args.device), args.mode, args.window, args.stride
+            Segmenter(args.artifact, device=args.device, precision="fp32"),
+            args.mode,
+            args.window,
+            args.stride,
         )
     t0 = time.time()
     cm = evaluate(predictor, ds, info.num_classes, limit=args.limit, progress=True)

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..deploy.metadata import MIN_INPUT_SIZE
 from ..video import is_video, video_size
+from .engine_args import add_engine_arguments, describe_engine
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -41,7 +42,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per call")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    add_engine_arguments(parser)
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start at once on TorchScript while the compiled engine builds (default: wait for "
+        "it, once per machine: it is cached)",
+    )
     parser.add_argument(
         "--plan-sizes",
         type=int,
@@ -51,13 +58,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overlay", action="store_true", help="write label PNGs only")
     parser.add_argument(
         "--max-frames", type=int, default=None, help="videos: segment at most N frames each"
-    )
-    parser.add_argument(
-        "--runtime",
-        default=None,
-        choices=["auto", "jit", "static", "aoti"],
-        help="aoti: compile the planned sizes for this CPU with AOTInductor first (cached; "
-        "fastest); default: the TorchScript engine",
     )
 
 
@@ -143,7 +143,11 @@ def run_cli(args: argparse.Namespace) -> int:
         threads=args.threads,
         runtime=args.runtime,
     )
+    if not args.no_wait and not seg.wait_ready(0):
+        print("compiling the fastest engine for this machine (once; cached) ...", flush=True)
+        seg.wait_ready()
     print(f"{seg} ready in {time.perf_counter() - t0:.1f} s")
+    print(describe_engine(seg))
     args.output.mkdir(parents=True, exist_ok=True)
     status = _segment_images(seg, paths, args) if paths else 0
     for video, stem in zip(videos, output_stems(videos), strict=True):

@@ -11,6 +11,7 @@ import threading
 from ..serve import TOKEN_ENV, exposure_warning, start, stop
 from ..serve.codec import Limits
 from ..shapes import parse_shapes
+from .engine_args import add_engine_arguments
 
 
 def _shapes(text: str) -> list[tuple[int, int]]:
@@ -64,7 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="intra-op threads per replica (default: CPUs / replicas)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    add_engine_arguments(parser)
     defaults = Limits()
     parser.add_argument(
         "--max-body-mb",
@@ -136,6 +137,7 @@ def run_cli(args: argparse.Namespace) -> int:
             threads=threads,
             device=args.device,
             precision=args.precision,
+            runtime=args.runtime,
         )
         if not stopping.is_set():
             print(

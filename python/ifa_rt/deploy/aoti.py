@@ -37,6 +37,7 @@ __all__ = [
     "bucket_batches",
     "cache_dir",
     "cache_key",
+    "cached_path",
     "compile_artifact",
     "compile_package",
     "compile_triton_model",
@@ -290,6 +291,18 @@ def cache_key(
     return f"{digest}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
+def cached_path(
+    artifact: Path,
+    shapes: Sequence[tuple[int, int]],
+    max_batch: int,
+    threads: int,
+    variant: str = "",
+) -> Path:
+    """Where the cache keeps the package of this artifact and plan (it may not exist yet)."""
+    key = cache_key(artifact, [(int(h), int(w)) for h, w in shapes], max_batch, threads, variant)
+    return cache_dir() / f"{key}{SUFFIX}"
+
+
 def compile_artifact(
     artifact: str | Path,
     *,
@@ -309,7 +322,7 @@ def compile_artifact(
     threads = int(threads or torch.get_num_threads())
     shapes = [(int(h), int(w)) for h, w in shapes]
     if output is None:
-        target = cache_dir() / f"{cache_key(artifact, shapes, max_batch, threads)}{SUFFIX}"
+        target = cached_path(artifact, shapes, max_batch, threads)
         if target.is_file():
             return target
     else:

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from .aoti import SUFFIX, cache_dir, cache_key, compile_with_progress
+from .aoti import cached_path, compile_with_progress
 from .artifact import beside, file_sha256
 from .quantize import RECIPE_VERSION, _Calibrated, cpu_has_vnni
 from .rebuild import rebuild_from_artifact
 
-__all__ = ["compile_int8", "load_recipe", "recipe_for"]
+__all__ = ["compile_int8", "int8_cached_path", "load_recipe", "recipe_for"]
 
 RECIPE_SUFFIX = ".int8.pt"
 
@@ -53,6 +53,13 @@ def load_recipe(path: str | Path, artifact: str | Path) -> dict[str, Any]:
     return recipe
 
 
+def int8_cached_path(
+    artifact: Path, recipe: Path, shapes: Sequence[tuple[int, int]], max_batch: int, threads: int
+) -> Path:
+    """Where the cache keeps the int8 package of this artifact, recipe and plan."""
+    return cached_path(artifact, shapes, max_batch, threads, "int8:" + file_sha256(recipe)[:16])
+
+
 def compile_int8(
     artifact: str | Path,
     recipe: str | Path,
@@ -75,8 +82,7 @@ def compile_int8(
     artifact, recipe = Path(artifact), Path(recipe)
     threads = int(threads or torch.get_num_threads())
     shapes = [(int(h), int(w)) for h, w in shapes]
-    variant = "int8:" + file_sha256(recipe)[:16]
-    target = cache_dir() / f"{cache_key(artifact, shapes, max_batch, threads, variant)}{SUFFIX}"
+    target = int8_cached_path(artifact, recipe, shapes, max_batch, threads)
     if target.is_file():
         return target
     spec = load_recipe(recipe, artifact)

@@ -136,8 +136,16 @@ class SegmentDeployment:
             )
             reply = labels_json(result, self._meta["classes"], with_labels)
             reply["model"] = self._meta.get("preset")
-            return JSONResponse(reply)
-        return Response(encode_png(result, self._palette), media_type="image/png")
+            reply["serving"] = self._seg.stats()["engine"]
+            return JSONResponse(reply, headers=self._engine_header())
+        return Response(
+            encode_png(result, self._palette), media_type="image/png", headers=self._engine_header()
+        )
+
+    def _engine_header(self) -> dict[str, str]:
+        """`X-IFA-Engine: <runtime> <precision>`: the engine serving now (it changes once a
+        background tier-up swaps the compiled engine in)."""
+        return {"X-IFA-Engine": self._seg.stats()["engine"]}
 
     def _segment_or_error(self, image: np.ndarray) -> np.ndarray | Exception:
         """One image's labels, or its error as a value (a batch result slot)."""
@@ -157,6 +165,8 @@ class SegmentDeployment:
         images = sum(k * n for k, n in enumerate(self._batch_sizes))
         return {
             "model": self._meta.get("preset"),
+            "serving": stats["engine"],
+            "choice": self._seg.plan["choice"],
             "classes": self._meta["classes"],
             "palette": self._palette,
             "batches": batches,
