@@ -43,7 +43,15 @@ def monkeypatch_module():
 @pytest.fixture(scope="module")
 def aoti_seg(cache):
     """The bundled model compiled on first use (buckets 1 and 2 at 360×480), 2 threads."""
-    return ifa_rt.Segmenter("camvid", runtime="aoti", shapes=[SHAPE], max_batch=2, threads=2)
+    return ifa_rt.Segmenter(
+        "camvid",
+        precision="fp32",
+        runtime="aoti",
+        shapes=[SHAPE],
+        max_batch=2,
+        threads=2,
+        batch_invariant=False,  # the batched buckets 1 and 2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +116,23 @@ def test_second_construction_uses_the_cache(aoti_seg, cache, monkeypatch):
         raise AssertionError("recompiled although the package is cached")
 
     monkeypatch.setattr(aoti, "compile_package", no_compile)
-    again = ifa_rt.Segmenter("camvid", runtime="aoti", shapes=[SHAPE], max_batch=2, threads=2)
+    again = ifa_rt.Segmenter(
+        "camvid",
+        precision="fp32",
+        runtime="aoti",
+        shapes=[SHAPE],
+        max_batch=2,
+        threads=2,
+        batch_invariant=False,  # the batched buckets 1 and 2
+    )
     assert again.path == aoti_seg.path
     assert Path(again.path).parent == cache
     # A package path without shapes plans the package's own buckets.
-    own = ifa_rt.Segmenter(aoti_seg.path)
+    own = ifa_rt.Segmenter(aoti_seg.path, batch_invariant=False)
     assert own.plan["buckets"] == [(1, *SHAPE), (2, *SHAPE)]
     assert own.options.max_batch == 2
+    invariant = ifa_rt.Segmenter(aoti_seg.path)  # the default: batch 1 only
+    assert invariant.plan["buckets"] == [(1, *SHAPE)] and invariant.options.max_batch == 1
 
 
 def test_package_metadata_describes_the_machine(package):
@@ -174,7 +192,7 @@ def test_package_for_another_machine_is_refused(package, tmp_path, changes, mess
             {"shapes": [(512, 1024)]},
             "expected buckets compiled into package",
         ),
-        ({"shapes": [SHAPE], "max_batch": 4}, "got 4x360x480 (recompile"),
+        ({"shapes": [SHAPE], "max_batch": 4, "batch_invariant": False}, "got 4x360x480 (recompile"),
         (
             {"runtime": "jit"},
             "Options: 'runtime': expected 'auto' or 'aoti' for an AOTInductor package (.pt2), "
@@ -263,6 +281,8 @@ def test_segment_cli_with_the_aoti_runtime(cache, camvid_val_paths, tmp_path, ca
                 "camvid",
                 "--runtime",
                 "aoti",
+                "--precision",
+                "fp32",
                 "--threads",
                 "2",
                 *images,

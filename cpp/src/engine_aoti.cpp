@@ -195,7 +195,8 @@ class AotiEngine final : public Engine {
         if (std::find(options_.shapes.begin(), options_.shapes.end(), s) == options_.shapes.end())
           options_.shapes.push_back(s);
       }
-      options_.max_batch = max_batch;
+      // A batch-invariant engine runs batch 1 only, whatever else the package holds.
+      options_.max_batch = options_.batch_invariant ? 1 : max_batch;
     }
     std::string have;
     for (const Bucket& p : package_.buckets) have += (have.empty() ? "" : ", ") + p.name();

@@ -144,7 +144,10 @@ def choose(path: Path, settings: dict[str, Any]) -> Choice:
     compiled = not cuda and precision in ("fp32", "int8") and bool(settings.get("shapes"))
     if precision == "int8" or runtime == "aoti" or (runtime == "auto" and compiled):
         recipe = int8_blocker(path, settings, "aoti")[1] if precision == "int8" else None
-        return Choice(precision, "aoti", package_path(path, settings, precision), recipe, skipped)
+        # Without shapes or a recipe there is nothing to compile: the Segmenter says why.
+        known = settings.get("shapes") and (precision != "int8" or recipe is not None)
+        package = package_path(path, settings, precision) if known else None
+        return Choice(precision, "aoti", package, recipe, skipped)
     return Choice(precision, runtime, None, None, skipped)
 
 

@@ -163,15 +163,16 @@ class _Runner:
         if settings.get("shapes") is not None:
             _shapes(settings["shapes"], where)  # type errors first
         runtime = settings.get("runtime")
-        if (
-            settings["precision"] == "int8"
-            or runtime not in (None, "auto")
-            or path.suffix == ".pt2"
-        ):
-            # Asked for by name: built now (an int8 or aoti compile shows its progress).
-            self._engine = make(_artifact(model, where, settings), settings)
+        if path.suffix == ".pt2":  # a package runs the precision it was compiled for
+            precision = "fp32" if settings["precision"] == "auto" else settings["precision"]
+            self._engine = make(path, dict(settings, precision=precision))
             return lambda: None
         choice = self._choice = choose(path, settings)
+        if settings["precision"] == "int8" or runtime not in (None, "auto"):
+            # Asked for by name: built now (an int8 or aoti compile shows its progress).
+            chosen = dict(settings, precision=choice.precision)
+            self._engine = make(_artifact(model, where, chosen), chosen)
+            return lambda: None
         if choice.runtime != "aoti":
             self._engine = make(path, dict(settings, precision=choice.precision))
             return lambda: None
