@@ -140,7 +140,7 @@ BAD_OPTIONS = [
         "Segmenter: 'shapes': expected a list of (height, width) int pairs, got (32, 48, 3)",
     ),
     (
-        dict(shapes=[(16384, 16384)], max_batch=1024),
+        dict(shapes=[(16384, 16384)], max_batch=1024, batch_invariant=False),
         ValueError,
         re.compile(
             r"Options: 'shapes': expected planned input buffers \(max_batch x shapes\) that fit in memory \(\d+\.\d GiB\), got "
