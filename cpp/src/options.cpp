@@ -12,9 +12,9 @@ namespace {
   throw InvalidArgument("Options: '" + key + "': expected " + what + ", got " + got);
 }
 
-const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",  "threads",
-                                  "strict", "plan_logits", "channels_last", "runtime", "optimize",
-                                  "warmup", "shape_cache", "tf32", "batch_invariant"};
+const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",         "threads",
+                                  "strict", "plan_logits", "channels_last", "runtime",        "optimize",
+                                  "warmup", "shape_cache", "tf32",          "batch_invariant"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
