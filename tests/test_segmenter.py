@@ -86,7 +86,14 @@ def assert_logits_close(got: np.ndarray, want: np.ndarray) -> None:
 
 @pytest.mark.parametrize("runtime", ["static", "jit"])
 def test_tiny_matches_torchscript_across_buckets_splits_and_odd_sizes(tiny, runtime):
-    seg = Segmenter(tiny, shapes=[(32, 48)], max_batch=4, runtime=runtime, plan_logits=True)
+    seg = Segmenter(
+        tiny,
+        shapes=[(32, 48)],
+        max_batch=4,
+        runtime=runtime,
+        plan_logits=True,
+        batch_invariant=False,
+    )
     batch = rand_images(7, 32, 48, seed=1)  # 4 + 2 + 1 (CPU splits, never pads)
     odd = rand_images(3, 37, 53, seed=2)  # unplanned: fallback path
     want, want_logits = reference(tiny, list(batch) + list(odd))
@@ -103,7 +110,7 @@ def test_tiny_matches_torchscript_across_buckets_splits_and_odd_sizes(tiny, runt
 @pytest.mark.slow
 def test_real_export_matches_torchscript(real, real_image):
     image = real_image(0, size=(64, 96))  # a CamVid val image
-    seg = Segmenter(real, shapes=[(64, 96)], max_batch=2)
+    seg = Segmenter(real, shapes=[(64, 96)], max_batch=2, batch_invariant=False)
     images = [image, image[::-1].copy(), rand_images(1, 64, 96)[0]]
     odd = real_image(1, size=(40, 56))
     want, want_logits = reference(real, images + [odd])
@@ -188,7 +195,7 @@ def test_model_names_and_paths(tiny, tmp_path, monkeypatch):
 
 
 def test_plan_stats_metadata_repr(tiny):
-    seg = Segmenter(tiny, shapes=[(32, 48), (64, 64)], max_batch=2)
+    seg = Segmenter(tiny, shapes=[(32, 48), (64, 64)], max_batch=2, batch_invariant=False)
     plan = seg.plan
     assert plan["device"] == "cpu" and plan["precision"] == "fp32"
     assert plan["buckets"] == [(1, 32, 48), (2, 32, 48), (1, 64, 64), (2, 64, 64)]

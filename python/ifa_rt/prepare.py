@@ -112,7 +112,7 @@ def int8_blocker(path: Path, settings: dict[str, Any], runtime: str) -> tuple[st
 def choose(path: Path, settings: dict[str, Any]) -> Choice:
     """The precision and runtime that serve `path` with these settings (see the module doc)."""
     runtime = settings.get("runtime") or "auto"
-    precision = settings.get("precision") or "auto"
+    precision = settings.get("precision", "auto")
     cuda = str(settings.get("device") or "cpu").startswith("cuda")
     if path.suffix == ".pt2":
         return Choice(precision if precision != "auto" else "fp32", "aoti", path)
