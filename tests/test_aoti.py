@@ -40,9 +40,8 @@ def monkeypatch_module():
         yield mp
 
 
-@pytest.fixture(scope="module")
-def aoti_seg(cache):
-    """The bundled model compiled on first use (buckets 1 and 2 at 360×480), 2 threads."""
+def _compiled_camvid() -> ifa_rt.Segmenter:
+    """The bundled model compiled for batched buckets 1 and 2 at 360×480, 2 threads, fp32."""
     return ifa_rt.Segmenter(
         "camvid",
         precision="fp32",
@@ -52,6 +51,12 @@ def aoti_seg(cache):
         threads=2,
         batch_invariant=False,  # the batched buckets 1 and 2
     )
+
+
+@pytest.fixture(scope="module")
+def aoti_seg(cache):
+    """The package compiled on first use (the cache is this module's)."""
+    return _compiled_camvid()
 
 
 @pytest.fixture(scope="module")
@@ -116,15 +121,7 @@ def test_second_construction_uses_the_cache(aoti_seg, cache, monkeypatch):
         raise AssertionError("recompiled although the package is cached")
 
     monkeypatch.setattr(aoti, "compile_package", no_compile)
-    again = ifa_rt.Segmenter(
-        "camvid",
-        precision="fp32",
-        runtime="aoti",
-        shapes=[SHAPE],
-        max_batch=2,
-        threads=2,
-        batch_invariant=False,  # the batched buckets 1 and 2
-    )
+    again = _compiled_camvid()
     assert again.path == aoti_seg.path
     assert Path(again.path).parent == cache
     # A package path without shapes plans the package's own buckets.

@@ -2,7 +2,7 @@
 
 The gate is measured through the C++ runtime on real CamVid val frames and recomputed here
 independently; a gate belongs to one artifact (sha256); bf16 is chosen only where it passed
-its gate and the CPU has AMX (without it bf16 measured slower than fp32).
+its gate and the CPU computes bf16 natively (AVX512_BF16 or AMX; emulated bf16 is slower).
 """
 
 from __future__ import annotations
@@ -64,17 +64,15 @@ def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch):
     passed["artifact_sha256"] = digest
     p.gate_file(lone, "bf16").write_text(json.dumps(passed))
     try:
-        # AVX512_BF16 without AMX: bf16 measured slower than fp32 there (docs/benchmarks.md).
-        for flags in ({"avx2", "avx512f"}, {"avx512f", "avx512_bf16"}):
+        # Emulated bf16 is slower than fp32; AVX512_BF16 or AMX compute it natively.
+        monkeypatch.setattr(q, "cpu_flags", lambda: {"avx2", "avx512f"})
+        choice = prepare.choose(lone, settings)
+        assert choice.precision == "fp32"
+        assert choice.skipped["bf16"] == "this CPU has no native bf16 (AVX512_BF16 or AMX)"
+        for flags in ({"avx512f", "avx512_bf16"}, {"amx_bf16", "amx_tile"}):
             monkeypatch.setattr(q, "cpu_flags", lambda flags=flags: flags)
-            choice = prepare.choose(lone, settings)
-            assert choice.precision == "fp32"
-            assert (
-                choice.skipped["bf16"]
-                == "this CPU has no AMX (bf16 is slower than fp32 without it)"
-            )
+            assert prepare.choose(lone, settings).precision == "bf16"
         monkeypatch.setattr(q, "cpu_flags", lambda: {"amx_bf16", "amx_tile", "avx512_bf16"})
-        assert prepare.choose(lone, settings).precision == "bf16"
         assert prepare.choose(lone, {**settings, "runtime": "aoti"}).precision == "fp32"
         # A gate written for other bytes (or one that failed) does not count.
         p.gate_file(lone, "bf16").write_text(json.dumps({**passed, "artifact_sha256": "0" * 64}))

@@ -130,7 +130,6 @@ def test_auto_skips_int8_without_torchao(monkeypatch):
     monkeypatch.setattr(
         prepare.importlib.util, "find_spec", lambda name: None if name == "torchao" else real(name)
     )
-    monkeypatch.setattr(prepare, "_cpu_flags", lambda: {"avx512_vnni"})
     from ifa_rt.deploy import quantize
 
     monkeypatch.setattr(quantize, "cpu_flags", lambda: {"avx512_vnni"})

@@ -5,14 +5,13 @@ to build, in this order of preference (the fastest first, measured on the bundle
 
 - CPU: int8 (an AOTInductor package from the artifact's int8 recipe: the recipe passed its
   gate, the CPU has VNNI, shapes are planned, torchao is installed) > bf16 (its gate passed
-  and the CPU has AMX, the only CPUs where bf16 beats fp32) > fp32 (an AOTInductor package
+  and the CPU computes bf16 natively: AVX512_BF16 or AMX) > fp32 (an AOTInductor package
   when shapes are planned, else TorchScript);
 - CUDA: fp16 > bf16 (gates passed) > fp32, on TorchScript graphs.
 
-A package already in the cache is used at once. Otherwise the Segmenter serves on TorchScript
-at once and `TierUp` compiles the package in a background process (lower priority, one
-compile thread), verifies it against the serving engine on a real frame, and swaps it in
-between calls. `ifa-rt prepare` compiles ahead of time into the same cache.
+A package already in the cache is used at once; otherwise TorchScript serves while
+`ifa_rt.tier_up.TierUp` compiles it in the background. `ifa-rt prepare` compiles ahead of time
+into the same cache (`prepare_package`).
 """
 
 from __future__ import annotations
@@ -21,26 +20,23 @@ import importlib.util
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .precision import gate_passed
 
-__all__ = ["Choice", "TierUp", "choose", "compiler", "package_path", "prepare_package"]
+__all__ = [
+    "Choice",
+    "choose",
+    "compiled_for",
+    "compiler",
+    "package_path",
+    "plan_args",
+    "prepare_package",
+]
 
 log = logging.getLogger("ifa_rt")
-
-# Agreement with the serving engine a swapped-in engine must reach on the verification frame:
-# fp32 is the same model compiled otherwise; int8 was gated on real frames already, this only
-# catches a broken compile (a real frame agrees ~99 %).
-VERIFY_AGREEMENT = {"fp32": 0.999, "int8": 0.9}
-# "0": no background compiles (a cached package is still used; else TorchScript serves).
-TIER_UP_ENV = "IFA_RT_TIER_UP"
 
 
 @dataclass
@@ -50,7 +46,6 @@ class Choice:
     precision: str
     runtime: str  # "aoti" (a compiled package) or the TorchScript runtime option
     package: Path | None = None  # the package that serves (cached or yet to compile)
-    recipe: Path | None = None  # the int8 recipe the package compiles from
     skipped: dict[str, str] = field(default_factory=dict)  # candidate -> why not
 
     @property
@@ -80,12 +75,6 @@ def _cpu_flags() -> set[str]:
     from .deploy.quantize import cpu_flags
 
     return cpu_flags()
-
-
-def _gate_passed(path: Path, precision: str) -> bool:
-    from .precision import gate_passed
-
-    return gate_passed(path, precision)
 
 
 def int8_blocker(path: Path, settings: dict[str, Any], runtime: str) -> tuple[str, Path | None]:
@@ -122,7 +111,7 @@ def choose(path: Path, settings: dict[str, Any]) -> Choice:
         if cuda:
             skipped["int8"] = "int8 is a CPU path"
             for name in ("fp16", "bf16"):
-                if _gate_passed(path, name):
+                if gate_passed(path, name):
                     precision = name
                     break
                 skipped[name] = f"no passed {name} gate for this artifact"
@@ -135,23 +124,26 @@ def choose(path: Path, settings: dict[str, Any]) -> Choice:
             if precision == "fp32":
                 if runtime == "aoti":
                     skipped["bf16"] = "compiled packages are fp32 or int8, and runtime is 'aoti'"
-                elif not _gate_passed(path, "bf16"):
+                elif not gate_passed(path, "bf16"):
                     skipped["bf16"] = "no passed bf16 gate for this artifact"
-                elif "amx_bf16" not in _cpu_flags():
-                    skipped["bf16"] = "this CPU has no AMX (bf16 is slower than fp32 without it)"
+                elif not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+                    # Emulated bf16 is slower than fp32; native bf16 measured 1.8-2.0x faster
+                    # with AVX512_BF16 alone (docs/benchmarks.md) and faster again with AMX.
+                    skipped["bf16"] = "this CPU has no native bf16 (AVX512_BF16 or AMX)"
                 else:
                     precision = "bf16"
     compiled = not cuda and precision in ("fp32", "int8") and bool(settings.get("shapes"))
     if precision == "int8" or runtime == "aoti" or (runtime == "auto" and compiled):
-        recipe = int8_blocker(path, settings, "aoti")[1] if precision == "int8" else None
+        from .deploy.int8_recipe import recipe_for
+
         # Without shapes or a recipe there is nothing to compile: the Segmenter says why.
-        known = settings.get("shapes") and (precision != "int8" or recipe is not None)
+        known = settings.get("shapes") and (precision != "int8" or recipe_for(path) is not None)
         package = package_path(path, settings, precision) if known else None
-        return Choice(precision, "aoti", package, recipe, skipped)
-    return Choice(precision, runtime, None, None, skipped)
+        return Choice(precision, "aoti", package, skipped)
+    return Choice(precision, runtime, None, skipped)
 
 
-def _plan_args(settings: dict[str, Any]) -> dict[str, Any]:
+def plan_args(settings: dict[str, Any]) -> dict[str, Any]:
     """Shapes, max batch and threads a package is compiled for (a batch-invariant engine
     runs batch 1 only, so nothing else is compiled)."""
     import torch
@@ -173,10 +165,10 @@ def package_path(path: Path, settings: dict[str, Any], precision: str) -> Path:
     if precision == "int8":
         from .deploy.int8_recipe import int8_cached_path, recipe_for
 
-        return int8_cached_path(path, recipe_for(path), **_plan_args(settings))
+        return int8_cached_path(path, recipe_for(path), **plan_args(settings))
     from .deploy.aoti import cached_path
 
-    return cached_path(path, **_plan_args(settings))
+    return cached_path(path, **plan_args(settings))
 
 
 def prepare_package(
@@ -192,7 +184,7 @@ def prepare_package(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file():
             return target
-        args = dict(_plan_args(settings), show_progress=show_progress)
+        args = dict(plan_args(settings), show_progress=show_progress)
         if precision == "int8":
             from .deploy.int8_recipe import compile_int8, recipe_for
 
@@ -202,131 +194,36 @@ def prepare_package(
         return compile_artifact(path, **args)
 
 
-def _synthetic_frame(height: int, width: int) -> np.ndarray:
-    """A frame with structure (gradients and blocks) for verification before any real one."""
-    y, x = np.mgrid[0:height, 0:width]
-    frame = np.stack(
-        [
-            x * 255 // max(width - 1, 1),
-            y * 255 // max(height - 1, 1),
-            ((x // 32 + y // 32) % 2) * 200,
-        ],
-        axis=-1,
-    )
-    return frame.astype(np.uint8)
+def compiled_for(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
+    """The file the engine loads: the artifact, or its package compiled for this machine.
 
-
-class TierUp:
-    """Compiles a runner's package in the background and swaps it in once verified.
-
-        The compile runs in a child process (`ifa-rt prepare`, niced, one thread), so serving keeps
-        the GIL and the cores' priority; the engine is then built here (GIL released), checked
-        against the serving engine on the most recent real frame of a planned shape, and handed to
-        `runner._swap` between calls. `state`: compiling, loading, serving, failed, unavailable
-    (no C++ compiler), disabled ($IFA_RT_TIER_UP=0).
+    A TorchScript artifact with runtime="aoti" (or precision="int8", from the int8 recipe
+    beside it) is compiled on first use and cached (`ifa_rt.deploy.aoti.compile_artifact`,
+    `ifa_rt.deploy.int8_recipe.compile_int8`; progress shown); a `.pt2` is used as is.
     """
+    from .bundled import resolve
+    from .options import shapes_text
 
-    def __init__(
-        self, runner: Any, model_path: Path, choice: Choice, settings: dict[str, Any], build: Any
-    ) -> None:
-        self._runner = runner
-        self._path = model_path
-        self._choice = choice
-        self._settings = settings
-        self._build = build
-        self._frame: np.ndarray | None = None
-        self.state = "compiling"
-        self.reason = ""
-        self.compile_s: float | None = None
-        self.agreement: float | None = None
-        self._thread = threading.Thread(target=self._run, name="ifa_rt-tier-up", daemon=True)
-        if os.environ.get(TIER_UP_ENV, "1") == "0":
-            self.state, self.reason = "disabled", f"{TIER_UP_ENV}=0: staying on TorchScript"
-            return
-        self._thread.start()
+    path = resolve(model, where)
+    int8 = kwargs.get("precision") == "int8"
+    if path.suffix == ".pt2" or (not int8 and kwargs.get("runtime") != "aoti"):
+        return str(path)
+    if int8:
+        from .precision import int8_recipe
 
-    def offer(self, image: np.ndarray) -> None:
-        """Keep a copy of a real frame of a planned shape for the verification (once)."""
-        if self._frame is None and self.state in ("compiling", "loading") and image.ndim == 3:
-            if tuple(image.shape[:2]) in {tuple(s) for s in self._settings["shapes"]}:
-                self._frame = np.array(image, copy=True)
+        recipe = int8_recipe(path, where, kwargs.get("runtime"))
+    shapes = kwargs.get("shapes")
+    if not shapes:
+        raise ValueError(
+            f"{where}: 'shapes': expected the (height, width) sizes to compile for "
+            f"{'precision' if int8 else 'runtime'} '{'int8' if int8 else 'aoti'}', got none"
+        )
+    shapes_text(shapes, where)  # type errors first, before a long compile
+    plan = plan_args(kwargs)
+    if int8:
+        from .deploy.int8_recipe import compile_int8
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the tier-up ended (swapped in or given up); False on timeout."""
-        if self.state == "disabled":
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return str(compile_int8(path, recipe, **plan))
+    from .deploy.aoti import compile_artifact
 
-    def report(self) -> dict[str, Any]:
-        """State, reason, compile seconds and the verification's agreement."""
-        return {
-            "state": self.state,
-            "reason": self.reason,
-            "compile_s": self.compile_s,
-            "agreement": self.agreement,
-            "package": str(self._choice.package),
-        }
-
-    def _compile(self) -> None:
-        plan = _plan_args(self._settings)
-        command = [
-            sys.executable,
-            "-m",
-            "ifa_rt.cli",
-            "prepare",
-            str(self._path),
-            "--precision",
-            self._choice.precision,
-            "--threads",
-            str(plan["threads"]),
-            "--shapes",
-            ",".join(f"{h}x{w}" for h, w in plan["shapes"]),
-            "--max-batch",
-            str(plan["max_batch"]),
-            "--quiet",
-            "--nice",
-            "10",
-        ]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
-
-    def _run(self) -> None:
-        t0 = time.perf_counter()
-        try:
-            if compiler() is None:
-                self.state = "unavailable"
-                self.reason = "no C++ compiler ($CXX, g++ or c++): staying on TorchScript"
-                log.warning("ifa_rt: %s", self.reason)
-                return
-            if not self._choice.package.is_file():
-                self._compile()
-            self.compile_s = round(time.perf_counter() - t0, 1)
-            self.state = "loading"
-            engine = self._build(self._choice.package)
-            h, w = self._settings["shapes"][0]
-            frame = self._frame if self._frame is not None else _synthetic_frame(int(h), int(w))
-            now, new = self._runner.segment(frame), np.empty(frame.shape[:2], np.uint8)
-            engine.segment_into(frame, new)
-            self.agreement = float((now == new).mean())
-            need = VERIFY_AGREEMENT[self._choice.precision]
-            if self.agreement < need:
-                raise RuntimeError(
-                    f"the compiled engine agrees with TorchScript on {self.agreement:.4f} of "
-                    f"the verification frame's pixels, needs >= {need}; not swapped in"
-                )
-            self._runner._swap(engine)
-            self.state = "serving"
-            log.info(
-                "ifa_rt: tier-up to %s %s after %.1f s",
-                self._choice.runtime,
-                self._choice.precision,
-                time.perf_counter() - t0,
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure leaves TorchScript serving
-            self.state, self.reason = "failed", str(exc)
-            log.warning("ifa_rt: tier-up failed, staying on TorchScript: %s", exc)
+    return str(compile_artifact(path, **plan))

@@ -19,213 +19,31 @@ values, RuntimeError for runtime failures.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from .bundled import resolve
 from .inputs import as_array as _as_array
 from .inputs import cuda_tensor as _cuda_tensor
 from .inputs import type_name as _type_name
+from .options import core_options
+from .tier_up import Tiered, engine_label
 
 __all__ = ["Segmenter", "SegmenterPool"]
 
 _D = _core.Options()  # the C++ defaults, declared once there
-_swap_lock = threading.Lock()
-log = logging.getLogger("ifa_rt")
 
 
-def _engine_label(engine: Any) -> str:
-    """'<runtime> <precision>' of a _core.Segmenter or of a pool's first engine."""
-    if isinstance(engine, _core.SegmenterPool):
-        engine = engine.engine(0)
-    plan = engine.plan()
-    return f"{plan['runtime']} {plan['precision']}"
-
-
-def _calls(engine: Any) -> int:
-    """Calls served by a _core.Segmenter or by all of a pool's engines."""
-    if isinstance(engine, _core.SegmenterPool):
-        return sum(int(engine.engine(i).stats()["calls"]) for i in range(engine.size))
-    return int(engine.stats()["calls"])
-
-
-def _artifact(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
-    """The file the engine loads: the artifact, or its package compiled for this machine.
-
-    A TorchScript artifact with runtime="aoti" (or precision="int8", from the int8 recipe
-    beside it) is compiled on first use and cached (`ifa_rt.deploy.aoti.compile_artifact`,
-    `ifa_rt.deploy.int8_recipe.compile_int8`; progress shown); a `.pt2` is used as is.
-    """
-    path = resolve(model, where)
-    int8 = kwargs.get("precision") == "int8"
-    if path.suffix == ".pt2" or (not int8 and kwargs.get("runtime") != "aoti"):
-        return str(path)
-    if int8:
-        from .precision import int8_recipe
-
-        recipe = int8_recipe(path, where, kwargs.get("runtime"))
-    shapes = kwargs.get("shapes")
-    if not shapes:
-        raise ValueError(
-            f"{where}: 'shapes': expected the (height, width) sizes to compile for "
-            f"{'precision' if int8 else 'runtime'} '{'int8' if int8 else 'aoti'}', got none"
-        )
-    _shapes(shapes, where)  # type errors first, before a long compile
-    batch_invariant = kwargs.get("batch_invariant")
-    if batch_invariant is None:
-        batch_invariant = _D.batch_invariant
-    plan = {
-        "shapes": [(int(h), int(w)) for h, w in shapes],
-        # A batch-invariant engine runs batch 1 only: compile nothing else.
-        "max_batch": 1 if batch_invariant else int(kwargs.get("max_batch") or _D.max_batch),
-        "threads": kwargs.get("threads"),
-    }
-    if int8:
-        from .deploy.int8_recipe import compile_int8
-
-        return str(compile_int8(path, recipe, **plan))
-    from .deploy.aoti import compile_artifact
-
-    return str(compile_artifact(path, **plan))
-
-
-def _options(where: str, **kwargs: Any) -> _core.Options:
-    """C++ Options from keyword arguments; None keeps the C++ default."""
-    values: dict[str, str] = {}
-    for key, value in kwargs.items():
-        if value is None:
-            continue
-        if key == "shapes":
-            values[key] = _shapes(value, where)
-        elif key in ("max_batch", "threads", "warmup", "shape_cache"):
-            # Before the bool branch: True is an int to Python but not a count.
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"{where}: '{key}': expected an int, got {_type_name(value)}")
-            values[key] = str(int(value))
-        elif isinstance(value, bool):
-            values[key] = "true" if value else "false"
-        elif isinstance(value, str):
-            values[key] = value
-        else:
-            raise TypeError(f"{where}: '{key}': expected a str, got {_type_name(value)}")
-    return _core.Options.from_map(values)
-
-
-def _shapes(shapes: Any, where: str) -> str:
-    if isinstance(shapes, (str, bytes)) or not isinstance(shapes, Sequence):
-        raise TypeError(
-            f"{where}: 'shapes': expected a list of (height, width) pairs, got {_type_name(shapes)}"
-        )
-    items = []
-    for s in shapes:
-        if (
-            not isinstance(s, Sequence)
-            or len(s) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in s)
-        ):
-            raise TypeError(
-                f"{where}: 'shapes': expected a list of (height, width) int pairs, got {s!r}"
-            )
-        items.append(f"{int(s[0])}x{int(s[1])}")
-    return ",".join(items)
-
-
-class _Runner:
+class _Runner(Tiered):
     """Shared call logic over an engine (`_core.Segmenter`) or pool (`_core.SegmenterPool`)."""
 
-    _engine: Any
     _num_classes: int
     _device: str
-    _tier: Any = None  # ifa_rt.prepare.TierUp while a faster engine compiles
-    _choice: Any = None  # ifa_rt.prepare.Choice
-    _history: tuple[tuple[str, int], ...] = ()  # (engine label, calls) of swapped-out engines
-
-    def _start(
-        self,
-        model: str | os.PathLike,
-        where: str,
-        settings: dict[str, Any],
-        make: Callable[[str | os.PathLike, dict[str, Any]], Any],
-    ) -> Callable[[], None]:
-        """Build the engine that serves now (`ifa_rt.prepare.choose`); returns what starts the
-        tier-up, to call once the runner is complete."""
-        from .prepare import TierUp, choose
-
-        path = resolve(model, where)
-        if settings.get("shapes") is not None:
-            _shapes(settings["shapes"], where)  # type errors first
-        runtime = settings.get("runtime")
-        if path.suffix == ".pt2":  # a package runs the precision it was compiled for
-            precision = "fp32" if settings["precision"] == "auto" else settings["precision"]
-            self._engine = make(path, dict(settings, precision=precision))
-            return lambda: None
-        choice = self._choice = choose(path, settings)
-        if settings["precision"] == "int8" or runtime not in (None, "auto"):
-            # Asked for by name: built now (an int8 or aoti compile shows its progress).
-            chosen = dict(settings, precision=choice.precision)
-            self._engine = make(_artifact(model, where, chosen), chosen)
-            return lambda: None
-        if choice.runtime != "aoti":
-            self._engine = make(path, dict(settings, precision=choice.precision))
-            return lambda: None
-        compiled = dict(settings, precision=choice.precision, runtime="aoti")
-        if choice.package.is_file():
-            try:
-                self._engine = make(choice.package, compiled)
-                return lambda: None
-            except RuntimeError as exc:  # corrupt, or compiled for another machine: rebuild
-                log.warning(
-                    "ifa_rt: cached package %s refused (%s); rebuilding", choice.package, exc
-                )
-                choice.package.unlink(missing_ok=True)
-        self._engine = make(path, dict(settings, precision=choice.interim_precision, runtime=None))
-
-        def start_tier() -> None:
-            self._tier = TierUp(self, path, choice, settings, lambda p: make(p, compiled))
-
-        return start_tier
-
-    def _swap(self, engine: Any) -> None:
-        """Serve from `engine` from the next call on; calls in flight finish on the old one,
-        requests queued for `submit` run on it before its batcher closes."""
-        with _swap_lock:
-            old = self._engine
-            self._history += ((_engine_label(old), _calls(old)),)
-            self._engine = engine
-            batcher = self.__dict__.pop("_batcher", None)
-        if batcher is not None:
-            batcher.close(drain=True)
-
-    def _served_by(self, current_calls: Sequence[int]) -> dict[str, int]:
-        """Calls per engine label, swapped-out engines included."""
-        served: dict[str, int] = {}
-        for label, calls in self._history:
-            served[label] = served.get(label, 0) + calls
-        label = _engine_label(self._engine)
-        served[label] = served.get(label, 0) + int(sum(current_calls))
-        return served
-
-    def _choice_report(self) -> dict[str, Any]:
-        """plan["choice"]: what `ifa_rt.prepare.choose` decided, and the tier-up's state."""
-        if self._choice is None:  # precision int8 or a runtime asked for by name
-            runtime, precision = _engine_label(self._engine).split()
-            return {"precision": precision, "runtime": runtime, "asked": True}
-        report = self._choice.report()
-        report["tier_up"] = self._tier.report() if self._tier is not None else None
-        return report
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until a background tier-up has ended (swapped in or given up); True when no
-        tier-up is pending any more."""
-        return self._tier is None or self._tier.wait(timeout)
 
     def __call__(self, images: Any) -> Any:
         """Labels (uint8) of one image H×W×3, a batch B×H×W×3, or a list of images."""
@@ -337,8 +155,9 @@ class Segmenter(_Runner):
         device: "cpu", "cuda" or "cuda:N".
         precision: "fp32", "fp16" or "bf16" (the graph computes in the dtype of `mean`);
             "int8": the artifact's int8 recipe compiled for this CPU (needs VNNI and `shapes`;
-            cached); "auto": the fastest of those that passed their accuracy gate here,
-            measured at construction (`plan["precision_probe"]`). See `ifa_rt.precision`.
+            cached); "auto" (default): the fastest that passed its accuracy gate and that this
+            hardware runs natively, with why the others were skipped (`plan["choice"]`; see
+            `ifa_rt.prepare`).
         max_batch: most images per call run together (and per `submit` batch); bigger inputs
             are split. With batch_invariant=False: buckets 1, 2, 4, .., max_batch; a remainder
             runs as planned smaller batches on CPU (5 = 4 + 1) and is padded up to the next
@@ -347,9 +166,11 @@ class Segmenter(_Runner):
             fallback path (counted in `stats()`), or rejected when `strict`.
         strict: raise ValueError for an unplanned input size.
         threads: intra-op threads used inside each call (None: torch's setting).
-        runtime: "auto" (default), "jit", "static", or "aoti": compile the artifact for this
-            machine with AOTInductor on first use (cached; needs `shapes`), the fastest CPU
-            path. A `.pt2` package always runs on its compiled models.
+        runtime: "auto" (default): the compiled AOTInductor package where the choice is int8
+            or fp32 with `shapes` (from the cache, else TorchScript serves while it compiles in
+            the background: `wait_ready`), else TorchScript; "jit", "static": TorchScript only;
+            "aoti": compile before returning (cached; needs `shapes`). A `.pt2` package always
+            runs on its compiled models.
         shape_cache: unplanned input sizes whose per-shape constants stay cached (an LRU, default
             4); planned sizes always stay. Bounds memory whatever sizes are served.
         plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
@@ -404,7 +225,7 @@ class Segmenter(_Runner):
         t0 = time.perf_counter()
 
         def make(path: str | os.PathLike, chosen: dict[str, Any]) -> _core.Segmenter:
-            return _core.Segmenter(str(path), _options(where, **chosen))
+            return _core.Segmenter(str(path), core_options(where, **chosen))
 
         start_tier = self._start(model, where, settings, make)
         self._device = self._engine.options.device
@@ -432,8 +253,8 @@ class Segmenter(_Runner):
         stats = self._engine.stats()
         stats["engine_construction_ms"] = stats["construction_ms"]
         stats["construction_ms"] = self._construction_ms
-        stats["engine"] = _engine_label(self._engine)
-        stats["served_by"] = self._served_by([stats["calls"]])
+        stats["engine"] = engine_label(self._engine)
+        stats["served_by"] = self._served_by(stats["calls"])
         return stats
 
     @property
@@ -488,7 +309,7 @@ class SegmenterPool(_Runner):
         settings.setdefault("shapes", None)
 
         def make(path: str | os.PathLike, chosen: dict[str, Any]) -> _core.SegmenterPool:
-            return _core.SegmenterPool(str(path), _options(where, **chosen), int(size))
+            return _core.SegmenterPool(str(path), core_options(where, **chosen), int(size))
 
         start_tier = self._start(model, where, settings, make)
         self._device = self._engine.engine(0).options.device

@@ -15,7 +15,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=PRECISIONS,
         help="auto (default): the fastest precision whose accuracy gate passed and that this "
-        "hardware runs natively (int8 on VNNI CPUs, bf16 on AMX, fp16/bf16 on CUDA); fp32: exact",
+        "hardware runs natively (int8 on VNNI CPUs, bf16 on AVX512_BF16/AMX CPUs, fp16/bf16 on "
+        "CUDA); fp32: exact",
     )
     parser.add_argument(
         "--runtime",

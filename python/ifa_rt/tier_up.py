@@ -1,0 +1,269 @@
+"""Serving while a faster engine compiles: `Tiered` (the runner's engine slot) and `TierUp`.
+
+A runner (`Segmenter`, `SegmenterPool`) builds the engine `ifa_rt.prepare.choose` asks for.
+When that is a compiled package not yet in the cache, TorchScript serves at once and `TierUp`
+compiles the package in a child process (`ifa-rt prepare`, niced, one compile thread),
+builds its engine here (GIL released), checks it against the serving engine on the most
+recent real frame of a planned shape, and hands it to `Tiered._swap` between calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .bundled import resolve
+from .options import shapes_text
+from .prepare import Choice, choose, compiled_for, compiler, plan_args
+
+__all__ = ["TIER_UP_ENV", "TierUp", "Tiered", "engine_calls", "engine_label"]
+
+log = logging.getLogger("ifa_rt")
+_swap_lock = threading.Lock()
+# Agreement with the serving engine a swapped-in engine must reach on the verification frame:
+# fp32 is the same model compiled otherwise; int8 was gated on real frames already, this only
+# catches a broken compile (a real frame agrees ~99 %).
+VERIFY_AGREEMENT = {"fp32": 0.999, "int8": 0.9}
+# "0": no background compiles (a cached package is still used; else TorchScript serves).
+TIER_UP_ENV = "IFA_RT_TIER_UP"
+
+
+def engine_label(engine: Any) -> str:
+    """'<runtime> <precision>' of a _core.Segmenter or of a pool's first engine."""
+    if isinstance(engine, _core.SegmenterPool):
+        engine = engine.engine(0)
+    plan = engine.plan()
+    return f"{plan['runtime']} {plan['precision']}"
+
+
+def engine_calls(engine: Any) -> int:
+    """Calls served by a _core.Segmenter or by all of a pool's engines."""
+    if isinstance(engine, _core.SegmenterPool):
+        return sum(int(engine.engine(i).stats()["calls"]) for i in range(engine.size))
+    return int(engine.stats()["calls"])
+
+
+class Tiered:
+    """The engine slot of a runner: which engine serves, how it was chosen, the swap."""
+
+    _engine: Any
+    _tier: Any = None  # TierUp while a faster engine compiles
+    _choice: Any = None  # ifa_rt.prepare.Choice
+    _history: tuple[tuple[str, int], ...] = ()  # (engine label, calls) of swapped-out engines
+
+    def _start(
+        self,
+        model: str | os.PathLike,
+        where: str,
+        settings: dict[str, Any],
+        make: Callable[[str | os.PathLike, dict[str, Any]], Any],
+    ) -> Callable[[], None]:
+        """Build the engine that serves now (`ifa_rt.prepare.choose`); returns what starts the
+        tier-up, to call once the runner is complete."""
+        path = resolve(model, where)
+        if settings.get("shapes") is not None:
+            shapes_text(settings["shapes"], where)  # type errors first
+        runtime = settings.get("runtime")
+        if path.suffix == ".pt2":  # a package runs the precision it was compiled for
+            precision = "fp32" if settings["precision"] == "auto" else settings["precision"]
+            self._engine = make(path, dict(settings, precision=precision))
+            return lambda: None
+        choice = self._choice = choose(path, settings)
+        if settings["precision"] == "int8" or runtime not in (None, "auto"):
+            # Asked for by name: built now (an int8 or aoti compile shows its progress).
+            chosen = dict(settings, precision=choice.precision)
+            self._engine = make(compiled_for(model, where, chosen), chosen)
+            return lambda: None
+        if choice.runtime != "aoti":
+            self._engine = make(path, dict(settings, precision=choice.precision))
+            return lambda: None
+        compiled = dict(settings, precision=choice.precision, runtime="aoti")
+        if choice.package.is_file():
+            try:
+                self._engine = make(choice.package, compiled)
+                return lambda: None
+            except RuntimeError as exc:  # corrupt, or compiled for another machine: rebuild
+                log.warning(
+                    "ifa_rt: cached package %s refused (%s); rebuilding", choice.package, exc
+                )
+                choice.package.unlink(missing_ok=True)
+        self._engine = make(path, dict(settings, precision=choice.interim_precision, runtime=None))
+
+        def start_tier() -> None:
+            self._tier = TierUp(self, path, choice, settings, lambda p: make(p, compiled))
+
+        return start_tier
+
+    def _swap(self, engine: Any) -> None:
+        """Serve from `engine` from the next call on; calls in flight finish on the old one,
+        requests queued for `submit` run on it before its batcher closes."""
+        with _swap_lock:
+            old = self._engine
+            self._history += ((engine_label(old), engine_calls(old)),)
+            self._engine = engine
+            batcher = self.__dict__.pop("_batcher", None)
+        if batcher is not None:
+            batcher.close(drain=True)
+
+    def _served_by(self, current_calls: int) -> dict[str, int]:
+        """Calls per engine label, swapped-out engines included."""
+        served: dict[str, int] = {}
+        for label, calls in self._history:
+            served[label] = served.get(label, 0) + calls
+        label = engine_label(self._engine)
+        served[label] = served.get(label, 0) + int(current_calls)
+        return served
+
+    def _choice_report(self) -> dict[str, Any]:
+        """plan["choice"]: what `ifa_rt.prepare.choose` decided, and the tier-up's state."""
+        if self._choice is None:  # precision int8 or a runtime asked for by name
+            runtime, precision = engine_label(self._engine).split()
+            return {"precision": precision, "runtime": runtime, "asked": True}
+        report = self._choice.report()
+        report["tier_up"] = self._tier.report() if self._tier is not None else None
+        return report
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until a background tier-up has ended (swapped in or given up); True when no
+        tier-up is pending any more."""
+        return self._tier is None or self._tier.wait(timeout)
+
+
+def _synthetic_frame(height: int, width: int) -> np.ndarray:
+    """A frame with structure (gradients and blocks) for verification before any real one."""
+    y, x = np.mgrid[0:height, 0:width]
+    frame = np.stack(
+        [
+            x * 255 // max(width - 1, 1),
+            y * 255 // max(height - 1, 1),
+            ((x // 32 + y // 32) % 2) * 200,
+        ],
+        axis=-1,
+    )
+    return frame.astype(np.uint8)
+
+
+class TierUp:
+    """Compiles a runner's package in the background and swaps it in once verified.
+
+        The compile runs in a child process (`ifa-rt prepare`, niced, one thread), so serving keeps
+        the GIL and the cores' priority; the engine is then built here (GIL released), checked
+        against the serving engine on the most recent real frame of a planned shape, and handed to
+        `runner._swap` between calls. `state`: compiling, loading, serving, failed, unavailable
+    (no C++ compiler), disabled ($IFA_RT_TIER_UP=0).
+    """
+
+    def __init__(
+        self, runner: Any, model_path: Path, choice: Choice, settings: dict[str, Any], build: Any
+    ) -> None:
+        self._runner = runner
+        self._path = model_path
+        self._choice = choice
+        self._settings = settings
+        self._build = build
+        self._frame: np.ndarray | None = None
+        self.state = "compiling"
+        self.reason = ""
+        self.compile_s: float | None = None
+        self.agreement: float | None = None
+        self._thread = threading.Thread(target=self._run, name="ifa_rt-tier-up", daemon=True)
+        if os.environ.get(TIER_UP_ENV, "1") == "0":
+            self.state, self.reason = "disabled", f"{TIER_UP_ENV}=0: staying on TorchScript"
+            return
+        self._thread.start()
+
+    def offer(self, image: np.ndarray) -> None:
+        """Keep a copy of a real frame of a planned shape for the verification (once)."""
+        if self._frame is None and self.state in ("compiling", "loading") and image.ndim == 3:
+            if tuple(image.shape[:2]) in {tuple(s) for s in self._settings["shapes"]}:
+                self._frame = np.array(image, copy=True)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the tier-up ended (swapped in or given up); False on timeout."""
+        if self.state == "disabled":
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def report(self) -> dict[str, Any]:
+        """State, reason, compile seconds and the verification's agreement."""
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "compile_s": self.compile_s,
+            "agreement": self.agreement,
+            "package": str(self._choice.package),
+        }
+
+    def _compile(self) -> None:
+        plan = plan_args(self._settings)
+        command = [
+            sys.executable,
+            "-m",
+            "ifa_rt.cli",
+            "prepare",
+            str(self._path),
+            "--precision",
+            self._choice.precision,
+            "--threads",
+            str(plan["threads"]),
+            "--shapes",
+            ",".join(f"{h}x{w}" for h, w in plan["shapes"]),
+            "--max-batch",
+            str(plan["max_batch"]),
+            "--quiet",
+            "--nice",
+            "10",
+        ]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            if compiler() is None:
+                self.state = "unavailable"
+                self.reason = "no C++ compiler ($CXX, g++ or c++): staying on TorchScript"
+                log.warning("ifa_rt: %s", self.reason)
+                return
+            if not self._choice.package.is_file():
+                self._compile()
+            self.compile_s = round(time.perf_counter() - t0, 1)
+            self.state = "loading"
+            engine = self._build(self._choice.package)
+            h, w = self._settings["shapes"][0]
+            frame = self._frame if self._frame is not None else _synthetic_frame(int(h), int(w))
+            now, new = self._runner.segment(frame), np.empty(frame.shape[:2], np.uint8)
+            engine.segment_into(frame, new)
+            self.agreement = float((now == new).mean())
+            need = VERIFY_AGREEMENT[self._choice.precision]
+            if self.agreement < need:
+                raise RuntimeError(
+                    f"the compiled engine agrees with TorchScript on {self.agreement:.4f} of "
+                    f"the verification frame's pixels, needs >= {need}; not swapped in"
+                )
+            self._runner._swap(engine)
+            self.state = "serving"
+            log.info(
+                "ifa_rt: tier-up to %s %s after %.1f s",
+                self._choice.runtime,
+                self._choice.precision,
+                time.perf_counter() - t0,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure leaves TorchScript serving
+            self.state, self.reason = "failed", str(exc)
+            log.warning("ifa_rt: tier-up failed, staying on TorchScript: %s", exc)
