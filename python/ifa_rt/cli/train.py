@@ -131,7 +131,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--stop-at",
         type=int,
         default=0,
-        help="checkpoint and stop at this step (time-boxed sessions); rerun to resume",
+        help="checkpoint and stop at this step (for time-limited jobs); rerun to resume",
     )
     a("--out", default="runs/camvid")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
