@@ -36,12 +36,14 @@ __all__ = [
     "FALLBACK_FILE",
     "bucket_batches",
     "cache_dir",
+    "cache_facts",
     "cache_key",
     "cached_path",
     "compile_artifact",
     "compile_package",
     "compile_triton_model",
     "compile_with_progress",
+    "cpu_flags",
     "aot_compile",
     "export_graph",
     "machine_facts",
@@ -79,6 +81,32 @@ def machine_facts() -> dict[str, str]:
     return {
         "device": "cpu",
         "cpu_isa": str(isa) if isa else "none",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "torch_version": torch.__version__,
+    }
+
+
+def cpu_flags() -> str:
+    """This CPU's feature flags (/proc/cpuinfo "flags" or "Features"), sorted; "" elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() in ("flags", "Features"):
+                    return " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return ""
+
+
+def cache_facts() -> dict[str, str]:
+    """What a cached package's name depends on, cheap to read in every process: the CPU's
+    flags decide inductor's vector ISA (`machine_facts` probes it by compiling, ~2.5 s), and
+    the C++ runtime checks the package's ISA against them again before loading."""
+    return {
+        "device": "cpu",
+        "cpu_flags": hashlib.sha256(cpu_flags().encode()).hexdigest()[:16],
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
         "torch_version": torch.__version__,
@@ -285,7 +313,7 @@ def cache_key(
 ) -> str:
     """The cache name of a package: artifact bytes, plan, machine, torch (and a variant)."""
     digest = file_sha256(artifact)[:16]
-    facts = machine_facts()
+    facts = cache_facts()
     plan = ",".join(f"{h}x{w}" for h, w in shapes)
     raw = f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}|{variant}"
     return f"{digest}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
