@@ -107,6 +107,21 @@ def test_unplanned_shapes_and_logits_run_on_the_fallback(aoti_seg, jit_seg, real
         ifa_rt.Segmenter(aoti_seg.path, strict=True)(odd)
 
 
+def test_a_repeated_unplanned_size_is_planned_on_the_fallback(package, jit_seg, real_image):
+    seg = ifa_rt.Segmenter(package, threads=2)
+    frames = [real_image(i, (200, 312)) for i in range(4)]
+    for frame in frames:
+        np.testing.assert_array_equal(seg(frame), jit_seg(frame))
+    stats = seg.stats()
+    assert stats["learned_shapes"] == [(200, 312)]
+    assert (stats["fallback_calls"], stats["bucket_runs"]) == (2, 2)
+    assert seg.plan["buckets"] == [(1, *SHAPE), (1, 200, 312)]
+    assert "fallback input 1x200x312x3" in [b["name"] for b in seg.plan["buffers"]]
+    before = seg.stats()["allocations_after_warmup"]
+    seg(frames[0])
+    assert seg.stats()["allocations_after_warmup"] == before
+
+
 def test_steady_state_allocates_nothing(aoti_seg, frames):
     before = aoti_seg.stats()["allocations_after_warmup"]
     for i in range(20):

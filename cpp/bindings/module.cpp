@@ -75,6 +75,12 @@ auto without_gil(F&& f) {
   return f();
 }
 
+py::list shape_list(const std::vector<ifa_rt::Shape>& shapes) {
+  py::list l;
+  for (const auto& s : shapes) l.append(py::make_tuple(s.height, s.width));
+  return l;
+}
+
 py::dict stats_dict(const ifa_rt::Stats& s) {
   py::dict buckets;
   for (const auto& b : s.buckets)
@@ -87,8 +93,9 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("allocations_after_warmup") = s.allocations_after_warmup,
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
-                  py::arg("shape_cache") = s.shape_cache, py::arg("construction_ms") = s.construction_ms,
-                  py::arg("first_call_ms") = s.first_call_ms, py::arg("buckets") = buckets);
+                  py::arg("shape_cache") = s.shape_cache, py::arg("learned_shapes") = shape_list(s.learned_shapes),
+                  py::arg("construction_ms") = s.construction_ms, py::arg("first_call_ms") = s.first_call_ms,
+                  py::arg("buckets") = buckets);
 }
 
 // The engine calls shared by Segmenter and SegmenterPool.
@@ -259,12 +266,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("device", &ifa_rt::Options::device)
       .def_property_readonly("precision", [](const ifa_rt::Options& o) { return ifa_rt::to_string(o.precision); })
       .def_readonly("max_batch", &ifa_rt::Options::max_batch)
-      .def_property_readonly("shapes",
-                             [](const ifa_rt::Options& o) {
-                               py::list l;
-                               for (const auto& s : o.shapes) l.append(py::make_tuple(s.height, s.width));
-                               return l;
-                             })
+      .def_property_readonly("shapes", [](const ifa_rt::Options& o) { return shape_list(o.shapes); })
       .def_readonly("threads", &ifa_rt::Options::threads)
       .def_readonly("strict", &ifa_rt::Options::strict)
       .def_readonly("plan_logits", &ifa_rt::Options::plan_logits)
@@ -274,7 +276,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("optimize", &ifa_rt::Options::optimize)
       .def_readonly("warmup", &ifa_rt::Options::warmup)
       .def_readonly("shape_cache", &ifa_rt::Options::shape_cache)
-      .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant);
+      .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant)
+      .def_readonly("learn_shapes", &ifa_rt::Options::learn_shapes);
 
   py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
       .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {

@@ -15,6 +15,7 @@ bool Engine::run_device(size_t, const ImageRef*, int64_t, Output, void* const*, 
   throw Error("Segmenter: device-memory calls need the CUDA engine");
 }
 int Engine::memory_device(const void*) const { return kHostMemory; }
+bool Engine::add_shape(const Shape&) { return false; }
 
 #ifndef IFA_RT_WITH_CUDA
 std::unique_ptr<Engine> make_cuda_engine(const std::string&, const Options& options, Metadata*) {

@@ -70,6 +70,10 @@ class Engine {
   /// The CUDA device a pointer's memory is on, kHostMemory (also for engines that have no
   /// CUDA runtime to ask), or kManagedMemory (usable from the host and the devices).
   virtual int memory_device(const void* p) const;
+  /// Plans `shape` at run time (Options::learn_shapes): appends its buckets (batch sizes of
+  /// the engine's max_batch) after the existing ones, allocates and warms them up. Returns
+  /// false when this engine cannot plan at run time; on an Error nothing was added.
+  virtual bool add_shape(const Shape& shape);
   /// Allocation counters; only runs on planned buckets are measured.
   virtual AllocCounters counters() const = 0;
   /// Wall time of the first warm-up call (the profiling run), milliseconds.

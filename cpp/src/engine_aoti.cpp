@@ -13,6 +13,8 @@
 //   4. load one model per bucket, allocate its uint8 input buffer, and warm up inside the
 //      engine's BlockCache like the CPU engine (whole passes until none takes a new block,
 //      then trim), so a steady-state call reuses cached blocks: stats() counts misses.
+// Sizes learned at run time (Options::learn_shapes) are planned on the fallback; their
+// buckets follow the package's (bucket indices past the package's go to the fallback).
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <unistd.h>
@@ -152,6 +154,11 @@ class AotiEngine final : public Engine {
                            static_cast<int64_t>(inputs_[i].nbytes())});
     p.buffers.push_back(
         {"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {}, cache_.counters().held_bytes});
+    const Plan learned = fallback_->plan();  // sizes learned at run time (TorchScript fp32)
+    for (const Bucket& b : learned.buckets) p.buckets.push_back(b);
+    for (const BufferInfo& b : learned.buffers)
+      if (b.name.rfind("input ", 0) == 0 || b.bytes > 0)
+        p.buffers.push_back({"fallback " + b.name, b.device, b.dtype, b.shape, b.bytes});
     return p;
   }
 
@@ -160,6 +167,7 @@ class AotiEngine final : public Engine {
       fallback_->run_unplanned(images, n, what, outs);
       return false;
     }
+    if (bucket >= buckets_.size()) return fallback_->run(bucket - buckets_.size(), images, n, what, outs);
     BlockCache::Scope cache_scope(cache_);
     TorchScope scope(options_.threads);
     const Bucket& b = buckets_[bucket];
@@ -173,7 +181,16 @@ class AotiEngine final : public Engine {
     fallback_->run_unplanned(images, n, what, outs);
   }
 
-  AllocCounters counters() const override { return counters_since(cache_, warm_); }
+  // Learned sizes are planned on the fallback (TorchScript fp32): compiling a package for a
+  // size takes a compiler and minutes, planning takes two calls.
+  bool add_shape(const Shape& shape) override { return fallback_->add_shape(shape); }
+
+  AllocCounters counters() const override {
+    AllocCounters c = counters_since(cache_, warm_);
+    const AllocCounters f = fallback_->counters();
+    return {c.new_blocks + f.new_blocks, c.new_bytes + f.new_bytes, c.cached_hits + f.cached_hits,
+            c.cached_bytes + f.cached_bytes};
+  }
 
   double first_call_ms() const override { return first_call_ms_; }
 

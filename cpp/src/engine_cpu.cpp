@@ -11,6 +11,7 @@
 //   4. warm up: every bucket `warmup` times inside the engine's BlockCache scope, then whole
 //      passes over all buckets until a pass takes no new block (at most 4 passes); free the
 //      cached blocks that last pass did not use (first-call leftovers).
+// A size learned at run time (Options::learn_shapes) goes through steps 3-4 for its buckets.
 // A steady-state call then reuses the input buffer and cached blocks: stats() counts misses.
 #include <torch/csrc/jit/runtime/static/impl.h>
 #include <torch/script.h>
@@ -77,11 +78,28 @@ class CpuEngine final : public Engine {
     }
     if (options_.runtime == "static") build_static_runtime();
 
-    buckets_ = make_buckets(options_.shapes, options_.max_batch);
-    for (const Bucket& b : buckets_) inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
     runtime_ = use_static_ ? "static-runtime" : "jit";
     if (options_.optimize) runtime_ += "+optimize_for_inference";
-    warm_up();
+    plan_buckets(make_buckets(options_.shapes, options_.max_batch));
+    warm_ = warm_up(0);
+  }
+
+  bool add_shape(const Shape& shape) override {
+    const size_t first = buckets_.size();
+    const BlockCache::Counters before = cache_.counters();
+    try {
+      plan_buckets(make_buckets({shape}, options_.max_batch));
+      const BlockCache::Counters after = warm_up(first);
+      // What planning took is warm-up, not a steady-state miss.
+      warm_.misses += after.misses - before.misses;
+      warm_.miss_bytes += after.miss_bytes - before.miss_bytes;
+      warm_.hits += after.hits - before.hits;
+    } catch (...) {
+      buckets_.resize(first);
+      inputs_.resize(first);
+      throw;
+    }
+    return true;
   }
 
   Plan plan() const override {
@@ -171,10 +189,19 @@ class CpuEngine final : public Engine {
     }
   }
 
-  void warm_up() {
+  void plan_buckets(const std::vector<Bucket>& buckets) {
+    for (const Bucket& b : buckets) {
+      buckets_.push_back(b);
+      inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
+    }
+  }
+
+  // Warms up buckets [first, end) `warmup` times each, then settles the cache over every
+  // bucket; returns the counters steady-state counts start from.
+  BlockCache::Counters warm_up(size_t first) {
     BlockCache::Scope cache_scope(cache_);
     TorchScope scope(options_.threads);
-    for (size_t i = 0; i < buckets_.size(); ++i) {
+    for (size_t i = first; i < buckets_.size(); ++i) {
       const Bucket& b = buckets_[i];
       inputs_[i].copy_(at::randint(0, 256, inputs_[i].sizes(), at::TensorOptions(at::kByte)));
       for (int k = 0; k < options_.warmup; ++k) {
@@ -195,7 +222,7 @@ class CpuEngine final : public Engine {
         if (i == 0 && k == 0) first_call_ms_ = ms_since(t0);
       }
     }
-    warm_ = settle(cache_, [&] {
+    const BlockCache::Counters settled = settle(cache_, [&] {
       for (size_t i = 0; i < buckets_.size(); ++i) {
         const Bucket& b = buckets_[i];
         copy_out(execute(inputs_[i], Output::labels, true), b.batch, Output::labels,
@@ -206,6 +233,7 @@ class CpuEngine final : public Engine {
       }
     });
     std::vector<uint8_t>().swap(scratch_);
+    return settled;
   }
 
   // Output pointers into a warm-up scratch buffer (std::vector: not the c10 allocator).

@@ -12,9 +12,9 @@ namespace {
   throw InvalidArgument("Options: '" + key + "': expected " + what + ", got " + got);
 }
 
-const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",         "threads",
-                                  "strict", "plan_logits", "channels_last", "runtime",        "optimize",
-                                  "warmup", "shape_cache", "tf32",          "batch_invariant"};
+const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",          "threads",
+                                  "strict", "plan_logits", "channels_last", "runtime",         "optimize",
+                                  "warmup", "shape_cache", "tf32",          "batch_invariant", "learn_shapes"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -119,6 +119,8 @@ void Options::validate() const {
         "optimize_for_inference makes; use runtime 'jit')",
         "true");
   if (shape_cache < 0 || shape_cache > 1024) bad("shape_cache", "an integer in [0, 1024]", std::to_string(shape_cache));
+  if (learn_shapes < 0 || learn_shapes > 64)
+    bad("learn_shapes", "an integer in [0, 64] (0 = never plan unplanned sizes)", std::to_string(learn_shapes));
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }
@@ -154,6 +156,8 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
       o.warmup = static_cast<int>(parse_int(key, value));
     else if (key == "shape_cache")
       o.shape_cache = static_cast<int>(parse_int(key, value));
+    else if (key == "learn_shapes")
+      o.learn_shapes = static_cast<int>(parse_int(key, value));
     else {
       std::string known;
       for (const char* k : kKnownKeys) known += (known.empty() ? "" : ", ") + std::string(k);

@@ -27,6 +27,9 @@ using detail::Output;
 using detail::Started;
 using Clock = std::chrono::steady_clock;
 
+// Distinct unplanned sizes counted towards learning at once.
+constexpr size_t kMaxUnplannedSeen = 64;
+
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 [[noreturn]] void bad_input(const std::string& where, const std::string& name, const std::string& what,
@@ -79,6 +82,11 @@ struct Segmenter::Impl {
   std::unique_ptr<detail::Engine> engine;
   std::vector<Bucket> buckets;
   std::vector<int64_t> batches;
+  std::vector<Shape> shapes;     // planned: options.shapes, then learned ones
+  int64_t engine_max_batch = 1;  // the batch the engine plans (1 when batch-invariant)
+  std::vector<Shape> learned;
+  std::map<Shape, int> unplanned_seen;  // unplanned calls per size, while learning (bounded)
+  bool can_learn = true;
   std::mutex mutex;
   int64_t calls = 0, images = 0, bucket_runs = 0, padded = 0, fallback = 0;
   std::vector<LatencyRing> latency;
@@ -124,9 +132,30 @@ struct Segmenter::Impl {
   }
 
   int shape_index(int64_t h, int64_t w) const {
-    for (size_t i = 0; i < options.shapes.size(); ++i)
-      if (options.shapes[i].height == h && options.shapes[i].width == w) return static_cast<int>(i);
+    for (size_t i = 0; i < shapes.size(); ++i)
+      if (shapes[i].height == h && shapes[i].width == w) return static_cast<int>(i);
     return -1;
+  }
+
+  // An unplanned size met kLearnAfter times gets buckets (Options::learn_shapes; mutex held).
+  // Returns its shape index, or -1 while it stays unplanned.
+  int learn(int64_t h, int64_t w) {
+    if (!can_learn || static_cast<int>(learned.size()) >= options.learn_shapes) return -1;
+    // A stream of distinct sizes must not grow this map: it restarts when full.
+    if (unplanned_seen.size() >= kMaxUnplannedSeen && !unplanned_seen.count({h, w})) unplanned_seen.clear();
+    if (++unplanned_seen[{h, w}] < kLearnAfter) return -1;
+    unplanned_seen.erase({h, w});
+    try {
+      can_learn = engine->add_shape({h, w});
+    } catch (const std::exception&) {
+      return -1;  // the unplanned path runs it and reports what is wrong with it
+    }
+    if (!can_learn) return -1;
+    shapes.push_back({h, w});
+    learned.push_back({h, w});
+    for (const Bucket& b : detail::make_buckets({{h, w}}, engine_max_batch)) buckets.push_back(b);
+    latency.resize(buckets.size());
+    return static_cast<int>(shapes.size()) - 1;
   }
 
   void check_planned(const std::string& where, const std::string& name, int64_t h, int64_t w) const {
@@ -141,7 +170,8 @@ struct Segmenter::Impl {
   // Serves n same-shaped images (mutex held): planned buckets, else the unplanned path. Runs
   // the engine leaves pending go to `started`, for finish() once the mutex is released.
   void serve(const ImageRef* ims, int64_t n, Output what, void* const* outs, const Memory& memory, InFlight* started) {
-    const int si = shape_index(ims[0].height, ims[0].width);
+    int si = shape_index(ims[0].height, ims[0].width);
+    if (si < 0 && !memory.device && cuda_device < 0) si = learn(ims[0].height, ims[0].width);
     // Unplanned: runs of up to max_batch images, a remainder in one run (no bucket to fit).
     for (const detail::Run& run : detail::schedule(n, batches, cuda_device >= 0 || si < 0)) {
       if (memory.device) {  // queued, not finished: no host latency to record
@@ -277,6 +307,8 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
     impl_->engine = detail::make_cpu_engine(artifact_path, planned, &impl_->metadata, &impl_->options);
   }
   // The engine may resolve the plan (an AOTInductor package without shapes plans its own).
+  impl_->shapes = impl_->options.shapes;
+  impl_->engine_max_batch = impl_->options.max_batch;
   impl_->buckets = detail::make_buckets(impl_->options.shapes, impl_->options.max_batch);
   impl_->batches = detail::bucket_batches(impl_->options.max_batch);
   impl_->latency.resize(impl_->buckets.size());
@@ -407,6 +439,7 @@ Stats Segmenter::stats() const {
   s.bytes_allocated_after_warmup = c.new_bytes;
   s.cached_allocations_after_warmup = c.cached_hits;
   s.shape_cache = impl_->options.shape_cache;
+  s.learned_shapes = impl_->learned;
   s.construction_ms = impl_->construction_ms;
   s.first_call_ms = impl_->engine->first_call_ms();
   for (size_t i = 0; i < impl_->buckets.size(); ++i) s.buckets.push_back(impl_->latency[i].summary(impl_->buckets[i]));

@@ -74,6 +74,42 @@ int main(int argc, char** argv) {
       CHECK_EQ(st.padded_images, int64_t{0});
     }
 
+    {  // learn_shapes: an unplanned size met kLearnAfter times is planned; at most learn_shapes.
+      Options l;
+      l.shapes = {{32, 48}};
+      l.learn_shapes = 1;
+      Segmenter s(check::path("tiny.ifa.pt"), l);
+      auto one_b = check::view(b_in, {1, 37, 53, 3});
+      const std::vector<uint8_t> b0(b_ref.begin(), b_ref.begin() + b_px);
+      for (int i = 0; i < ifa_rt::kLearnAfter - 1; ++i) CHECK(s.segment(one_b).labels == b0);
+      CHECK(s.stats().learned_shapes.empty());
+      CHECK(s.segment(one_b).labels == b0);  // planned by this call, then run on its bucket
+      auto st = s.stats();
+      CHECK_EQ(st.learned_shapes.size(), size_t{1});
+      CHECK(st.learned_shapes[0] == (ifa_rt::Shape{37, 53}));
+      CHECK_EQ(st.fallback_calls, int64_t{ifa_rt::kLearnAfter - 1});
+      CHECK_EQ(st.bucket_runs, int64_t{1});
+      CHECK_EQ(s.plan().buckets.size(), size_t{2});
+      CHECK(s.plan().buckets[1].name() == "1x37x53");
+      CHECK(s.segment(check::view(b_in, {3, 37, 53, 3})).labels == b_ref);  // 3 runs on it
+      CHECK_EQ(s.stats().bucket_runs, int64_t{4});
+      CHECK_EQ(s.stats().allocations_after_warmup, st.allocations_after_warmup);
+      // The bound: a second repeated size stays unplanned.
+      TensorView part = check::view(a_in, {1, 30, 40, 3});
+      part.strides = {32 * 48 * 3, 48 * 3, 3, 1};  // a crop of the first 32x48 image
+      auto first = s.segment(part).labels;
+      for (int i = 0; i < ifa_rt::kLearnAfter + 1; ++i) CHECK(s.segment(part).labels == first);
+      CHECK_EQ(s.stats().learned_shapes.size(), size_t{1});
+      CHECK_EQ(s.stats().fallback_calls, int64_t{ifa_rt::kLearnAfter - 1 + ifa_rt::kLearnAfter + 2});
+
+      Options never = l;
+      never.learn_shapes = 0;
+      Segmenter n(check::path("tiny.ifa.pt"), never);
+      for (int i = 0; i < ifa_rt::kLearnAfter + 1; ++i) CHECK(n.segment(one_b).labels == b0);
+      CHECK(n.stats().learned_shapes.empty());
+      CHECK_EQ(n.plan().buckets.size(), size_t{1});
+    }
+
     // A list with an unplanned size is served on the fallback path, in order.
     Options o;
     o.shapes = {{32, 48}};

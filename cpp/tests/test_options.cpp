@@ -40,6 +40,11 @@ int main(int argc, char** argv) {
     o.shape_cache = -1;
     CHECK_THROWS(InvalidArgument, o.validate(), "Options: 'shape_cache': expected an integer in [0, 1024], got -1");
     CHECK_EQ(Options::from_map({{"shape_cache", "7"}}).shape_cache, 7);
+    o.shape_cache = 4;
+    o.learn_shapes = 65;
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'learn_shapes': expected an integer in [0, 64] (0 = never plan unplanned sizes), got 65");
+    CHECK_EQ(Options::from_map({{"learn_shapes", "0"}}).learn_shapes, 0);
     CHECK(!Options().tf32);  // fp32 means fp32 unless asked
     CHECK(Options::from_map({{"tf32", "true"}}).tf32);
     o = Options();
@@ -66,7 +71,8 @@ int main(int argc, char** argv) {
     CHECK(m.strict);
     CHECK_THROWS(InvalidArgument, Options::from_map({{"batch", "2"}}),
                  "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
-                 "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache, tf32, batch_invariant)");
+                 "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache, tf32, batch_invariant, "
+                 "learn_shapes)");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "fp64"}}),
                  "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"max_batch", "two"}}),

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
       o.shapes = {{32, 48}};
       o.max_batch = 4;
       o.batch_invariant = false;  // batched buckets 1, 2, 4
+      o.learn_shapes = 0;         // the unplanned path stays unplanned (learning: test_batching)
       o.optimize = runtime == "jit+optimize";
       o.runtime = o.optimize ? "jit" : runtime;
       o.plan_logits = true;

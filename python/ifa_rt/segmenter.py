@@ -60,12 +60,15 @@ class _Runner(Tiered):
             arrays = [_as_array(x, where, f"images[{i}]") for i, x in enumerate(images)]
             outs = [np.empty(a.shape[:2] if a.ndim == 3 else (0,), np.uint8) for a in arrays]
             self._engine.segment_list(arrays, outs)
+            for a in arrays:
+                self._note_size(a.shape)
             return outs
         array = _as_array(images, where, "images")
         if self._tier is not None:
             self._tier.offer(array)
         out = np.empty(self._out_shape(array.shape, "labels"), np.uint8)
         self._engine.segment_into(array, out)
+        self._note_size(array.shape)
         return out
 
     def logits(self, images: Any) -> Any:
@@ -93,6 +96,7 @@ class _Runner(Tiered):
     def _logits_one(self, array: np.ndarray) -> np.ndarray:
         out = np.empty(self._out_shape(array.shape, "logits"), np.float32)
         self._engine.logits_into(array, out)
+        self._note_size(array.shape)
         return out
 
     def _on_device(self, images: Any, where: str, what: str) -> Any:
@@ -132,6 +136,7 @@ class _Runner(Tiered):
         while True:
             batcher = self.batcher
             future = batcher.submit(image, copy=copy)
+            self._note_size(getattr(image, "shape", ()))
             # A tier-up swap closes the old batcher: a submit that raced it goes to the new one.
             if not (
                 future.done() and batcher.closed and batcher is not self.__dict__.get("_batcher")
@@ -173,6 +178,9 @@ class Segmenter(_Runner):
             runs on its compiled models.
         shape_cache: unplanned input sizes whose per-shape constants stay cached (an LRU, default
             4); planned sizes always stay. Bounds memory whatever sizes are served.
+        learn_shapes: unplanned sizes that get planned buckets once met 3 times (default 4;
+            0: none), logged on the "ifa_rt" logger and listed in `stats()["learned_shapes"]`.
+            A compiled package plans them on its TorchScript fallback; CUDA does not learn.
         plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
@@ -201,6 +209,7 @@ class Segmenter(_Runner):
         max_delay_us: int | None = None,
         tf32: bool | None = None,
         batch_invariant: bool | None = None,
+        learn_shapes: int | None = None,
     ) -> None:
         where = "Segmenter"
         from .batcher import check_max_delay_us
@@ -221,6 +230,7 @@ class Segmenter(_Runner):
             shape_cache=shape_cache,
             tf32=tf32,
             batch_invariant=batch_invariant,
+            learn_shapes=learn_shapes,
         )
         t0 = time.perf_counter()
 

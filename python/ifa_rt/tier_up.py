@@ -60,6 +60,7 @@ class Tiered:
     _tier: Any = None  # TierUp while a faster engine compiles
     _choice: Any = None  # ifa_rt.prepare.Choice
     _history: tuple[tuple[str, int], ...] = ()  # (engine label, calls) of swapped-out engines
+    _planned: set[tuple[int, int]] | None = None  # sizes the serving engine plans (learned too)
 
     def _start(
         self,
@@ -111,9 +112,36 @@ class Tiered:
             old = self._engine
             self._history += ((engine_label(old), engine_calls(old)),)
             self._engine = engine
+            self._planned = None
             batcher = self.__dict__.pop("_batcher", None)
         if batcher is not None:
             batcher.close(drain=True)
+
+    def _note_size(self, shape: tuple[int, ...]) -> None:
+        """After a call on an image [.., H, W, 3]: logs the sizes the engine has planned since
+        (`learn_shapes`); a planned size costs one set lookup."""
+        if len(shape) < 3:
+            return
+        engines = [self._engine]
+        if isinstance(self._engine, _core.SegmenterPool):
+            engines = [self._engine.engine(i) for i in range(self._engine.size)]
+        if self._planned is None:
+            self._planned = {tuple(s) for s in engines[0].options.shapes}
+        if (int(shape[-3]), int(shape[-2])) in self._planned:
+            return
+        for engine in engines:
+            learned = engine.stats()["learned_shapes"]
+            for height, width in learned:
+                if (height, width) not in self._planned:
+                    self._planned.add((height, width))
+                    log.info(
+                        "ifa_rt: input size %dx%d came repeatedly unplanned: it is planned now "
+                        "(learned %d of learn_shapes=%d; pass it in shapes= to plan it ahead)",
+                        height,
+                        width,
+                        len(learned),
+                        engine.options.learn_shapes,
+                    )
 
     def _served_by(self, current_calls: int) -> dict[str, int]:
         """Calls per engine label, swapped-out engines included."""

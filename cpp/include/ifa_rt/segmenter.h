@@ -61,6 +61,9 @@ struct Shape {
   bool operator<(const Shape& o) const { return height != o.height ? height < o.height : width < o.width; }
 };
 
+/// Unplanned calls of one input size after which Options::learn_shapes plans it.
+inline constexpr int kLearnAfter = 3;
+
 /// How a Segmenter is built. Defaults are declared here, once.
 struct Options {
   std::string device = "cpu";             ///< "cpu", "cuda" or "cuda:N"
@@ -85,6 +88,13 @@ struct Options {
   /// Unplanned input sizes whose per-shape constants the artifact may keep (an LRU; planned
   /// sizes are always kept): bounds memory whatever sizes are served (docs/artifact.md).
   int shape_cache = 4;
+  /// Unplanned input sizes that may get planned buckets at run time (0: none). A size met
+  /// kLearnAfter times on the unplanned path is planned like `shapes` (input buffer, warm-up,
+  /// block cache) by the call that meets it: steady traffic of a few sizes stops allocating.
+  /// Bounded: at most this many sizes, each costing one planned shape's memory (`plan()`);
+  /// stats().learned_shapes lists them. CPU and AOTInductor engines (an AOTInductor engine
+  /// plans them on its TorchScript fallback); the CUDA engine does not learn.
+  int learn_shapes = 4;
   /// An image's labels never depend on what it is batched with: every image of a call runs
   /// on the batch-1 plan (buckets are 1xHxW; max_batch still bounds a call and a Batcher
   /// batch). oneDNN picks kernels and weight blockings per batch size (on AMX CPUs int8
@@ -168,9 +178,10 @@ struct Stats {
   /// CPU: allocator requests served from the engine's cache after warm-up (how many tensor
   /// allocations the runtime makes; Static Runtime makes far fewer than the JIT).
   int64_t cached_allocations_after_warmup = 0;
-  int64_t shape_cache = 0;     ///< unplanned sizes whose per-shape constants stay cached (Options)
-  double construction_ms = 0;  ///< load + plan + warm-up
-  double first_call_ms = 0;    ///< the first warm-up call (profiling run)
+  int64_t shape_cache = 0;            ///< unplanned sizes whose per-shape constants stay cached (Options)
+  std::vector<Shape> learned_shapes;  ///< sizes planned at run time (Options::learn_shapes)
+  double construction_ms = 0;         ///< load + plan + warm-up
+  double first_call_ms = 0;           ///< the first warm-up call (profiling run)
   std::vector<BucketStats> buckets;
 };
 

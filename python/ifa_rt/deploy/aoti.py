@@ -87,17 +87,17 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def cpu_flags() -> str:
-    """This CPU's feature flags (/proc/cpuinfo "flags" or "Features"), sorted; "" elsewhere."""
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (/proc/cpuinfo "flags", or "Features" on Arm); empty elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 name, _, value = line.partition(":")
                 if name.strip() in ("flags", "Features"):
-                    return " ".join(sorted(value.split()))
+                    return set(value.split())
     except OSError:
         pass
-    return ""
+    return set()
 
 
 def cache_facts() -> dict[str, str]:
@@ -106,7 +106,7 @@ def cache_facts() -> dict[str, str]:
     the C++ runtime checks the package's ISA against them again before loading."""
     return {
         "device": "cpu",
-        "cpu_flags": hashlib.sha256(cpu_flags().encode()).hexdigest()[:16],
+        "cpu_flags": hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:16],
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
         "torch_version": torch.__version__,

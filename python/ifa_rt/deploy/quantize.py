@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .aoti import aot_compile, compile_package, export_graph, model_name
+from .aoti import aot_compile, compile_package, cpu_flags, export_graph, model_name
 from .artifact import file_sha256
 from .gate import Gate, compare, describe
 from .rebuild import rebuild_from_artifact
@@ -50,16 +50,6 @@ class GateFailed(ValueError):
 
 
 QuantizationGate = Gate  # the name it had before bf16/fp16 were gated too
-
-
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
 
 
 def cpu_has_vnni(flags: set[str] | None = None) -> bool:
