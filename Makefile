@@ -56,14 +56,18 @@ example: setup
 # The CUDA engine compiled against the CUDA build of torch (a 4.7 GB venv, downloaded once),
 # so it cannot rot on machines without a GPU; IFA_RT_SKIP_CUDA_CHECK=1 skips it.
 cuda-check:
-	@if [ -n "$$IFA_RT_SKIP_CUDA_CHECK" ]; then echo "cuda-check: skipped (IFA_RT_SKIP_CUDA_CHECK)"; \
-	else bash scripts/cuda_compile_check.sh; fi
+	bash scripts/cuda_compile_check.sh
 
+# Each step writes its outcome into $(REPORT); the last line says what passed and what was
+# skipped, and why (scripts/test_summary.py).
+REPORT := build/test-report
 test: setup lint
-	$(PY) -m pytest -q
-	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	@rm -rf $(REPORT) && mkdir -p $(REPORT)
+	$(PY) -m pytest -q --junitxml=$(REPORT)/pytest.xml
+	ctest --test-dir $(BUILD_DIR) --output-on-failure --output-junit $(abspath $(REPORT))/ctest.xml
 	PYTHON=$(PY) bash scripts/build_cpp_example.sh
-	$(MAKE) cuda-check
+	IFA_RT_TEST_REPORT=$(abspath $(REPORT)) $(MAKE) cuda-check
+	@$(PY) scripts/test_summary.py $(REPORT)
 
 # Long reliability runs (docs/reliability.md): not part of `make test`.
 sanitize: setup

@@ -8,10 +8,18 @@ cd "$(dirname "$0")/.."
 VENV=${CUDA_VENV:-.venv-cuda}
 BUILD=${CUDA_BUILD_DIR:-build/cuda}
 export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda-13.0}
-if [ ! -x "$CUDA_PATH/bin/nvcc" ]; then
-  echo "cuda_compile_check: no nvcc at $CUDA_PATH (set CUDA_PATH); skipping the CUDA compile check" >&2
+# Where `make test` collects outcomes: a skip is recorded with its reason, never as a pass.
+outcome() {
+  if [ -n "${IFA_RT_TEST_REPORT:-}" ]; then echo "$2" >"$IFA_RT_TEST_REPORT/cuda-check.$1"; fi
+}
+skip() {
+  echo "cuda_compile_check: SKIPPED: $1" >&2
+  outcome skipped "$1"
   exit 0
-fi
+}
+[ -z "${IFA_RT_SKIP_CUDA_CHECK:-}" ] || skip "IFA_RT_SKIP_CUDA_CHECK is set"
+command -v nvcc >/dev/null && [ ! -x "$CUDA_PATH/bin/nvcc" ] && CUDA_PATH=$(dirname "$(dirname "$(command -v nvcc)")")
+[ -x "$CUDA_PATH/bin/nvcc" ] || skip "no nvcc at $CUDA_PATH or on PATH (set CUDA_PATH): the CUDA engine was not compiled"
 export PATH="$CUDA_PATH/bin:$PATH"
 if [ ! -f "$VENV/.ready" ]; then
   python3 -m venv "$VENV"
@@ -47,4 +55,5 @@ if torch.cuda.device_count() == 0:
 PYEOF
 # The CPU engine and its tests, built against the CUDA torch, must pass as well.
 ctest --test-dir "$BUILD" --output-on-failure
+outcome passed "compiled with $("$CUDA_PATH/bin/nvcc" --version | tail -1)"
 echo "cuda_compile_check: OK"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gpu_check_report import Report, StepFailed
+from gpu_check_report import Report, StepFailed, StepSkipped
 
 REPO = Path(__file__).resolve().parents[1]
 # Shapes per model; the dry run keeps the trained model at its real size (its agreement goal
@@ -244,7 +244,7 @@ class GpuCheck:
         """An artifact that reads back to the host cannot be captured: a clear error, and
         the process (an engine built before, one built after) stays healthy."""
         if self.dry:
-            return {"note": "skipped in the dry run (no CUDA graphs on the CPU)"}
+            raise StepSkipped("the dry run has no CUDA graphs to capture")
         import subprocess
         import sys
 
@@ -314,8 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         "staging overlapped with compute: 1 vs 2 threads, Batcher",
         lambda: gpu_check_io.overlap(check),
     )
-    failed = [s["step"] for s in report.steps if not s["ok"]]
-    print(f"[gpu_check] wrote {args.out}/gpu_check.md; failed steps: {failed or 'none'}")
+    failed = [s["step"] for s in report.steps if s["ok"] is False]
+    skipped = [s["step"] for s in report.steps if s["ok"] is None]
+    print(
+        f"[gpu_check] wrote {args.out}/gpu_check.md; failed steps: {failed or 'none'}; "
+        f"skipped steps: {skipped or 'none'}"
+    )
     return 1 if failed else 0
 
 

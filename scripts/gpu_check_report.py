@@ -20,6 +20,11 @@ class StepFailed(AssertionError):
         self.details = details
 
 
+class StepSkipped(Exception):
+    """A step that cannot run here (the dry run has no CUDA): recorded as skipped, never as
+    passed, with the reason."""
+
+
 class Report:
     """Named steps with their outcome, seconds and numbers; written as JSON and markdown."""
 
@@ -40,6 +45,9 @@ class Report:
         entry = {"step": name}
         try:
             entry.update(ok=True, **(fn() or {}))
+        except StepSkipped as exc:
+            entry.update(ok=None, skipped=str(exc))
+            print(f"[gpu_check] {name} SKIPPED: {exc}", flush=True)
         except Exception as exc:  # noqa: BLE001 - every failure is data for the report
             entry.update(
                 ok=False,
@@ -69,15 +77,13 @@ def markdown(doc: dict) -> str:
         "",
         f"torch {f['torch']}, CUDA {f['cuda']}, Python {f['python']}",
         "",
-        "| step | ok | s | note |",
+        "| step | outcome | s | note |",
         "|---|---|---|---|",
     ]
+    outcomes = {True: "passed", False: "**FAILED**", None: "skipped"}
     for s in doc["steps"]:
-        note = s.get("error") or s.get("note") or ""
-        lines.append(
-            f"| {s['step']} | {'yes' if s['ok'] else '**NO**'} | {s['seconds']} | "
-            f"{str(note)[:160]} |"
-        )
+        note = s.get("error") or s.get("skipped") or s.get("note") or ""
+        lines.append(f"| {s['step']} | {outcomes[s['ok']]} | {s['seconds']} | {str(note)[:160]} |")
     for s in doc["steps"]:
         for key in ("goals", "rows"):
             if not s.get(key):

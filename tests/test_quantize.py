@@ -132,6 +132,34 @@ def test_failing_gate_writes_nothing(data, tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_a_resnet_stem_quantizes_and_compiles(data, tmp_path, real_image):
+    """The ResNet stem's ceil_mode max-pool stays fp32 (inductor's quantized max-pool drops
+    ceil_mode and the graph failed to compile at the first add that met the true size)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = ifa_rt.build_model("camvid-r18", neck_channels=16, mlp_hidden=(32, 16)).eval()
+    artifact = tmp_path / "r18.ifa.pt"
+    ifa_rt.export(model, artifact)
+    calibration, images, _ = data
+    meta = q.quantize_artifact(
+        artifact,
+        tmp_path / "r18.int8.pt2",
+        calibration=calibration[:4],
+        gate_images=images[:2],
+        shapes=[(64, 96)],
+        threads=2,
+        gate=q.QuantizationGate(min_label_agreement=0.0),  # random weights: speed, not labels
+        keep_fp32=[],
+    )
+    assert meta["quantization"]["fp32_for_the_compiler"] == ["net.encoder.maxpool"]
+    seg = ifa_rt.Segmenter(tmp_path / "r18.int8.pt2", threads=2)
+    assert seg.plan["precision"] == "int8"
+    frame = real_image(0, (64, 96))
+    assert seg(frame).shape == (64, 96)
+    assert seg.stats()["bucket_runs"] == 1
+
+
 def test_forced_package_records_the_failed_gate(package, data, tmp_path):
     path, meta = package
     # Rewriting only the metadata is what `force` does after a failed gate; check the reader.

@@ -9,7 +9,9 @@ Variants (runners.py), all uint8 images [B,H,W,3] in, uint8 labels [B,H,W] out, 
   segmenter_bf16  ifa_rt.Segmenter computing in bf16 (reduced precision; slow without AMX)
   torch_compile   torch.compile (inductor, freezing) of the fused model
   onnxruntime     ONNX Runtime, CPU EP, on the fused ONNX export
-  openvino        OpenVINO, CPU, on the same ONNX file
+  openvino        OpenVINO, CPU, on the same ONNX file (f32 hint, latency hint)
+  openvino_default OpenVINO with only the thread count set: it picks the precision itself
+                  (bf16 on AMX CPUs), what a user gets with no options
 
 Steps:
   1. Build the model once (source.py): seeded random weights of --preset, --checkpoint, or with

@@ -29,6 +29,7 @@ VARIANTS = (
     "torch_compile",
     "onnxruntime",
     "openvino",
+    "openvino_default",
 )
 
 
@@ -213,20 +214,23 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
 
-    def __init__(self, source: ModelSource, shape: tuple[int, int], threads: int) -> None:
+    def __init__(
+        self, source: ModelSource, shape: tuple[int, int], threads: int, defaults: bool = False
+    ) -> None:
         try:
             import openvino as ov
         except ImportError as exc:
             raise SkipVariant(f"openvino is not installed ({exc})") from exc
         core = ov.Core()
-        config = {
-            "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        }
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+        if defaults:  # what a user gets: OpenVINO picks the precision (bf16 on AMX CPUs)
+            self.name = "openvino_default"
+        else:
+            config.update(INFERENCE_PRECISION_HINT="f32", PERFORMANCE_HINT="LATENCY")
         self.compiled = core.compile_model(core.read_model(str(source.onnx(shape))), "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.info = {key: str(self.compiled.get_property(key)) for key in config}
+        keys = [*config, "INFERENCE_PRECISION_HINT"]
+        self.info = {key: str(self.compiled.get_property(key)) for key in keys}
         self.info.update(device=core.get_property("CPU", "FULL_DEVICE_NAME"), batch_axis="dynamic")
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -254,4 +258,6 @@ def make_runner(
         return OrtRunner(source, shape, threads)
     if name == "openvino":
         return OpenVinoRunner(source, shape, threads)
+    if name == "openvino_default":
+        return OpenVinoRunner(source, shape, threads, defaults=True)
     raise ValueError(f"make_runner: 'name': expected one of {list(VARIANTS)}, got {name!r}")

@@ -70,6 +70,14 @@ def _resized_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(labels).resize((shape[1], shape[0]), Image.NEAREST))
 
 
+def unlowerable(wrapper: nn.Module) -> list[str]:
+    """Modules that must stay fp32 for inductor to compile the int8 graph: a max-pool with
+    ceil_mode (the ResNet stem) lowers to quantized::max_pool2d, whose output size ignores
+    ceil_mode (torch 2.13: a 64x128 map pools to 32x64 instead of 33x65), so the graph fails
+    to compile at the first add that meets the true size."""
+    return [n for n, m in wrapper.named_modules() if isinstance(m, nn.MaxPool2d) and m.ceil_mode]
+
+
 def _quantizer(keep_fp32: Sequence[str] = ()):
     """torchao's x86 inductor quantizer; modules named in `keep_fp32` stay in fp32."""
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -107,7 +115,8 @@ class _Calibrated:
         self.wrapper = wrapper
         self.keep_fp32 = list(keep_fp32)
         first = torch.zeros(1, *shape, 3, dtype=torch.uint8)
-        prepared = prepare_pt2e(export_graph(wrapper, first), _quantizer(self.keep_fp32))
+        fp32 = self.keep_fp32 + unlowerable(wrapper)
+        prepared = prepare_pt2e(export_graph(wrapper, first), _quantizer(fp32))
         with torch.no_grad():
             for image in images:
                 prepared(torch.from_numpy(_resized(image, shape))[None])
@@ -131,7 +140,8 @@ class _Calibrated:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         images = torch.zeros(batch, height, width, 3, dtype=torch.uint8)
-        prepared = prepare_pt2e(export_graph(self.wrapper, images), _quantizer(self.keep_fp32))
+        fp32 = self.keep_fp32 + unlowerable(self.wrapper)
+        prepared = prepare_pt2e(export_graph(self.wrapper, images), _quantizer(fp32))
         mine = _observer_state(prepared)
         if set(mine) != set(self.state):
             raise RuntimeError(
@@ -283,6 +293,7 @@ def quantize_artifact(
         "scheme": "PT2E x86 inductor: int8 per-channel weights, uint8 per-tensor activations",
         "calibration_images": len(calibration),
         "fp32_modules": calibrated.keep_fp32,
+        "fp32_for_the_compiler": unlowerable(wrapper),
     }
     with tempfile.TemporaryDirectory(prefix="ifa_rt_int8_") as tmp:
         staged = Path(tmp) / output.name
