@@ -33,10 +33,11 @@ from ifa_rt.deploy.artifact import file_sha256  # noqa: E402
 from ifa_rt.deploy.rebuild import rebuild_from_artifact  # noqa: E402
 
 
-def graph_for(precision: str, shape: tuple[int, int]) -> torch.nn.Module:
-    """The exported graph the package of `precision` is compiled from."""
+def graph_for(precision: str, shape: tuple[int, int], coarse: bool) -> torch.nn.Module:
+    """The exported graph the package of `precision` is compiled from (with `coarse`, as
+    packages are: without the final upsample and labels, which the runtime does)."""
     artifact = resolve("camvid")
-    wrapper, _ = rebuild_from_artifact(artifact)
+    wrapper, _ = rebuild_from_artifact(artifact, coarse=coarse)
     images = torch.zeros(1, *shape, 3, dtype=torch.uint8)
     if precision == "int8":
         from ifa_rt.deploy.int8_recipe import load_recipe, recipe_for
@@ -65,6 +66,11 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--coarse",
+        action="store_true",
+        help="profile the packages' graph (coarse logits: the runtime does upsample + labels)",
+    )
     args = p.parse_args()
     shape = (360, 480)
     torch.set_num_threads(args.threads)
@@ -76,7 +82,7 @@ def main() -> None:
     frame = np.asarray(camvid("val").read(0)[0])
     images = torch.from_numpy(frame.copy())[None]
     with torch.no_grad():
-        compiled = torch.compile(graph_for(args.precision, shape))
+        compiled = torch.compile(graph_for(args.precision, shape, args.coarse))
         for _ in range(5):
             compiled(images)
         start = time.perf_counter()
@@ -103,6 +109,7 @@ def main() -> None:
         result = {
             "command": shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "precision": args.precision,
+            "graph": "coarse logits (packages)" if args.coarse else "labels (in-graph tail)",
             "shape": list(shape),
             "threads": args.threads,
             "calls": args.calls,

@@ -10,11 +10,13 @@
 //   3. build the fallback: the package's TorchScript artifact, extracted to a temporary file
 //      and loaded as a CPU engine with no buckets; it serves unplanned shapes and logits, so
 //      the Segmenter API is the same as for a `.ifa.pt`;
-//   4. load one model per bucket, allocate its uint8 input buffer, and warm up inside the
+//   4. load one model per bucket (labels, or coarse logits whose upsample and labels the
+//      runtime finishes: upsample_labels.h), allocate its uint8 input buffer, and warm up inside the
 //      engine's BlockCache like the CPU engine (whole passes until none takes a new block,
 //      then trim), so a steady-state call reuses cached blocks: stats() counts misses.
 // Sizes learned at run time (Options::learn_shapes) are planned on the fallback; their
 // buckets follow the package's (bucket indices past the package's go to the fallback).
+#include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <unistd.h>
@@ -31,6 +33,7 @@
 #include "package.h"
 #include "plan.h"
 #include "torch_scope.h"
+#include "upsample_labels.h"
 #include "zip_check.h"
 
 namespace ifa_rt::detail {
@@ -140,6 +143,7 @@ class AotiEngine final : public Engine {
       }
       inputs_.push_back(at::zeros({b.batch, b.height, b.width, 3}, at::kByte));
     }
+    tails_.resize(buckets_.size());
     warm_up();
   }
 
@@ -170,10 +174,7 @@ class AotiEngine final : public Engine {
     if (bucket >= buckets_.size()) return fallback_->run(bucket - buckets_.size(), images, n, what, outs);
     BlockCache::Scope cache_scope(cache_);
     TorchScope scope(options_.threads);
-    const Bucket& b = buckets_[bucket];
-    at::Tensor out = execute(bucket, batch_input(images, n, inputs_[bucket]));
-    check_result(out, what, b.batch, b.height, b.width, num_classes_);
-    copy_out(out, n, what, outs);
+    labels_out(bucket, execute(bucket, batch_input(images, n, inputs_[bucket])), n, outs);
     return true;
   }
 
@@ -224,6 +225,33 @@ class AotiEngine final : public Engine {
     buckets_ = make_buckets(options_.shapes, options_.max_batch);
   }
 
+  // Writes the labels of the first n images of a bucket's result into outs: copied, or
+  // finished from coarse logits (upsample + first maximum, upsample_labels.h).
+  void labels_out(size_t bucket, const at::Tensor& out, int64_t n, void* const* outs) {
+    const Bucket& b = buckets_[bucket];
+    if (package_.output == "labels") {
+      check_result(out, Output::labels, b.batch, b.height, b.width, num_classes_);
+      copy_out(out, n, Output::labels, outs);
+      return;
+    }
+    if (out.dim() != 4 || out.size(0) != b.batch || out.size(1) != num_classes_ || out.scalar_type() != at::kFloat)
+      throw Error("Segmenter: forward: expected coarse logits float32 [" + std::to_string(b.batch) + "," +
+                  std::to_string(num_classes_) + ",h,w], got " + std::string(c10::toString(out.scalar_type())) + " " +
+                  shape_string(out.sizes().vec()));
+    const at::Tensor coarse = out.contiguous();
+    std::unique_ptr<UpsampleLabels>& tail = tails_[bucket];
+    if (!tail || tail->height() != coarse.size(2) || tail->width() != coarse.size(3))
+      tail = std::make_unique<UpsampleLabels>(num_classes_, coarse.size(2), coarse.size(3), b.height, b.width);
+    const int64_t per_image = num_classes_ * coarse.size(2) * coarse.size(3);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* logits = coarse.data_ptr<float>() + i * per_image;
+      auto* labels = static_cast<uint8_t*>(outs[i]);
+      tail->prepare(logits);
+      at::parallel_for(0, b.height, 16,
+                       [&](int64_t begin, int64_t end) { tail->rows(logits, begin, end, labels + begin * b.width); });
+    }
+  }
+
   at::Tensor execute(size_t bucket, const at::Tensor& input) {
     try {
       std::vector<at::Tensor> outs = models_[bucket]->run({input});
@@ -243,12 +271,10 @@ class AotiEngine final : public Engine {
     std::vector<uint8_t> scratch;
     auto run_once = [&](size_t i) {
       const Bucket& b = buckets_[i];
-      at::Tensor out = execute(i, inputs_[i]);
-      check_result(out, Output::labels, b.batch, b.height, b.width, num_classes_);
       scratch.resize(static_cast<size_t>(b.batch * b.height * b.width));
       std::vector<void*> outs;
       for (int64_t k = 0; k < b.batch; ++k) outs.push_back(scratch.data() + k * b.height * b.width);
-      copy_out(out, b.batch, Output::labels, outs.data());
+      labels_out(i, execute(i, inputs_[i]), b.batch, outs.data());
     };
     for (size_t i = 0; i < buckets_.size(); ++i) {
       inputs_[i].copy_(at::randint(0, 256, inputs_[i].sizes(), at::TensorOptions(at::kByte)));
@@ -274,6 +300,7 @@ class AotiEngine final : public Engine {
   std::vector<std::unique_ptr<torch::inductor::AOTIModelPackageLoader>> models_;
   std::vector<at::Tensor> inputs_;
   std::unique_ptr<Engine> fallback_;
+  std::vector<std::unique_ptr<UpsampleLabels>> tails_;  // per bucket, made at warm-up
   BlockCache cache_;
   BlockCache::Counters warm_;
   double first_call_ms_ = 0;

@@ -74,6 +74,11 @@ PackageInfo parse_package_info(const std::string& text) {
   p.torch_version = string_field(*block, "torch_version");
   p.precision = string_field(*block, "precision");
   p.fallback = string_field(*block, "fallback");
+  if (const Json* output = find(*block, "output")) {  // absent in packages before coarse logits
+    if (!output->is_string() || (*output != "labels" && *output != "coarse_logits"))
+      bad("output", "\"labels\" or \"coarse_logits\"", brief(output));
+    p.output = output->get<std::string>();
+  }
   const Json* threads = find(*block, "threads");
   if (threads == nullptr || !is_integer(*threads) || std::fabs(number(*threads)) > 1e6)
     bad("threads", "an integer", brief(threads));

@@ -11,12 +11,15 @@ namespace ifa_rt::detail {
 
 /// The `aoti` block of a package's `ifa_rt.json`.
 struct PackageInfo {
-  std::string device;           ///< "cpu"
-  std::string cpu_isa;          ///< inductor's vector ISA, e.g. "avx512 avx512_vnni"
-  std::string machine;          ///< e.g. "x86_64"
-  std::string torch_version;    ///< the torch that compiled it
-  std::string precision;        ///< "fp32"
-  std::string fallback;         ///< record of the TorchScript artifact inside the package
+  std::string device;         ///< "cpu"
+  std::string cpu_isa;        ///< inductor's vector ISA, e.g. "avx512 avx512_vnni"
+  std::string machine;        ///< e.g. "x86_64"
+  std::string torch_version;  ///< the torch that compiled it
+  std::string precision;      ///< "fp32"
+  std::string fallback;       ///< record of the TorchScript artifact inside the package
+  /// What each model returns: "labels", or "coarse_logits" (float32 [B,C,h,w] before the
+  /// final upsample; the runtime finishes the labels, upsample_labels.h).
+  std::string output = "labels";
   int threads = 0;              ///< intra-op threads it was compiled for
   std::vector<Bucket> buckets;  ///< one compiled model per bucket
 };

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .artifact import file_sha256
+from .artifact import CoarseSegmenter, file_sha256
 from .metadata import EXTRA_FILE
 from .rebuild import rebuild_from_artifact
 
@@ -56,6 +56,8 @@ FALLBACK_FILE = "fallback.ifa.pt"
 # Not under extra/: torch.export.pt2_archive reads every extra file as UTF-8 text.
 FALLBACK_RECORD = f"ifa_rt/{FALLBACK_FILE}"
 SUFFIX = ".pt2"
+# Part of every cache key: packages of another form are compiled anew, not reused.
+PACKAGE_FORM = "coarse-logits-1"
 
 
 def bucket_batches(max_batch: int) -> list[int]:
@@ -197,6 +199,9 @@ def compile_package(
     package_meta["aoti"] = {
         **machine_facts(),
         "precision": precision,
+        # What each model returns: "coarse_logits" (the runtime upsamples and takes labels,
+        # CoarseSegmenter) or "labels".
+        "output": "coarse_logits" if isinstance(wrapper, CoarseSegmenter) else "labels",
         "threads": threads,
         "buckets": [list(b) for b in buckets],
         "fallback": FALLBACK_RECORD,
@@ -315,7 +320,10 @@ def cache_key(
     digest = file_sha256(artifact)[:16]
     facts = cache_facts()
     plan = ",".join(f"{h}x{w}" for h, w in shapes)
-    raw = f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}|{variant}"
+    raw = (
+        f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}|{variant}"
+        f"|{PACKAGE_FORM}"
+    )
     return f"{digest}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
@@ -355,7 +363,7 @@ def compile_artifact(
             return target
     else:
         target = Path(output)
-    wrapper, meta = rebuild_from_artifact(artifact)
+    wrapper, meta = rebuild_from_artifact(artifact, coarse=True)
     compile_with_progress(
         wrapper, meta, artifact, target, shapes, max_batch, threads, "AOTInductor", show_progress
     )

@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .metadata import EXTRA_FILE, parse_metadata
 
-__all__ = ["ImageSegmenter", "beside", "file_sha256", "load_artifact"]
+__all__ = [
+    "CoarseSegmenter",
+    "ImageSegmenter",
+    "beside",
+    "file_sha256",
+    "labels_from_coarse",
+    "load_artifact",
+]
 
 
 def beside(artifact: str | os.PathLike, suffix: str) -> Path:
@@ -77,6 +85,29 @@ class ImageSegmenter(nn.Module):
     def logits(self, images: Tensor) -> Tensor:
         """Float32 logits [B,C,H,W] for uint8 [B,H,W,3] RGB images."""
         return self._logits(images).float()
+
+
+class CoarseSegmenter(ImageSegmenter):
+    """What a compiled package's models compute: float32 logits [B,C,h,w] at the head's
+    resolution, before the final bilinear upsample. The runtime finishes the labels itself
+    (`cpp/src/upsample_labels.cpp`), visiting all classes only near class boundaries; inside
+    the graph, the upsample + max over every pixel and class took 22 % of an int8 call
+    (docs/bench/profile-camvid-int8-360x480.json). Same parameters and names as
+    `ImageSegmenter`, so quantizer module names and recipes apply unchanged."""
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Coarse float32 logits [B,C,h,w] for uint8 [B,H,W,3] RGB images."""
+        x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
+        return self.net.coarse((x - self.mean) * self.inv_std).float()
+
+
+def labels_from_coarse(out: Tensor, height: int, width: int) -> Tensor:
+    """Labels uint8 [B,H,W] of a package model's output: coarse logits are upsampled
+    (bilinear, align_corners=True) and reduced like `ImageSegmenter.forward`; labels pass."""
+    if out.is_floating_point():
+        out = F.interpolate(out, size=[height, width], mode="bilinear", align_corners=True)
+        return out.max(1)[1].to(torch.uint8)
+    return out
 
 
 class _Predict(nn.Module):

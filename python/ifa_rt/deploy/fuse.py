@@ -260,6 +260,13 @@ class FusedIFA(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits [B, C, H, W] for normalised float images [B, 3, H, W]."""
+        return F.interpolate(
+            self.coarse(x), size=[x.shape[2], x.shape[3]], mode="bilinear", align_corners=True
+        )
+
+    def coarse(self, x: Tensor) -> Tensor:
+        """Logits [B, C, h, w] at the head's resolution (a quarter of the input's), before
+        `forward`'s final bilinear upsample (align_corners=True)."""
         height, width = x.shape[2], x.shape[3]
         group = self._group(height, width, x.dtype, x.device)
         self._touch(group)
@@ -279,7 +286,7 @@ class FusedIFA(nn.Module):
                 pred = pred * weights[k]
                 logits = pred if k == 0 else logits + pred
                 k += 1
-        return F.interpolate(logits, size=[height, width], mode="bilinear", align_corners=True)
+        return logits
 
 
 def fuse_model(model: nn.Module) -> FusedIFA:

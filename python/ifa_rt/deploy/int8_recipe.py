@@ -89,7 +89,7 @@ def compile_int8(
     facts = spec["quantization"]
     if not facts.get("gate", {}).get("passed", False):
         raise ValueError(f"int8 recipe '{recipe}': its accuracy gate failed; it is not used")
-    wrapper, meta = rebuild_from_artifact(artifact)
+    wrapper, meta = rebuild_from_artifact(artifact, coarse=True)
     calibrated = _Calibrated.from_state(wrapper, spec["observers"], spec["keep_fp32"])
     compile_with_progress(
         wrapper,

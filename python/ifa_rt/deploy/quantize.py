@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 
 from .aoti import aot_compile, compile_package, cpu_flags, export_graph, model_name
-from .artifact import file_sha256
+from .artifact import file_sha256, labels_from_coarse
 from .gate import Gate, compare, describe
 from .rebuild import rebuild_from_artifact
 
@@ -178,7 +178,8 @@ def _gate_report(
         def predict(image: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 out = model(torch.from_numpy(image)[None])
-            return (out[0] if isinstance(out, (list, tuple)) else out)[0].numpy()
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            return labels_from_coarse(out, *image.shape[:2])[0].numpy()
 
         return predict
 
@@ -207,7 +208,7 @@ def _simulated_agreement(
     same = total = 0
     with torch.no_grad():
         for x, want in zip(inputs, fp32_labels, strict=True):
-            same += int((graph(x) == want).sum())
+            same += int((labels_from_coarse(graph(x), *shape) == want).sum())
             total += want.numel()
     return same / total
 
@@ -231,7 +232,7 @@ def _calibrate(
     # The fp32 side is the same for every candidate: computed once.
     inputs = [torch.from_numpy(_resized(image, shape))[None] for image in gate_images]
     with torch.no_grad():
-        fp32_labels = [wrapper(x) for x in inputs]
+        fp32_labels = [labels_from_coarse(wrapper(x), *shape) for x in inputs]
     for k in (0, 1, 2, 4, 8):
         calibrated = _Calibrated(wrapper, calibration, shape, convs[:k])
         agreement = _simulated_agreement(calibrated, shape, inputs, fp32_labels)
@@ -287,7 +288,7 @@ def quantize_artifact(
     gate = gate or Gate()
     artifact, output = Path(artifact), Path(output)
     shapes = [(int(h), int(w)) for h, w in shapes]
-    wrapper, meta = rebuild_from_artifact(artifact)
+    wrapper, meta = rebuild_from_artifact(artifact, coarse=True)
     calibrated = _calibrate(wrapper, calibration, gate_images, shapes[0], keep_fp32, gate, progress)
     facts: dict[str, Any] = {
         "scheme": "PT2E x86 inductor: int8 per-channel weights, uint8 per-tensor activations",

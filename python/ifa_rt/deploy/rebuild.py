@@ -14,14 +14,17 @@ from .metadata import EXTRA_FILE
 __all__ = ["reexport_artifact", "rebuild_from_artifact"]
 
 
-def rebuild_from_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The eager `ImageSegmenter` (fused form) equal to a TorchScript artifact, and its metadata.
+def rebuild_from_artifact(
+    path: str | Path, coarse: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The eager `ImageSegmenter` (fused form) equal to a TorchScript artifact, and its metadata;
+    with `coarse`, its `CoarseSegmenter` (what compiled packages run).
 
     The artifact keeps the fused module's weights and attributes; the module structure comes
     from the preset config in its metadata, so no training checkpoint is needed.
     """
     from ..model import build_model
-    from .artifact import ImageSegmenter, load_artifact
+    from .artifact import CoarseSegmenter, ImageSegmenter, load_artifact
     from .fuse import fuse_model
 
     scripted, meta = load_artifact(path)
@@ -35,7 +38,8 @@ def rebuild_from_artifact(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     fused = fuse_model(build_model(meta["preset"], **config).eval())
     for attribute in ("pe_weight", "emb", "first_bias"):
         setattr(fused, attribute, getattr(scripted.net, attribute))
-    wrapper = ImageSegmenter(fused, tuple(meta["mean"]), tuple(meta["std"])).eval()
+    kind = CoarseSegmenter if coarse else ImageSegmenter
+    wrapper = kind(fused, tuple(meta["mean"]), tuple(meta["std"])).eval()
     wrapper.load_state_dict(scripted.state_dict(), strict=True)
     return wrapper, meta
 
