@@ -15,7 +15,10 @@ UpsampleLabels::UpsampleLabels(int64_t classes, int64_t height, int64_t width, i
       out_width_(out_width),
       ys_(axis(height, out_height)),
       xs_(axis(width, out_width)),
-      leader_(static_cast<size_t>(height * width)) {}
+      leader_(static_cast<size_t>(height * width)),
+      top_(static_cast<size_t>(height * width)),
+      second_(static_cast<size_t>(height * width)),
+      finite_(static_cast<size_t>(height * width)) {}
 
 // ATen's compute_indices_weights_linear for align_corners=True: source = scale * dst in
 // float, index = floor (clamped), lambda clamped to [0, 1], the right neighbour clamped.
@@ -36,27 +39,30 @@ UpsampleLabels::Axis UpsampleLabels::axis(int64_t in, int64_t out) {
 
 void UpsampleLabels::prepare(const float* logits) {
   const int64_t plane = height_ * width_;
+  // Class-major passes (contiguous, vectorisable): each cell's top value, its class, the
+  // runner-up, the largest finite magnitude, and whether any value is NaN or infinite.
+  top_.assign(logits, logits + plane);
+  second_.assign(static_cast<size_t>(plane), -INFINITY);
+  std::fill(leader_.begin(), leader_.end(), int16_t{0});
+  std::fill(finite_.begin(), finite_.end(), uint8_t{1});
   float largest = 0;
-  for (int64_t i = 0; i < classes_ * plane; ++i)
-    if (std::isfinite(logits[i])) largest = std::max(largest, std::fabs(logits[i]));
-  const float margin = 1e-5f * (1.0f + largest);
-  for (int64_t cell = 0; cell < plane; ++cell) {
-    int best = 0;
-    float top = logits[cell], second = -INFINITY;
-    bool finite = std::isfinite(top);
-    for (int64_t c = 1; c < classes_; ++c) {
-      const float v = logits[c * plane + cell];
-      finite = finite && std::isfinite(v);
-      if (v > top) {
-        second = top;
-        top = v;
-        best = static_cast<int>(c);
-      } else {
-        second = std::max(second, v);
-      }
+  for (int64_t c = 0; c < classes_; ++c) {
+    const float* l = logits + c * plane;
+    for (int64_t i = 0; i < plane; ++i) {
+      const float v = l[i];
+      const bool ok = v - v == 0.0f;  // false for NaN and infinities
+      finite_[i] &= static_cast<uint8_t>(ok);
+      largest = std::max(largest, ok ? std::fabs(v) : 0.0f);
+      if (c == 0) continue;
+      const bool lead = v > top_[i];
+      second_[i] = lead ? top_[i] : std::max(second_[i], v);
+      top_[i] = lead ? v : top_[i];
+      leader_[i] = lead ? static_cast<int16_t>(c) : leader_[i];
     }
-    leader_[static_cast<size_t>(cell)] = finite && top - second > margin ? static_cast<int16_t>(best) : -1;
   }
+  const float margin = 1e-5f * (1.0f + largest);
+  for (int64_t i = 0; i < plane; ++i)
+    if (!finite_[i] || !(top_[i] - second_[i] > margin)) leader_[i] = -1;
 }
 
 uint8_t UpsampleLabels::full(const float* logits, int64_t y, int64_t x) const {

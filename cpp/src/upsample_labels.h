@@ -40,7 +40,9 @@ class UpsampleLabels {
 
   int64_t classes_, height_, width_, out_height_, out_width_;
   Axis ys_, xs_;
-  std::vector<int16_t> leader_;  // per coarse cell: the class leading by the margin, or -1
+  std::vector<int16_t> leader_;      // per coarse cell: the class leading by the margin, or -1
+  std::vector<float> top_, second_;  // prepare()'s per-cell scratch
+  std::vector<uint8_t> finite_;
 };
 
 }  // namespace ifa_rt::detail
