@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 2**20  # --max-body-mb 1
 MAX_PIXELS = 100_000
 GOOD = np.random.default_rng(0).integers(0, 255, (32, 48, 3), np.uint8)
+BODY_TIMEOUT_S = 3
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def url(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve_limits") / "serve.log"
     args = ["--max-batch", "4", "--max-delay-ms", "300", "--num-cpus", "2", "--threads", "1"]
     args += ["--max-body-mb", "1", "--max-pixels", str(MAX_PIXELS), "--max-queue", "2"]
+    args += ["--body-timeout-s", str(BODY_TIMEOUT_S)]
     with running_server(log, artifact, args, env={"IFA_RT_SERVE_TOKEN": TOKEN}) as (url, _):
         yield url
 
@@ -142,11 +145,74 @@ def test_unaccepted_format_is_415(url):
 
 def test_engine_failure_is_a_json_500(url):
     tall = np.zeros((48, 48, 3), np.uint8)  # the graph raises for more than 40 rows
-    status, _, body = request(url, encoded(tall, "PNG"), AUTH)
+    status, headers, body = request(url, encoded(tall, "PNG"), AUTH)
     assert status == 500
     message = error_of(status, body)
-    assert message.startswith("serve: the request failed: RuntimeError: ") and "boom" in message
+    # The client learns a request id, not the engine's internals (those go to the log).
+    request_id = headers["x-request-id"]
+    assert message == (
+        f"serve: the request failed (request id {request_id}; details in the server log)"
+    )
+    assert "boom" not in message and "RuntimeError" not in message
     assert_still_serves(url)
+
+
+def test_slow_clients_hold_no_queue_slot_and_are_cut_off(url):
+    """Clients that announce a body and trickle it must neither take the queue (--max-queue 2)
+    from good requests nor hold their connection past --body-timeout-s."""
+    parsed = urlparse(url)
+    head = (
+        f"POST / HTTP/1.1\r\nHost: {parsed.hostname}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: image/png\r\nContent-Length: 200000\r\n\r\n"
+    ).encode()
+    stop = threading.Event()
+    replies: list[bytes] = []
+
+    def trickle() -> None:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:
+            sock.sendall(head)
+            sock.settimeout(0.2)
+            reply = b""
+            while not stop.is_set() and not reply:
+                try:
+                    sock.sendall(b"\x00")
+                    reply = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            sock.settimeout(5)
+            while reply:  # the rest of the reply, until the server closes the connection
+                try:
+                    more = sock.recv(4096)
+                except OSError:
+                    break
+                if not more:
+                    break
+                reply += more
+            replies.append(reply)
+
+    slow = [threading.Thread(target=trickle) for _ in range(6)]
+    start = time.monotonic()
+    for t in slow:
+        t.start()
+    try:
+        time.sleep(0.5)  # every slow client is mid-body now
+        for _ in range(3):
+            assert_still_serves(url)
+        assert time.monotonic() - start < BODY_TIMEOUT_S  # served while they trickled
+    finally:
+        for t in slow:
+            t.join(timeout=BODY_TIMEOUT_S + 20)
+        stop.set()
+    assert len(replies) == 6
+    for reply in replies:
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"expected the whole body within 3 s" in reply
+    assert time.monotonic() - start < BODY_TIMEOUT_S + 10
+    status, _, info = request(url, headers=AUTH)
+    counters = json.loads(info)
+    assert counters["refused"]["too_slow"] >= 6 and counters["in_progress"] == 0
 
 
 def test_overload_is_503_with_retry_after(url):

@@ -86,6 +86,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="requests a replica holds at once; more get 503 + Retry-After (default: 32)",
     )
     parser.add_argument(
+        "--body-timeout-s",
+        type=_positive(float),
+        default=defaults.body_timeout_s,
+        help="seconds a request body may take to arrive; slower ones get 408 (default: 10)",
+    )
+    parser.add_argument(
         "--token",
         default=None,
         help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}, else none)",
@@ -111,6 +117,7 @@ def run_cli(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
+        body_timeout_s=args.body_timeout_s,
         token=token,
     )
     warning = exposure_warning(args.host, token)

@@ -13,8 +13,10 @@ the GIL), so the replica's event loop keeps accepting and refusing requests mean
 Every refusal is a JSON `{"error": ...}` with its status (codec.Limits): 401 without the
 token, 413 for a body or image over the limits (checked from `Content-Length` and the image
 header, before the body or the pixels are read), 415 for formats other than PNG, JPEG, BMP
-and WebP, 503 with `Retry-After` when the replica already holds `max_queue` requests, 500 when
-the engine fails.
+and WebP, 408 for a body that takes longer than `body_timeout_s` to arrive, 503 with
+`Retry-After` when the replica already holds `max_queue` requests with decoded images (a
+request takes its slot only then, so slow clients hold none), 500 with a request id when the
+engine fails (the details go to the server log, not to the client).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import uuid
 from typing import Any
 
 import numpy as np
@@ -45,6 +49,8 @@ from .codec import (
 
 __all__ = ["SegmentDeployment", "build_app"]
 
+log = logging.getLogger("ifa_rt.serve")
+
 RETRY_AFTER_S = 1
 
 
@@ -64,7 +70,13 @@ class SegmentDeployment:
         self.segment_batch.set_batch_wait_timeout_s(max_delay_ms / 1000.0)
         self._batch_sizes = [0] * (max_batch + 1)
         self._held = 0  # POSTs admitted and not yet answered
-        self._refused = {"busy": 0, "too_large": 0, "unauthorized": 0, "bad_request": 0}
+        self._refused = {
+            "busy": 0,
+            "too_large": 0,
+            "unauthorized": 0,
+            "too_slow": 0,
+            "bad_request": 0,
+        }
         self._failed = 0
 
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
@@ -88,9 +100,16 @@ class SegmentDeployment:
         except RequestError as exc:
             self._count_refusal(exc.status)
             return _error(exc.status, str(exc), exc.headers)
-        except Exception as exc:  # the engine or anything unforeseen: still a JSON answer
+        except Exception:  # the engine or anything unforeseen: still a JSON answer
+            # The details go to the server log under a request id, not to the client.
             self._failed += 1
-            return _error(500, f"serve: the request failed: {type(exc).__name__}: {exc}")
+            request_id = uuid.uuid4().hex[:16]
+            log.exception("serve: request %s failed", request_id)
+            return _error(
+                500,
+                f"serve: the request failed (request id {request_id}; details in the server log)",
+                {"X-Request-Id": request_id},
+            )
 
     async def _handle(self, request: Request) -> Response:
         path, prefix = request.scope["path"], request.scope.get("root_path", "")
@@ -105,24 +124,26 @@ class SegmentDeployment:
             raise RequestError(
                 400, f"serve: query 'format': expected one of {', '.join(FORMATS)}, got '{fmt}'"
             )
-        if self._held >= self._limits.max_queue:
+        limits = self._limits
+        check_content_length(request.headers.get("content-length"), limits.max_body_bytes)
+        body = await _read_body(request, limits.max_body_bytes, limits.body_timeout_s)
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(None, decode_image, body, limits.max_pixels)
+        # Only now, with a whole valid image in hand, does the request take a queue slot.
+        if self._held >= limits.max_queue:
             raise RequestError(
                 503,
-                f"serve: replica busy: expected fewer than {self._limits.max_queue} requests "
+                f"serve: replica busy: expected fewer than {limits.max_queue} requests "
                 "in progress, got that many; retry later",
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
         self._held += 1
         try:
-            return await self._segment(request, fmt)
+            return await self._segment(request, fmt, image)
         finally:
             self._held -= 1
 
-    async def _segment(self, request: Request, fmt: str) -> Response:
-        check_content_length(request.headers.get("content-length"), self._limits.max_body_bytes)
-        body = await _read_body(request, self._limits.max_body_bytes)
-        loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(None, decode_image, body, self._limits.max_pixels)
+    async def _segment(self, request: Request, fmt: str, image: np.ndarray) -> Response:
         result = await self.segment_batch(image)
         if isinstance(result, ValueError):
             raise RequestError(400, str(result))
@@ -155,7 +176,9 @@ class SegmentDeployment:
             return exc
 
     def _count_refusal(self, status: int) -> None:
-        kind = {503: "busy", 413: "too_large", 401: "unauthorized"}.get(status, "bad_request")
+        kind = {503: "busy", 413: "too_large", 401: "unauthorized", 408: "too_slow"}.get(
+            status, "bad_request"
+        )
         self._refused[kind] += 1
 
     def info(self) -> dict[str, Any]:
@@ -179,20 +202,36 @@ class SegmentDeployment:
                 "max_body_bytes": self._limits.max_body_bytes,
                 "max_pixels": self._limits.max_pixels,
                 "max_queue": self._limits.max_queue,
+                "body_timeout_s": self._limits.body_timeout_s,
                 "token": self._limits.token is not None,
             },
             "engine": {k: stats[k] for k in ("calls", "images", "bucket_runs", "fallback_calls")},
         }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, read chunk by chunk and abandoned (413) as soon as it passes `limit` bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit, size)
-        chunks.append(chunk)
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, read chunk by chunk and abandoned as soon as it passes `limit` bytes (413)
+    or takes longer than `timeout_s` seconds in all (408)."""
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit, size)
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise RequestError(
+            408,
+            f"serve: request body: expected the whole body within {timeout_s:g} s, "
+            f"got {size} bytes",
+            {"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 

@@ -45,8 +45,13 @@ class Limits:
     max_body_bytes: int = 64 * 2**20
     # ~16.8 MP: 4K frames pass; the activations of larger inputs approach gigabytes.
     max_pixels: int = 4096 * 4096
-    # Requests a replica holds at once (decoding, waiting for a batch, running); more get 503.
+    # Requests with a whole, valid body a replica holds at once (waiting for a batch,
+    # running); more get 503. A request takes its slot only once its body is in and decoded,
+    # so slow or idle clients never occupy one.
     max_queue: int = 32
+    # Seconds the whole body may take to arrive (408 after): a client sending one byte a
+    # second cannot hold a connection and its buffer for long.
+    body_timeout_s: float = 10.0
     # Bearer token every request must present (None: no authentication).
     token: str | None = None
 
