@@ -122,6 +122,16 @@ def test_a_repeated_unplanned_size_is_planned_on_the_fallback(package, jit_seg, 
     assert seg.stats()["allocations_after_warmup"] == before
 
 
+def test_the_fallback_is_unpacked_under_tmpdir(package, tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-dir"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    with pytest.raises(RuntimeError, match=f"temporary file .* in '{missing}' \\(TMPDIR\\)"):
+        ifa_rt.Segmenter(package, threads=1)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    ifa_rt.Segmenter(package, threads=1)  # unpacked there, and removed once loaded
+    assert not list(tmp_path.iterdir())
+
+
 def test_steady_state_allocates_nothing(aoti_seg, frames):
     before = aoti_seg.stats()["allocations_after_warmup"]
     for i in range(20):

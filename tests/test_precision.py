@@ -120,3 +120,9 @@ def test_cli_writes_the_gate(lone, camvid_root, capsys):
     assert "bf16 gate" in capsys.readouterr().out
     with pytest.raises(ValueError, match="expected 'bf16' or 'fp16', got 'int4'"):
         gate_precision(lone, "int4", [], None)
+    # A failed gate is written (auto reads it as "skip bf16") and the command exits non-zero.
+    strict = [*argv, "--min-agreement", "1.01", "--data", str(camvid_root.parent)]
+    assert cli_main([*strict, "--threads", "2"]) == 1
+    assert not p.gate_passed(lone, "bf16")
+    assert "bf16 gate FAILED" in capsys.readouterr().out
+    p.gate_file(lone, "bf16").unlink()

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "alloc_counter.h"
@@ -48,9 +49,13 @@ std::string read_record(caffe2::serialize::PyTorchStreamReader& reader, const st
 class TempFile {
  public:
   explicit TempFile(const std::string& contents) {
-    char name[] = "/tmp/ifa_rt_fallback_XXXXXX.ifa.pt";
-    const int fd = mkstemps(name, 7);
-    if (fd < 0) throw Error("Segmenter: cannot create a temporary file for the package's fallback artifact");
+    // $TMPDIR first, as every tool on the system does; /tmp where it is unset.
+    const char* dir = std::getenv("TMPDIR");
+    std::string name = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/ifa_rt_fallback_XXXXXX.ifa.pt";
+    const int fd = mkstemps(name.data(), 7);
+    if (fd < 0)
+      throw Error("Segmenter: cannot create a temporary file for the package's fallback artifact in '" +
+                  name.substr(0, name.rfind('/')) + "' (TMPDIR)");
     close(fd);
     path_ = name;
     std::ofstream out(path_, std::ios::binary);

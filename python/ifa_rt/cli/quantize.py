@@ -126,7 +126,9 @@ def _gate_only(args: argparse.Namespace, artifact, images, labels, gate) -> int:
     )
     passed = _print_gate(record["gate"])
     print(f"wrote {out}: {args.precision} gate {'passed' if passed else 'FAILED'}")
-    return 0
+    # The record is written either way (precision="auto" reads a failed gate as "skip"), but
+    # a failed gate is a failure to whoever scripts this command.
+    return 0 if passed else 1
 
 
 def _print_gate(report: dict) -> bool:
