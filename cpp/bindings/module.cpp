@@ -94,8 +94,8 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
                   py::arg("shape_cache") = s.shape_cache, py::arg("learned_shapes") = shape_list(s.learned_shapes),
-                  py::arg("construction_ms") = s.construction_ms, py::arg("first_call_ms") = s.first_call_ms,
-                  py::arg("buckets") = buckets);
+                  py::arg("heap_trims") = s.heap_trims, py::arg("construction_ms") = s.construction_ms,
+                  py::arg("first_call_ms") = s.first_call_ms, py::arg("buckets") = buckets);
 }
 
 // The engine calls shared by Segmenter and SegmenterPool.
@@ -277,7 +277,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("warmup", &ifa_rt::Options::warmup)
       .def_readonly("shape_cache", &ifa_rt::Options::shape_cache)
       .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant)
-      .def_readonly("learn_shapes", &ifa_rt::Options::learn_shapes);
+      .def_readonly("learn_shapes", &ifa_rt::Options::learn_shapes)
+      .def_readonly("trim_heap_mb", &ifa_rt::Options::trim_heap_mb);
 
   py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
       .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {

@@ -121,6 +121,8 @@ void Options::validate() const {
   if (shape_cache < 0 || shape_cache > 1024) bad("shape_cache", "an integer in [0, 1024]", std::to_string(shape_cache));
   if (learn_shapes < 0 || learn_shapes > 64)
     bad("learn_shapes", "an integer in [0, 64] (0 = never plan unplanned sizes)", std::to_string(learn_shapes));
+  if (trim_heap_mb < 0 || trim_heap_mb > 1048576)
+    bad("trim_heap_mb", "an integer in [0, 1048576] (0 = never trim)", std::to_string(trim_heap_mb));
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }
@@ -158,6 +160,8 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
       o.shape_cache = static_cast<int>(parse_int(key, value));
     else if (key == "learn_shapes")
       o.learn_shapes = static_cast<int>(parse_int(key, value));
+    else if (key == "trim_heap_mb")
+      o.trim_heap_mb = static_cast<int>(parse_int(key, value));
     else {
       std::string known;
       for (const char* k : kKnownKeys) known += (known.empty() ? "" : ", ") + std::string(k);

@@ -21,7 +21,14 @@ def core_options(where: str, **kwargs: Any) -> _core.Options:
             continue
         if key == "shapes":
             values[key] = shapes_text(value, where)
-        elif key in ("max_batch", "threads", "warmup", "shape_cache", "learn_shapes"):
+        elif key in (
+            "max_batch",
+            "threads",
+            "warmup",
+            "shape_cache",
+            "learn_shapes",
+            "trim_heap_mb",
+        ):
             # Before the bool branch: True is an int to Python but not a count.
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"{where}: '{key}': expected an int, got {_type_name(value)}")

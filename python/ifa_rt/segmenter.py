@@ -181,6 +181,9 @@ class Segmenter(_Runner):
         learn_shapes: unplanned sizes that get planned buckets once met 3 times (default 4;
             0: none), logged on the "ifa_rt" logger and listed in `stats()["learned_shapes"]`.
             A compiled package plans them on its TorchScript fallback; CUDA does not learn.
+        trim_heap_mb: MiB resident memory may grow through unplanned runs before free heap
+            memory goes back to the system (default 384; 0: never), so serving many sizes
+            keeps RSS bounded (`stats()["heap_trims"]`; `ifa_rt::Options::trim_heap_mb`).
         plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
@@ -210,6 +213,7 @@ class Segmenter(_Runner):
         tf32: bool | None = None,
         batch_invariant: bool | None = None,
         learn_shapes: int | None = None,
+        trim_heap_mb: int | None = None,
     ) -> None:
         where = "Segmenter"
         from .batcher import check_max_delay_us
@@ -231,6 +235,7 @@ class Segmenter(_Runner):
             tf32=tf32,
             batch_invariant=batch_invariant,
             learn_shapes=learn_shapes,
+            trim_heap_mb=trim_heap_mb,
         )
         t0 = time.perf_counter()
 
