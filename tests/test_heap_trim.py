@@ -4,6 +4,8 @@ temporaries otherwise)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import ifa_rt
@@ -12,6 +14,12 @@ import ifa_rt
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def _segmenter(**kwargs) -> ifa_rt.Segmenter:
+    return ifa_rt.Segmenter(
+        "camvid", precision="fp32", runtime="jit", shapes=[(360, 480)], threads=2, **kwargs
+    )
 
 
 def _serve_distinct_sizes(seg: ifa_rt.Segmenter, real_image, count: int) -> list[float]:
@@ -23,17 +31,9 @@ def _serve_distinct_sizes(seg: ifa_rt.Segmenter, real_image, count: int) -> list
     return rss
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="Linux only")
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc/self/statm")
 def test_growth_past_the_budget_is_returned(real_image):
-    seg = ifa_rt.Segmenter(
-        "camvid",
-        precision="fp32",
-        runtime="jit",
-        shapes=[(360, 480)],
-        threads=2,
-        learn_shapes=0,
-        trim_heap_mb=32,
-    )
+    seg = _segmenter(learn_shapes=0, trim_heap_mb=32)
     rss = _serve_distinct_sizes(seg, real_image, 24)
     stats = seg.stats()
     assert stats["fallback_calls"] == 24 and stats["heap_trims"] > 0
@@ -43,20 +43,10 @@ def test_growth_past_the_budget_is_returned(real_image):
 
 
 def test_no_trim_when_off_or_when_planned(real_image):
-    off = ifa_rt.Segmenter(
-        "camvid",
-        precision="fp32",
-        runtime="jit",
-        shapes=[(360, 480)],
-        threads=2,
-        learn_shapes=0,
-        trim_heap_mb=0,
-    )
+    off = _segmenter(learn_shapes=0, trim_heap_mb=0)
     _serve_distinct_sizes(off, real_image, 6)
     assert off.stats()["heap_trims"] == 0
-    planned = ifa_rt.Segmenter(
-        "camvid", precision="fp32", runtime="jit", shapes=[(360, 480)], threads=2, trim_heap_mb=1
-    )
+    planned = _segmenter(trim_heap_mb=1)
     for i in range(6):
         planned(real_image(i))
     assert planned.stats()["heap_trims"] == 0  # planned runs never allocate, never trim
