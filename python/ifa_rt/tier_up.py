@@ -122,12 +122,15 @@ class Tiered:
         (`learn_shapes`); a planned size costs one set lookup."""
         if len(shape) < 3:
             return
+        size = (int(shape[-3]), int(shape[-2]))
+        if self._planned is not None and size in self._planned:
+            return
         engines = [self._engine]
         if isinstance(self._engine, _core.SegmenterPool):
             engines = [self._engine.engine(i) for i in range(self._engine.size)]
         if self._planned is None:
             self._planned = {tuple(s) for s in engines[0].options.shapes}
-        if (int(shape[-3]), int(shape[-2])) in self._planned:
+        if size in self._planned:
             return
         for engine in engines:
             learned = engine.stats()["learned_shapes"]
