@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Render the benchmark tables of the docs from their result files in docs/bench/.
+
+A table in a doc stands between `<!-- table: NAME -->` and `<!-- /table -->`; NAME is a
+result file `docs/bench/NAME.json` and says how to render it (`RENDERERS`). Without options
+the docs are rewritten in place; `--check` only reports (exit 1) a table whose text differs
+from its file, a marker without a file, or a renderer without a marker, so that no published
+number can drift from the file it came from (tests/test_doc_tables.py runs it).
+
+    .venv/bin/python scripts/doc_tables.py           # after a benchmark wrote a new JSON
+    .venv/bin/python scripts/doc_tables.py --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "docs" / "bench"
+DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+MARKER = re.compile(r"<!-- table: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /table -->\n", re.S)
+
+DEFAULTS_LABELS = {
+    "default": '**`Segmenter("camvid", shapes=...)`, the defaults**',
+    "openvino": "OpenVINO, no options (it picks its own precision)",
+    "bf16": '`precision="bf16"`',
+    "fp32_aoti": '`precision="fp32", runtime="aoti"`',
+    "torch_compile": "torch.compile (inductor, freezing)",
+    "openvino_f32": "OpenVINO, f32 hint",
+    "onnxruntime": "ONNX Runtime, fp32",
+    "fp32_torchscript": '`precision="fp32", runtime="jit"` (the portable TorchScript engine)',
+}
+PEERS = ("openvino", "openvino_f32", "onnxruntime", "torch_compile")
+PEER_NAMES = {
+    "openvino": "OpenVINO with no options",
+    "openvino_f32": "OpenVINO f32",
+    "onnxruntime": "ONNX Runtime",
+    "torch_compile": "torch.compile",
+}
+PRECISION_LABELS = {
+    "segmenter_aoti": "fp32 AOTI package",
+    "segmenter_int8": "**int8 package**",
+    "segmenter_bf16": "bf16 (TorchScript)",
+    "openvino_default": "OpenVINO, no options",
+    "openvino": "OpenVINO, f32 hint",
+    "segmenter": "fp32 (TorchScript)",
+}
+
+
+def _engine(row: dict) -> str:
+    """The runtime's own engine label; peers have none."""
+    return "" if row["engine"] == row["variant"] else row["engine"]
+
+
+def defaults(result: dict) -> str:
+    """scripts/bench_defaults.py: every variant, then the goal ratios computed from the rows."""
+    rows = result["rows"]
+    lines = [
+        "| variant | engine | p50 ms | p90 | p99 | labels = fp32 | mIoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        label = DEFAULTS_LABELS.get(r["variant"], r["variant"])
+        p50 = f"**{r['p50_ms']:.1f}**" if r["variant"] == "default" else f"{r['p50_ms']:.1f}"
+        lines.append(
+            f"| {label} | {_engine(r)} | {p50} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{100 * r['agreement_with_fp32']:.2f} % | {r['miou']:.4f} |"
+        )
+    by = {r["variant"]: r for r in rows}
+    exact = by["fp32_torchscript"]["miou"]
+    near = [by[v] for v in PEERS if v in by and exact - by[v]["miou"] <= 0.005]
+    fp32 = [by[v] for v in PEERS if v in by and by[v]["agreement_with_fp32"] == 1.0]
+    best, best_fp32 = min(near, key=lambda r: r["p50_ms"]), min(fp32, key=lambda r: r["p50_ms"])
+    lines += [
+        "",
+        f"Defaults: **{best['p50_ms'] / by['default']['p50_ms']:.2f}×** the fastest peer within "
+        f"0.5 mIoU point of fp32 ({PEER_NAMES[best['variant']]}); exact fp32 (AOTI): "
+        f"**{best_fp32['p50_ms'] / by['fp32_aoti']['p50_ms']:.2f}×** the fastest fp32 peer "
+        f"({PEER_NAMES[best_fp32['variant']]}). Load {result['load_before'][0]:.2f} before, "
+        f"{result['load_after'][0]:.2f} after; weights sha256 {result['weights_sha256'][:12]}….",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def precision(result: dict) -> str:
+    """scripts/bench/run.py precision variants: p50 and the ratio to the fp32 AOTI package."""
+    ok = [r for r in result["results"] if r["status"] == "ok"]
+    base = next(r for r in ok if r["variant"] == "segmenter_aoti")["p50_ms"]
+    lines = [
+        "| variant | batch | shape | p50 ms | p90 | × fp32 AOTI | labels = fp32 eager |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in ok:
+        agreement = r.get("label_agreement_vs_eager")
+        lines.append(
+            f"| {PRECISION_LABELS.get(r['variant'], r['variant'])} | {r['batch']} | "
+            f"{r['height']}×{r['width']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{base / r['p50_ms']:.2f} | "
+            + ("–" if agreement is None else f"{100 * agreement:.2f} %")
+            + " |"
+        )
+    start = result.get("loadavg_start") or [float("nan")]
+    lines += ["", f"Load {start[0]:.2f} at the start; weights: {ok[0]['weights']}."]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {
+    "defaults-camvid-360x480": defaults,
+    "precision-cityscapes-r50-512x1024": precision,
+}
+
+
+def render(text: str, problems: list[str], where: str) -> str:
+    """`text` with every marked table re-rendered from its file (problems collected)."""
+
+    def one(match: re.Match) -> str:
+        name = match["name"]
+        source = BENCH / f"{name}.json"
+        if name not in RENDERERS or not source.is_file():
+            problems.append(f"{where}: table '{name}' has no result file or renderer")
+            return match[0]
+        body = RENDERERS[name](json.loads(source.read_text()))
+        if body != match["body"]:
+            problems.append(f"{where}: table '{name}' differs from docs/bench/{name}.json")
+        return f"<!-- table: {name} -->\n{body}<!-- /table -->\n"
+
+    return MARKER.sub(one, text)
+
+
+def main() -> int:
+    """Rewrite (or --check) every marked table; exit 1 when --check finds a difference."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report differences, write nothing")
+    args = parser.parse_args()
+    problems: list[str] = []
+    seen: set[str] = set()
+    for doc in DOCS:
+        text = doc.read_text()
+        seen |= {m["name"] for m in MARKER.finditer(text)}
+        rendered = render(text, problems, doc.relative_to(REPO).as_posix())
+        if rendered != text and not args.check:
+            doc.write_text(rendered)
+    problems += [f"renderer '{name}' has no table in the docs" for name in set(RENDERERS) - seen]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if args.check and problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
