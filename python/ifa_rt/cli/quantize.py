@@ -35,6 +35,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset root (default: the project's data folder)")
     parser.add_argument("--calibration-split", default="train")
     parser.add_argument("--calibration-count", type=int, default=200, help="images (random)")
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="calibrate on recordings the gate is measured on (refused by default: the gate "
+        "would not be held out; the record says so)",
+    )
     parser.add_argument("--gate-split", default="val", help="held-out labelled split")
     parser.add_argument(
         "--gate-sequences",
@@ -81,6 +87,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.precision != "int8":
         return _gate_only(args, artifact, images, labels, gate)
     calibration_set = reader(args.calibration_split, args.data)
+    calibration_set, overlap = _held_out(calibration_set, gate_set, args.allow_overlap)
     rng = np.random.default_rng(args.seed)
     count = min(args.calibration_count, len(calibration_set))
     picks = rng.choice(len(calibration_set), count, replace=False)
@@ -100,12 +107,33 @@ def run_cli(args: argparse.Namespace) -> int:
         force=args.force,
         progress=lambda message: tqdm.write(f"quantize: {message}"),
         recipe=args.recipe,
+        provenance={
+            "calibration_sequences": calibration_set.sequences(),
+            "gate_sequences": gate_set.sequences(),
+            "overlapping_sequences": overlap,
+        },
     )
     passed = _print_gate(meta["quantization"]["gate"])
     print(f"wrote {args.output}: int8, {'passed' if passed else 'FAILED (forced)'} gate")
     if args.recipe:
         print(f"wrote {args.recipe}: the int8 recipe")
     return 0
+
+
+def _held_out(calibration_set, gate_set, allow_overlap: bool):
+    """The calibration set without the gate's recordings, and the recordings both share
+    (kept only with --allow-overlap): frames of one recording are near-duplicates, so a gate
+    measured on a recording calibration saw is not held out."""
+    overlap = sorted(set(calibration_set.sequences()) & set(gate_set.sequences()))
+    if not overlap or allow_overlap:
+        return calibration_set, overlap
+    rest = [s for s in calibration_set.sequences() if s not in overlap]
+    if not rest:
+        raise ValueError(
+            f"quantize: calibration split {calibration_set.split!r} has only the gate's "
+            f"recordings {overlap}: expected others to calibrate on (or --allow-overlap)"
+        )
+    return calibration_set.keep_sequences(overlap, keep=False), []
 
 
 def _gate_only(args: argparse.Namespace, artifact, images, labels, gate) -> int:

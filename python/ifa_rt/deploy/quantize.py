@@ -216,7 +216,6 @@ def _simulated_agreement(
 def _calibrate(
     wrapper: nn.Module,
     calibration: Sequence[np.ndarray],
-    gate_images: Sequence[np.ndarray],
     shape: tuple[int, int],
     keep_fp32: Sequence[str] | str,
     gate: QuantizationGate,
@@ -225,12 +224,21 @@ def _calibrate(
     """Calibrated observers; with keep_fp32="auto", the first 0, 1, 2, 4, 8 convolutions stay
     fp32 until the simulated label agreement reaches the gate (early, high-resolution layers
     are the most sensitive; measured on camvid-lite0: 98.91 % all int8, 99.35 % with the stem
-    and first block in fp32)."""
+    and first block in fp32). The agreement is measured on the last quarter (at most 16) of
+    the calibration images, which the observers do not see, never on the gate's images: the
+    gate stays held out from every choice it judges."""
     if keep_fp32 != "auto":
         return _Calibrated(wrapper, calibration, shape, list(keep_fp32))
+    held = min(16, len(calibration) // 4)
+    if held == 0:
+        raise ValueError(
+            f"quantize: keep_fp32='auto': expected at least 4 calibration images (a quarter "
+            f"chooses the fp32 layers), got {len(calibration)}"
+        )
+    calibration, selection = calibration[:-held], calibration[-held:]
     convs = conv_names(wrapper)
     # The fp32 side is the same for every candidate: computed once.
-    inputs = [torch.from_numpy(_resized(image, shape))[None] for image in gate_images]
+    inputs = [torch.from_numpy(_resized(image, shape))[None] for image in selection]
     with torch.no_grad():
         fp32_labels = [labels_from_coarse(wrapper(x), *shape) for x in inputs]
     for k in (0, 1, 2, 4, 8):
@@ -258,6 +266,7 @@ def quantize_artifact(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     recipe: str | Path | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the int8 AOTInductor package of a fused TorchScript artifact; return its metadata.
 
@@ -265,6 +274,7 @@ def quantize_artifact(
     first planned shape). `gate_images` (and `gate_labels`, train-id maps with 255 = ignore)
     must be held out of calibration and training. `keep_fp32`: module names of the artifact
     module (e.g. "net.encoder._conv_stem") that stay fp32, or "auto" (see `_calibrate`).
+    `provenance` (e.g. the recordings calibration and gate came from) goes into the record.
     `recipe`: also write the calibration (observer statistics, fp32 modules, gate) there, so
     the same int8 model can be compiled on another machine without images
     (`ifa_rt.deploy.int8_recipe`; `<name>.int8.pt` beside an artifact is found by
@@ -289,10 +299,11 @@ def quantize_artifact(
     artifact, output = Path(artifact), Path(output)
     shapes = [(int(h), int(w)) for h, w in shapes]
     wrapper, meta = rebuild_from_artifact(artifact, coarse=True)
-    calibrated = _calibrate(wrapper, calibration, gate_images, shapes[0], keep_fp32, gate, progress)
+    calibrated = _calibrate(wrapper, calibration, shapes[0], keep_fp32, gate, progress)
     facts: dict[str, Any] = {
         "scheme": "PT2E x86 inductor: int8 per-channel weights, uint8 per-tensor activations",
         "calibration_images": len(calibration),
+        **(provenance or {}),
         "fp32_modules": calibrated.keep_fp32,
         "fp32_for_the_compiler": unlowerable(wrapper),
     }
