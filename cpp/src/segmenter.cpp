@@ -1,8 +1,5 @@
 // Segmenter: validation, batching, locking and stats around an Engine (no torch here).
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <algorithm>
 #include <array>
@@ -14,6 +11,7 @@
 
 #include "artifact.h"
 #include "engine.h"
+#include "heap_trim.h"
 #include "in_flight.h"
 #include "latency_ring.h"
 #include "options.h"
@@ -72,16 +70,6 @@ struct Memory {
   void* stream = nullptr;  // cudaStream_t of a device call
 };
 
-// This process's resident memory in bytes (/proc/self/statm), or 0 where unreadable.
-int64_t resident_bytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  long long size = 0, resident = 0;
-  const int read = std::fscanf(f, "%lld %lld", &size, &resident);
-  std::fclose(f);
-  return read == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGE_SIZE)) : 0;
-}
-
 std::string memory_name(int device) {
   return device == detail::kHostMemory ? "host memory" : "memory on cuda:" + std::to_string(device);
 }
@@ -100,8 +88,7 @@ struct Segmenter::Impl {
   std::vector<Shape> learned;
   std::map<Shape, int> unplanned_seen;  // unplanned calls per size, while learning (bounded)
   bool can_learn = true;
-  int64_t heap_trims = 0;
-  int64_t rss_baseline = 0;  // resident bytes after construction or the last trim
+  detail::HeapTrimmer heap;  // Options::trim_heap_mb
   std::mutex mutex;
   int64_t calls = 0, images = 0, bucket_runs = 0, padded = 0, fallback = 0;
   std::vector<LatencyRing> latency;
@@ -200,7 +187,7 @@ struct Segmenter::Impl {
       if (si < 0) {
         engine->run_unplanned(ims + run.first, run.count, what, outs + run.first);
         ++fallback;
-        after_unplanned();
+        heap.after_unplanned();
         continue;
       }
       const size_t bi = bucket_index(si, run.batch);
@@ -223,19 +210,6 @@ struct Segmenter::Impl {
         ++fallback;
       }
     }
-  }
-
-  // After an unplanned run: once resident memory has grown trim_heap_mb past what it was
-  // after the last trim (or construction), return the heap's free memory to the system.
-  void after_unplanned() {
-#ifdef __GLIBC__
-    if (options.trim_heap_mb <= 0) return;
-    const int64_t rss = resident_bytes();
-    if (rss <= 0 || rss - rss_baseline < int64_t{options.trim_heap_mb} << 20) return;
-    malloc_trim(0);
-    ++heap_trims;
-    rss_baseline = resident_bytes();
-#endif
   }
 
   // Finishes started runs without the mutex, so that another call can stage and queue its
@@ -344,7 +318,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
   // A call (and a Batcher batch) is still bounded by the caller's max_batch.
   if (options.batch_invariant) impl_->options.max_batch = options.max_batch;
   if (device.cuda && !detail::is_package_path(artifact_path)) impl_->cuda_device = device.index;
-  impl_->rss_baseline = resident_bytes();
+  impl_->heap = detail::HeapTrimmer(options.trim_heap_mb);
   impl_->construction_ms = ms_since(t0);
 }
 
@@ -470,7 +444,7 @@ Stats Segmenter::stats() const {
   s.cached_allocations_after_warmup = c.cached_hits;
   s.shape_cache = impl_->options.shape_cache;
   s.learned_shapes = impl_->learned;
-  s.heap_trims = impl_->heap_trims;
+  s.heap_trims = impl_->heap.trims();
   s.construction_ms = impl_->construction_ms;
   s.first_call_ms = impl_->engine->first_call_ms();
   for (size_t i = 0; i < impl_->buckets.size(); ++i) s.buckets.push_back(impl_->latency[i].summary(impl_->buckets[i]));
