@@ -7,7 +7,8 @@ gets the same frame in turn, so load changes hit all alike. Variants:
                   point runs: the fastest gated engine for this CPU)
   fp32_aoti       precision="fp32", runtime="aoti" (the exact path, compiled)
   fp32_torchscript precision="fp32", runtime="jit" (the portable engine)
-  bf16            precision="bf16" (TorchScript, behind its gate)
+  bf16            precision="bf16", runtime="aoti" (compiled, behind its gate)
+  bf16_torchscript precision="bf16", runtime="jit" (the TorchScript bf16 engine)
   openvino        OpenVINO with no options but the thread count (it picks bf16 on AMX CPUs)
   openvino_f32    OpenVINO with INFERENCE_PRECISION_HINT=f32
   onnxruntime     ONNX Runtime, CPU EP, fp32
@@ -58,7 +59,12 @@ def segmenters(threads: int) -> dict:
     out["fp32_torchscript"] = ifa_rt.Segmenter(
         "camvid", precision="fp32", runtime="jit", shapes=[SHAPE], threads=threads
     )
-    out["bf16"] = ifa_rt.Segmenter("camvid", precision="bf16", shapes=[SHAPE], threads=threads)
+    out["bf16"] = ifa_rt.Segmenter(
+        "camvid", precision="bf16", runtime="aoti", shapes=[SHAPE], threads=threads
+    )
+    out["bf16_torchscript"] = ifa_rt.Segmenter(
+        "camvid", precision="bf16", runtime="jit", shapes=[SHAPE], threads=threads
+    )
     return {name: seg.segment for name, seg in out.items()}, {
         name: seg.stats()["engine"] for name, seg in out.items()
     }

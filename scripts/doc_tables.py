@@ -28,7 +28,8 @@ MARKER = re.compile(r"<!-- table: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /tabl
 DEFAULTS_LABELS = {
     "default": '**`Segmenter("camvid", shapes=...)`, the defaults**',
     "openvino": "OpenVINO, no options (it picks its own precision)",
-    "bf16": '`precision="bf16"`',
+    "bf16": '`precision="bf16", runtime="aoti"`',
+    "bf16_torchscript": '`precision="bf16", runtime="jit"`',
     "fp32_aoti": '`precision="fp32", runtime="aoti"`',
     "torch_compile": "torch.compile (inductor, freezing)",
     "openvino_f32": "OpenVINO, f32 hint",

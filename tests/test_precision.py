@@ -73,7 +73,11 @@ def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch):
             monkeypatch.setattr(q, "cpu_flags", lambda flags=flags: flags)
             assert prepare.choose(lone, settings).precision == "bf16"
         monkeypatch.setattr(q, "cpu_flags", lambda: {"amx_bf16", "amx_tile", "avx512_bf16"})
-        assert prepare.choose(lone, {**settings, "runtime": "aoti"}).precision == "fp32"
+        # With shapes, bf16 runs compiled (its own cache entry), as fp32 and int8 do.
+        compiled = prepare.choose(lone, {**settings, "shapes": [(64, 96)], "runtime": "aoti"})
+        assert (compiled.precision, compiled.runtime) == ("bf16", "aoti")
+        fp32_entry = prepare.package_path(lone, {"shapes": [(64, 96)]}, "fp32")
+        assert compiled.package != fp32_entry and compiled.package.parent == fp32_entry.parent
         # A gate written for other bytes (or one that failed) does not count.
         p.gate_file(lone, "bf16").write_text(json.dumps({**passed, "artifact_sha256": "0" * 64}))
         assert prepare.choose(lone, settings).precision == "fp32"

@@ -145,6 +145,21 @@ def test_auto_skips_what_the_runtime_cannot_build():
     assert choice.skipped["int8"] == "int8 runs as a compiled package, and runtime is 'jit'"
 
 
+def test_bf16_compiles_into_its_own_package(tier_on, tiny):
+    """bf16 runs compiled like fp32 and int8 (coarse logits, labels by the runtime), cached
+    apart from the fp32 package, close to the TorchScript bf16 engine's labels."""
+    compiled = ifa_rt.Segmenter(tiny, precision="bf16", runtime="aoti", shapes=[SHAPE], threads=1)
+    assert (compiled.plan["runtime"], compiled.plan["precision"]) == ("aoti", "bf16")
+    settings = {"shapes": [SHAPE], "threads": 1}
+    assert compiled.path == str(prepare.package_path(tiny, settings, "bf16"))
+    assert compiled.path != str(prepare.package_path(tiny, settings, "fp32"))
+    scripted = ifa_rt.Segmenter(tiny, precision="bf16", runtime="jit", shapes=[SHAPE], threads=1)
+    frames = _frames(4)
+    agree = np.mean([(compiled(f) == scripted(f)).mean() for f in frames])
+    assert agree > 0.95, agree
+    assert compiled.stats()["fallback_calls"] == 0
+
+
 def test_cli_engine_flags(capsys):
     from ifa_rt.cli import build_parser
 

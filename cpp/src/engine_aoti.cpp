@@ -113,8 +113,9 @@ class AotiEngine final : public Engine {
                   "; compile it here (ifa_rt.Segmenter(artifact, runtime='aoti') or "
                   "`ifa-rt export --format aoti`)");
     // A package runs in the precision it was compiled for; the default (fp32) means "the
-    // package's", so an int8 package needs no option.
-    if (options_.precision == Precision::fp32 && package_.precision == "int8") options_.precision = Precision::int8;
+    // package's", so an int8 or bf16 package needs no option.
+    if (options_.precision == Precision::fp32 && package_.precision != "fp32")
+      options_.precision = parse_precision(package_.precision);
     if (to_string(options_.precision) != package_.precision)
       throw InvalidArgument("Options: 'precision': expected '" + package_.precision +
                             "' (the precision this package was compiled for), got '" + to_string(options_.precision) +

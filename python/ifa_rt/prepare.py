@@ -5,8 +5,8 @@ to build, in this order of preference (the fastest first, measured on the bundle
 
 - CPU: int8 (an AOTInductor package from the artifact's int8 recipe: the recipe passed its
   gate, the CPU has VNNI, shapes are planned, torchao is installed) > bf16 (its gate passed
-  and the CPU computes bf16 natively: AVX512_BF16 or AMX) > fp32 (an AOTInductor package
-  when shapes are planned, else TorchScript);
+  and the CPU computes bf16 natively: AVX512_BF16 or AMX) > fp32; bf16 and fp32 run as an
+  AOTInductor package when shapes are planned, else on TorchScript;
 - CUDA: fp16 > bf16 (gates passed) > fp32, on TorchScript graphs.
 
 A package already in the cache is used at once; otherwise TorchScript serves while
@@ -122,9 +122,7 @@ def choose(path: Path, settings: dict[str, Any]) -> Choice:
             else:
                 skipped["int8"] = why
             if precision == "fp32":
-                if runtime == "aoti":
-                    skipped["bf16"] = "compiled packages are fp32 or int8, and runtime is 'aoti'"
-                elif not gate_passed(path, "bf16"):
+                if not gate_passed(path, "bf16"):
                     skipped["bf16"] = "no passed bf16 gate for this artifact"
                 elif not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
                     # Emulated bf16 is slower than fp32; native bf16 measured 1.8-2.0x faster
@@ -132,7 +130,7 @@ def choose(path: Path, settings: dict[str, Any]) -> Choice:
                     skipped["bf16"] = "this CPU has no native bf16 (AVX512_BF16 or AMX)"
                 else:
                     precision = "bf16"
-    compiled = not cuda and precision in ("fp32", "int8") and bool(settings.get("shapes"))
+    compiled = not cuda and precision in ("fp32", "int8", "bf16") and bool(settings.get("shapes"))
     if precision == "int8" or runtime == "aoti" or (runtime == "auto" and compiled):
         from .deploy.int8_recipe import recipe_for
 
@@ -168,7 +166,8 @@ def package_path(path: Path, settings: dict[str, Any], precision: str) -> Path:
         return int8_cached_path(path, recipe_for(path), **plan_args(settings))
     from .deploy.aoti import cached_path
 
-    return cached_path(path, **plan_args(settings))
+    variant = "" if precision == "fp32" else precision
+    return cached_path(path, **plan_args(settings), variant=variant)
 
 
 def prepare_package(
@@ -191,7 +190,7 @@ def prepare_package(
             return compile_int8(path, recipe_for(path), **args)
         from .deploy.aoti import compile_artifact
 
-        return compile_artifact(path, **args)
+        return compile_artifact(path, precision=precision, **args)
 
 
 def compiled_for(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
@@ -226,4 +225,5 @@ def compiled_for(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -
         return str(compile_int8(path, recipe, **plan))
     from .deploy.aoti import compile_artifact
 
-    return str(compile_artifact(path, **plan))
+    precision = kwargs.get("precision") or "fp32"
+    return str(compile_artifact(path, precision=precision, **plan))

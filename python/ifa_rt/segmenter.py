@@ -171,9 +171,10 @@ class Segmenter(_Runner):
             fallback path (counted in `stats()`), or rejected when `strict`.
         strict: raise ValueError for an unplanned input size.
         threads: intra-op threads used inside each call (None: torch's setting).
-        runtime: "auto" (default): the compiled AOTInductor package where the choice is int8
-            or fp32 with `shapes` (from the cache, else TorchScript serves while it compiles in
-            the background: `wait_ready`), else TorchScript; "jit", "static": TorchScript only;
+        runtime: "auto" (default): the compiled AOTInductor package on the CPU when `shapes`
+            are planned, in the precision chosen (from the cache, else TorchScript serves
+            while it compiles in the background: `wait_ready`), else TorchScript; "jit",
+            "static": TorchScript only;
             "aoti": compile before returning (cached; needs `shapes`). A `.pt2` package always
             runs on its compiled models.
         shape_cache: unplanned input sizes whose per-shape constants stay cached (an LRU, default

@@ -33,7 +33,7 @@ _swap_lock = threading.Lock()
 # Agreement with the serving engine a swapped-in engine must reach on the verification frame:
 # fp32 is the same model compiled otherwise; int8 was gated on real frames already, this only
 # catches a broken compile (a real frame agrees ~99 %).
-VERIFY_AGREEMENT = {"fp32": 0.999, "int8": 0.9}
+VERIFY_AGREEMENT = {"fp32": 0.999, "int8": 0.9, "bf16": 0.9}
 # "0": no background compiles (a cached package is still used; else TorchScript serves).
 TIER_UP_ENV = "IFA_RT_TIER_UP"
 

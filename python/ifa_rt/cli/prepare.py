@@ -24,7 +24,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "int8"],
+        choices=["auto", "fp32", "int8", "bf16"],
         help="auto (default): the fastest gated precision this CPU runs natively",
     )
     parser.add_argument("--threads", type=int, help="intra-op threads of the serving engine")

@@ -347,25 +347,45 @@ def compile_artifact(
     threads: int | None = None,
     output: str | Path | None = None,
     show_progress: bool = True,
+    precision: str = "fp32",
 ) -> Path:
-    """The AOTInductor package of a TorchScript artifact, compiled once per machine and plan.
+    """The AOTInductor package of a TorchScript artifact, compiled once per machine and plan;
+    `precision` "bf16" computes in bfloat16 (the graph follows `mean`; behind its gate, on
+    CPUs with native bf16).
 
     Without `output` the package goes to `cache_dir()` under a key of the artifact's bytes,
     shapes, max batch, threads, CPU ISA and torch version (like a TensorRT engine cache): a
     second call with the same key returns at once.
     """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(
+            f"export: 'precision': expected 'fp32' or 'bf16' for a compiled package (int8: "
+            f"ifa_rt.quantize), got {precision!r}"
+        )
     artifact = Path(artifact)
     threads = int(threads or torch.get_num_threads())
     shapes = [(int(h), int(w)) for h, w in shapes]
+    variant = "" if precision == "fp32" else precision
     if output is None:
-        target = cached_path(artifact, shapes, max_batch, threads)
+        target = cached_path(artifact, shapes, max_batch, threads, variant)
         if target.is_file():
             return target
     else:
         target = Path(output)
     wrapper, meta = rebuild_from_artifact(artifact, coarse=True)
+    if precision == "bf16":
+        wrapper = wrapper.to(torch.bfloat16)
     compile_with_progress(
-        wrapper, meta, artifact, target, shapes, max_batch, threads, "AOTInductor", show_progress
+        wrapper,
+        meta,
+        artifact,
+        target,
+        shapes,
+        max_batch,
+        threads,
+        f"AOTInductor {precision}",
+        show_progress,
+        precision=precision,
     )
     log.info("compiled %s -> %s", artifact, target)
     return target
