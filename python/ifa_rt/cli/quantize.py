@@ -38,8 +38,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-overlap",
         action="store_true",
-        help="calibrate on recordings the gate is measured on (refused by default: the gate "
-        "would not be held out; the record says so)",
+        help="also calibrate on the recordings the gate is measured on (by default they are "
+        "dropped from calibration, so the gate stays held out; the record lists the overlap)",
     )
     parser.add_argument("--gate-split", default="val", help="held-out labelled split")
     parser.add_argument(
