@@ -52,7 +52,7 @@ def test_video_overlay_matches_the_runtimes_labels(street_video, tmp_path, capsy
     path, decoded = street_video
     assert cli_main(["segment", str(path), "-o", str(tmp_path), "--max-frames", "4"]) == 0
     summary = capsys.readouterr().out
-    assert "street.mp4: 4 frames 480x360: p50" in summary and "frames/s end to end" in summary
+    assert "street.mp4: 4 frames 360x480: p50" in summary and "frames/s end to end" in summary
     frames, rate = _read_video(tmp_path / "street_overlay.mp4")
     assert len(frames) == 4 and frames[0].shape == (360, 480, 3) and rate == 10
     seg = Segmenter("camvid", precision="fp32")

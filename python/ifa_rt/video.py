@@ -37,7 +37,7 @@ class VideoReport:
         ms = np.asarray(self.latencies_ms)
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return (
-            f"{self.frames} frames {self.size[1]}x{self.size[0]}: p50 {p50:.1f} ms, "
+            f"{self.frames} frames {self.size[0]}x{self.size[1]}: p50 {p50:.1f} ms, "
             f"p90 {p90:.1f} ms, p99 {p99:.1f} ms per frame; "
             f"{self.frames / self.wall_s:.2f} frames/s end to end (decode + segment + encode)"
         )

@@ -189,7 +189,7 @@ def _segment_images(seg, paths: list[Path], args: argparse.Namespace) -> int:
             side_by_side(
                 image, labels, seg.palette, seg.classes, path=args.output / f"{stem}_overlay.png"
             )
-        tqdm.write(f"{path.name}: {image.shape[1]}x{image.shape[0]} {latencies[-1]:.1f} ms")
+        tqdm.write(f"{path.name}: {image.shape[0]}x{image.shape[1]} {latencies[-1]:.1f} ms")
     wall = time.perf_counter() - start
     if not latencies:
         raise RuntimeError(f"segment: none of the {len(paths)} images could be segmented")
