@@ -83,9 +83,8 @@ struct Segmenter::Impl {
   std::unique_ptr<detail::Engine> engine;
   std::vector<Bucket> buckets;
   std::vector<int64_t> batches;
-  std::vector<Shape> shapes;     // planned: options.shapes, then learned ones
-  int64_t engine_max_batch = 1;  // the batch the engine plans (1 when batch-invariant)
-  std::vector<Shape> learned;
+  std::vector<Shape> shapes;            // planned: options.shapes, then the learned ones
+  int64_t engine_max_batch = 1;         // the batch the engine plans (1 when batch-invariant)
   std::map<Shape, int> unplanned_seen;  // unplanned calls per size, while learning (bounded)
   bool can_learn = true;
   detail::HeapTrimmer heap;  // Options::trim_heap_mb
@@ -139,10 +138,12 @@ struct Segmenter::Impl {
     return -1;
   }
 
+  int learned_count() const { return static_cast<int>(shapes.size() - options.shapes.size()); }
+
   // An unplanned size met kLearnAfter times gets buckets (Options::learn_shapes; mutex held).
   // Returns its shape index, or -1 while it stays unplanned.
   int learn(int64_t h, int64_t w) {
-    if (!can_learn || static_cast<int>(learned.size()) >= options.learn_shapes) return -1;
+    if (!can_learn || learned_count() >= options.learn_shapes) return -1;
     // A stream of distinct sizes must not grow this map: it restarts when full.
     if (unplanned_seen.size() >= kMaxUnplannedSeen && !unplanned_seen.count({h, w})) unplanned_seen.clear();
     if (++unplanned_seen[{h, w}] < kLearnAfter) return -1;
@@ -154,7 +155,6 @@ struct Segmenter::Impl {
     }
     if (!can_learn) return -1;
     shapes.push_back({h, w});
-    learned.push_back({h, w});
     for (const Bucket& b : detail::make_buckets({{h, w}}, engine_max_batch)) buckets.push_back(b);
     latency.resize(buckets.size());
     return static_cast<int>(shapes.size()) - 1;
@@ -443,7 +443,8 @@ Stats Segmenter::stats() const {
   s.bytes_allocated_after_warmup = c.new_bytes;
   s.cached_allocations_after_warmup = c.cached_hits;
   s.shape_cache = impl_->options.shape_cache;
-  s.learned_shapes = impl_->learned;
+  s.learned_shapes.assign(impl_->shapes.begin() + static_cast<std::ptrdiff_t>(impl_->options.shapes.size()),
+                          impl_->shapes.end());
   s.heap_trims = impl_->heap.trims();
   s.construction_ms = impl_->construction_ms;
   s.first_call_ms = impl_->engine->first_call_ms();

@@ -164,10 +164,9 @@ def package_path(path: Path, settings: dict[str, Any], precision: str) -> Path:
         from .deploy.int8_recipe import int8_cached_path, recipe_for
 
         return int8_cached_path(path, recipe_for(path), **plan_args(settings))
-    from .deploy.aoti import cached_path
+    from .deploy.aoti import compiled_cached_path
 
-    variant = "" if precision == "fp32" else precision
-    return cached_path(path, **plan_args(settings), variant=variant)
+    return compiled_cached_path(path, **plan_args(settings), precision=precision)
 
 
 def prepare_package(

@@ -43,6 +43,7 @@ __all__ = [
     "compile_package",
     "compile_triton_model",
     "compile_with_progress",
+    "compiled_cached_path",
     "cpu_flags",
     "aot_compile",
     "export_graph",
@@ -339,6 +340,18 @@ def cached_path(
     return cache_dir() / f"{key}{SUFFIX}"
 
 
+def compiled_cached_path(
+    artifact: Path,
+    shapes: Sequence[tuple[int, int]],
+    max_batch: int,
+    threads: int,
+    precision: str = "fp32",
+) -> Path:
+    """Where the cache keeps `compile_artifact`'s package in `precision` (fp32 or bf16)."""
+    variant = "" if precision == "fp32" else precision
+    return cached_path(artifact, shapes, max_batch, threads, variant)
+
+
 def compile_artifact(
     artifact: str | Path,
     *,
@@ -365,9 +378,8 @@ def compile_artifact(
     artifact = Path(artifact)
     threads = int(threads or torch.get_num_threads())
     shapes = [(int(h), int(w)) for h, w in shapes]
-    variant = "" if precision == "fp32" else precision
     if output is None:
-        target = cached_path(artifact, shapes, max_batch, threads, variant)
+        target = compiled_cached_path(artifact, shapes, max_batch, threads, precision)
         if target.is_file():
             return target
     else:

@@ -65,9 +65,12 @@ class ImageSegmenter(nn.Module):
             "inv_std", (1.0 / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1)
         )
 
-    def _logits(self, images: Tensor) -> Tensor:
+    def _normalized(self, images: Tensor) -> Tensor:
         x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
-        return self.net((x - self.mean) * self.inv_std)
+        return (x - self.mean) * self.inv_std
+
+    def _logits(self, images: Tensor) -> Tensor:
+        return self.net(self._normalized(images))
 
     def forward(self, images: Tensor) -> Tensor:
         """Label map uint8 [B,H,W] for uint8 [B,H,W,3] RGB images."""
@@ -97,8 +100,7 @@ class CoarseSegmenter(ImageSegmenter):
 
     def forward(self, images: Tensor) -> Tensor:
         """Coarse float32 logits [B,C,h,w] for uint8 [B,H,W,3] RGB images."""
-        x = images.permute(0, 3, 1, 2).to(self.mean.dtype)
-        return self.net.coarse((x - self.mean) * self.inv_std).float()
+        return self.net.coarse(self._normalized(images)).float()
 
 
 def labels_from_coarse(out: Tensor, height: int, width: int) -> Tensor:
