@@ -118,7 +118,7 @@ def test_an_error_reaches_only_its_own_future(tiny, images):
         unplanned = b.submit(rand_images(1, 37, 53)[0])
         floats = b.submit(np.zeros((32, 48, 3), np.float32))
         batch = b.submit(images[:2])
-        wrong = b.submit("not an image")
+        wrong = b.submit(b"not an image")
         for im, f in zip(images[:2], good, strict=True):
             np.testing.assert_array_equal(f.result(TIMEOUT), seg(im))
         with pytest.raises(

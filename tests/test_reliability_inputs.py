@@ -4,8 +4,9 @@ and what was given, and the same Segmenter keeps returning reference results aft
 
 Accepted rather than rejected (docs/reliability.md): any numpy view (non-contiguous, negative
 or zero strides, Fortran order, read-only) is served, copied into the plan's input buffer
-where the layout needs it; torch tensors and PIL images likewise. Rejected: anything that is
-not uint8 RGB in the last dimension, empty, smaller than the artifact's min_size or larger than
+where the layout needs it; torch tensors, PIL images and image file paths likewise; RGBA and
+grayscale become RGB (tests/test_inputs_convert.py). Rejected: anything that is not uint8
+with 3 channels after that rule, empty, smaller than the artifact's min_size or larger than
 16384 per side, an unplanned shape in strict mode, and non-array Python objects.
 """
 
@@ -94,10 +95,10 @@ BAD_INPUTS = [
         "input 'images': expected shape [H,W,3] or [B,H,W,3], got [0] (rank 1)",
     ),
     (
-        "rank2",
-        IM[..., 0],
+        "rank1-two",
+        np.zeros(5, np.uint8),
         ValueError,
-        "input 'images': expected shape [H,W,3] or [B,H,W,3], got [32,48] (rank 2)",
+        "input 'images': expected shape [H,W,3] or [B,H,W,3], got [5] (rank 1)",
     ),
     (
         "rank5",
@@ -106,16 +107,22 @@ BAD_INPUTS = [
         "input 'images': expected shape [H,W,3] or [B,H,W,3], got [1,1,32,48,3] (rank 5)",
     ),
     (
-        "1-channel",
-        IM[..., :1],
+        "2-channels",
+        IM[..., :2],
         ValueError,
-        "input 'images': expected 3 channels (RGB, last dimension), got 1 (shape [32,48,1])",
+        "input 'images': expected 3 channels (RGB, last dimension), got 2 (shape [32,48,2])",
     ),
     (
-        "4-channels",
-        np.zeros((32, 48, 4), np.uint8),
+        "5-channels",
+        np.zeros((32, 48, 5), np.uint8),
         ValueError,
-        "input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [32,48,4])",
+        "input 'images': expected 3 channels (RGB, last dimension), got 5 (shape [32,48,5])",
+    ),
+    (
+        "batch-2-channels",
+        np.zeros((2, 32, 48, 2), np.uint8),
+        ValueError,
+        "input 'images': expected 3 channels (RGB, last dimension), got 2 (shape [2,32,48,2])",
     ),
     (
         "0-channels",
@@ -172,7 +179,12 @@ BAD_INPUTS = [
         "input 'images': expected height and width <= 16384, got 16385x16385",
     ),
     ("none", None, TypeError, "input 'images': " + TYPE + "NoneType"),
-    ("str", "image.png", TypeError, "input 'images': " + TYPE + "str"),
+    (
+        "missing-path",
+        "no/such/image.png",
+        ValueError,
+        "input 'images': expected an image file, got 'no/such/image.png' (no such file)",
+    ),
     ("bytes", IM.tobytes(), TypeError, "input 'images': " + TYPE + "bytes"),
     ("int", 3, TypeError, "input 'images': " + TYPE + "int"),
     ("float", 0.5, TypeError, "input 'images': " + TYPE + "float"),
@@ -196,6 +208,12 @@ BAD_INPUTS = [
         [IM[None]],
         ValueError,
         "input 'images[0]': expected shape [H,W,3], got [1,32,48,3] (rank 4)",
+    ),
+    (
+        "list-of-rgba-batches",
+        [IM, np.zeros((1, 32, 48, 4), np.uint8)],
+        ValueError,
+        "input 'images[1]': expected shape [H,W,3], got [1,32,48,4] (rank 4)",
     ),
     (
         "list-small",
@@ -238,9 +256,9 @@ def test_logits_bad_inputs(seg, want):
         seg.logits([IM, None])
     assert str(err.value) == "Segmenter.logits: input 'images[1]': " + TYPE + "NoneType"
     with pytest.raises(ValueError) as err:
-        seg.logits(np.zeros((1, 32, 48, 4), np.uint8))
+        seg.logits(np.zeros((1, 32, 48, 2), np.uint8))
     assert str(err.value) == (
-        "Segmenter.logits: input 'images': expected 3 channels (RGB, last dimension), got 4 (shape [1,32,48,4])"
+        "Segmenter.logits: input 'images': expected 3 channels (RGB, last dimension), got 2 (shape [1,32,48,2])"
     )
     np.testing.assert_array_equal(seg(BATCH), want)
 

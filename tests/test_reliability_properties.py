@@ -4,7 +4,8 @@ Properties:
   1. Any valid uint8 input (planned or not, any batch, any numpy layout) gives the labels of
      TorchScript run from Python one image per call.
   2. Any array at all either is valid (then 1 holds) or raises ValueError with the message
-     the input rules predict (dtype, rank, channels, emptiness, size; in that order).
+     the input rules predict (RGBA / grayscale made RGB first, then dtype, rank, channels,
+     emptiness, size; in that order).
   3. A list of images of mixed sizes gives the same labels as segmenting each one alone.
   4. Splitting and padding follow the plan: a batch of n on max_batch m runs ceil(n/m)
      buckets and pads the remainder up to the next planned batch size.
@@ -103,8 +104,18 @@ DTYPES = ["uint8", "int8", "int16", "uint16", "int32", "int64", "float16", "floa
           "float64", "bool"]  # fmt: skip
 
 
+def _as_rgb_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape after the channel rule (ifa_rt.inputs): H×W, and 1 or 4 channels, become RGB."""
+    if len(shape) == 2:
+        return (*shape, 3)
+    if len(shape) in (3, 4) and shape[-1] in (1, 4):
+        return (*shape[:-1], 3)
+    return shape
+
+
 def _predicted_error(dtype: str, shape: tuple[int, ...]) -> str | None:
     """The message the input rules give for this array, or None when it is valid."""
+    shape = _as_rgb_shape(shape)
     rank = len(shape)
     if dtype != "uint8":
         return f"expected dtype uint8, got {dtype}"
@@ -147,8 +158,9 @@ def test_any_array_is_served_or_rejected_as_predicted(seg, tiny, dtype, shape):
     event("valid" if message is None else message.split(",")[0])
     if message is None:
         got = seg(array)
+        shape = _as_rgb_shape(shape)
         assert got.shape == shape[:-1] and got.dtype == np.uint8
-        flat = np.ascontiguousarray(array).reshape(-1, *shape[-3:])
+        flat = np.zeros(shape, dtype).reshape(-1, *shape[-3:])
         np.testing.assert_array_equal(got.reshape(-1, *shape[-3:-1]), reference(tiny, flat))
         return
     with pytest.raises(ValueError) as err:

@@ -7,9 +7,12 @@
 
 Inputs are not copied where the layout allows: a numpy array (any non-negative strides), a
 CPU torch tensor or a host DLPack array is handed to C++ as a view; PIL images are converted
-once. On a CUDA engine, a CUDA torch tensor (or any DLPack array in CUDA memory: CuPy, JAX,
-...) stays on the device: the labels come back as a CUDA torch tensor, computed in order on
-torch's current stream without a host round trip (`torch.from_dlpack` shares them onward).
+once; a file path (str or pathlib.Path) is decoded with Pillow. RGBA drops its alpha and
+grayscale (H×W, H×W×1, B×H×W×1) is replicated to RGB, both as views (the rule and its
+limits: `ifa_rt.inputs`). On a CUDA engine, a CUDA torch tensor (or any DLPack array in CUDA
+memory: CuPy, JAX, ...) stays on the device: the labels come back as a CUDA torch tensor,
+computed in order on torch's current stream without a host round trip (`torch.from_dlpack`
+shares them onward).
 The GIL is released while the engine runs, so threads can share a Segmenter (calls are
 serialised) or use a `SegmenterPool` (N engines) for throughput. Option defaults live once,
 in C++ (`ifa_rt::Options`); errors: TypeError for wrong Python types, ValueError for bad
@@ -46,7 +49,7 @@ class _Runner(Tiered):
     _device: str
 
     def __call__(self, images: Any) -> Any:
-        """Labels (uint8) of one image H×W×3, a batch B×H×W×3, or a list of images."""
+        """Labels (uint8) of one image (H×W×3, PIL, file path), a batch B×H×W×3, or a list."""
         return self.segment(images)
 
     def segment(self, images: Any) -> Any:
@@ -57,7 +60,9 @@ class _Runner(Tiered):
             if device_labels is not None:
                 return device_labels
         if isinstance(images, (list, tuple)):
-            arrays = [_as_array(x, where, f"images[{i}]") for i, x in enumerate(images)]
+            arrays = [
+                _as_array(x, where, f"images[{i}]", batch=False) for i, x in enumerate(images)
+            ]
             outs = [np.empty(a.shape[:2] if a.ndim == 3 else (0,), np.uint8) for a in arrays]
             self._engine.segment_list(arrays, outs)
             for a in arrays:
@@ -80,7 +85,8 @@ class _Runner(Tiered):
                 return device_logits
         if isinstance(images, (list, tuple)):
             return [
-                self._logits_one(_as_array(x, where, f"images[{i}]")) for i, x in enumerate(images)
+                self._logits_one(_as_array(x, where, f"images[{i}]", batch=False))
+                for i, x in enumerate(images)
             ]
         return self._logits_one(_as_array(images, where, "images"))
 
