@@ -8,7 +8,6 @@ the full interleaved benchmark of every runtime (`scripts/bench/run.py`, docs/be
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,8 +57,10 @@ def summarize(ms: Sequence[float], batch: int) -> dict[str, Any]:
 
 
 def data_root() -> Path:
-    """The real-data folder: $IFA_RT_DATA, else ../shared/data beside the repository."""
-    return Path(os.environ.get("IFA_RT_DATA", REPO.parent / "shared" / "data"))
+    """The real-data folder: $IFA_RT_DATA, else the platform data folder (`ifa_rt.data`)."""
+    from .data.folders import default_data_root
+
+    return default_data_root()
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -74,14 +75,22 @@ def load_images(
 ) -> tuple[np.ndarray, str]:
     """`batch` real images resized to `shape` as uint8 [B,H,W,3], and where they came from.
 
-    Cityscapes' Frankfurt demo frame first, then CamVid val images; random pixels (seeded) when
-    no data folder is found, so the benchmark still runs (the JSON records which).
+    Cityscapes' Frankfurt demo frame first, then CamVid val images. FileNotFoundError naming
+    the folder and how to set it when there are none: random pixels would time another
+    workload (finishing the labels visits every class only near class boundaries, and random
+    pixels make boundaries everywhere).
     """
-    files = _image_files(root or data_root())
-    height, width = shape
+    from .data.folders import DATA_ENV, require_data_root
+
+    folder = require_data_root(root, "bench")
+    files = _image_files(folder)
     if not files:
-        rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8), "random"
+        raise FileNotFoundError(
+            f"bench: expected real images in '{folder}' ({DEMO_IMAGE} or {CAMVID_VAL}/*), "
+            f"found none; set {DATA_ENV}=/path/to/data (the folder holding camvid/ or "
+            "cityscapes_sample/)"
+        )
+    height, width = shape
     from PIL import Image
 
     out = np.empty((batch, height, width, 3), np.uint8)

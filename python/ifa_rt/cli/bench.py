@@ -28,6 +28,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--optimize", action="store_true", help="CPU: optimize_for_inference")
     parser.add_argument(
+        "--data-root",
+        type=Path,
+        help="real images to time (default: $IFA_RT_DATA, else ~/.local/share/ifa_rt/data)",
+    )
+    parser.add_argument(
         "--full",
         nargs=argparse.REMAINDER,
         help="run scripts/bench/run.py with the arguments that follow (every runtime)",
@@ -50,6 +55,8 @@ def run_cli(args: argparse.Namespace) -> int:
     from ..segmenter import Segmenter
 
     shape = parse_shape(args.shape)
+    # Before the engine is built: a missing data folder fails in a second, not after a compile.
+    images, source = load_images(shape, args.batch, root=args.data_root)
     with tempfile.TemporaryDirectory(prefix="ifa-rt-bench-") as tmp:
         path, origin = bench_artifact(args.model, Path(tmp))
         t0 = time.perf_counter()
@@ -66,7 +73,6 @@ def run_cli(args: argparse.Namespace) -> int:
         construction_s = time.perf_counter() - t0
         seg.wait_ready()  # time the engine that serves in steady state (tier-up compiles once)
         ready_s = time.perf_counter() - t0
-        images, source = load_images(shape, args.batch)
         first_ms = time_calls(seg, images, 1)[0]
         from tqdm import tqdm
 

@@ -11,21 +11,64 @@ from PIL import Image
 
 from .facts import IGNORE_INDEX, DatasetInfo, dataset_info
 
-__all__ = ["default_data_root", "SegFolder", "camvid", "cityscapes", "find_pairs", "sequence_of"]
+__all__ = [
+    "DATA_ENV",
+    "SegFolder",
+    "camvid",
+    "cityscapes",
+    "default_data_root",
+    "find_pairs",
+    "platform_data_dir",
+    "require_data_root",
+    "sequence_of",
+]
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 PathLike = str | os.PathLike
 
 
+DATA_ENV = "IFA_RT_DATA"
+
+
+def platform_data_dir() -> Path:
+    """The per-user data folder: $XDG_DATA_HOME/ifa_rt/data, else ~/.local/share/ifa_rt/data."""
+    # The same stdlib XDG rule as the compiled-package cache (deploy/aoti.cache_dir): the
+    # runtime is Linux-first, and one rule needs no platformdirs dependency.
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "ifa_rt" / "data"
+
+
 def default_data_root(root: PathLike | None = None) -> Path:
-    """Data root: the argument, else env `IFA_RT_DATA`, else `../shared/data` beside the repo."""
+    """Data root: the argument, else env `IFA_RT_DATA`, else `platform_data_dir()`.
+
+    Never derived from the package's location: installed from a wheel, a folder beside the
+    package is not a data folder. Whether it exists is `require_data_root`'s question.
+    """
     if root is not None:
         return Path(root)
-    env = os.environ.get("IFA_RT_DATA")
+    env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    # python/ifa_rt/data/folders.py -> repo root is three parents up from the package.
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    return platform_data_dir()
+
+
+def require_data_root(root: PathLike | None = None, where: str = "data") -> Path:
+    """`default_data_root(root)`, or FileNotFoundError naming the folder, where the name came
+    from and how to set it, when that folder does not exist."""
+    path = default_data_root(root)
+    if path.is_dir():
+        return path
+    if root is not None:
+        origin = "the folder given"
+    elif os.environ.get(DATA_ENV):
+        origin = f"from ${DATA_ENV}"
+    else:
+        origin = f"the default when ${DATA_ENV} is unset"
+    raise FileNotFoundError(
+        f"{where}: expected a data folder at '{path}' ({origin}), it does not exist; "
+        f"set {DATA_ENV}=/path/to/data (the folder holding camvid/ or cityscapes_sample/) "
+        "or pass the folder explicitly"
+    )
 
 
 def _require_dir(path: Path, where: str) -> None:
@@ -170,7 +213,7 @@ def camvid(
     split: str, root: PathLike | None = None, transform: Callable | None = None, cache: bool = False
 ) -> SegFolder:
     """CamVid (11 classes) under `<root>/camvid` (or `root` itself if it has `images/`)."""
-    base = default_data_root(root)
+    base = require_data_root(root, f"camvid reader (split {split!r})")
     if not (base / "images").is_dir() and (base / "camvid").is_dir():
         base = base / "camvid"
     return SegFolder(dataset_info("camvid"), base, split, "camvid", transform, cache)
@@ -180,7 +223,7 @@ def cityscapes(
     split: str, root: PathLike | None = None, transform: Callable | None = None, cache: bool = False
 ) -> SegFolder:
     """Cityscapes layout (19 train ids) under `root` (or `<root>/cityscapes_sample`)."""
-    base = default_data_root(root)
+    base = require_data_root(root, f"cityscapes reader (split {split!r})")
     if not (base / "leftImg8bit").is_dir():
         for sub in ("cityscapes", "cityscapes_sample"):
             if (base / sub / "leftImg8bit").is_dir():
