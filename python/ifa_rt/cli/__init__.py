@@ -9,7 +9,10 @@ import sys
 # subcommand -> (module that implements it, one-line help). Each module provides
 # `configure_parser(parser)` and `run_cli(args) -> int`; modules load only when used.
 COMMANDS = {
-    "export": ("ifa_rt.cli.export", "export a model to a TorchScript artifact (.ifa.pt)"),
+    "export": (
+        "ifa_rt.cli.export",
+        "export a model: TorchScript (.ifa.pt), AOTInductor package (.pt2) or ONNX",
+    ),
     "convert": ("ifa_rt.cli.convert", "convert a reference IFA checkpoint to ours"),
     "segment": ("ifa_rt.cli.segment", "segment images with the C++ runtime"),
     "quantize": ("ifa_rt.cli.quantize", "int8 package of an artifact, behind an accuracy gate"),
