@@ -1,6 +1,8 @@
 #pragma once
 // Command-line parsing shared by the tools: `--key value` pairs (dashes become underscores)
 // and positional arguments. Keys that are Options fields go to Options::from_map.
+// `--help`/`-h` anywhere asks for the usage (stdout, exit 0), as with the Python CLI.
+#include <cstring>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "ifa_rt/segmenter.h"
+#include "model_lookup.h"
 
 namespace tools {
 
@@ -16,6 +19,13 @@ struct Args {
   std::map<std::string, std::string> options;  // Options keys
   std::map<std::string, std::string> own;      // the tool's keys
 };
+
+/// True when the command line asks for the usage (`--help` or `-h`).
+inline bool wants_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) return true;
+  return false;
+}
 
 inline Args parse_args(int argc, char** argv, const std::set<std::string>& own_keys,
                        const std::set<std::string>& flags = {}) {
@@ -45,6 +55,19 @@ inline Args parse_args(int argc, char** argv, const std::set<std::string>& own_k
       throw ifa_rt::InvalidArgument("unknown argument '" + arg + "'");
   }
   return a;
+}
+
+/// The artifact: `--model NAME_OR_PATH`, else the first positional argument (taken out of
+/// `positional`), resolved by tools::resolve_model; empty when neither was given.
+inline std::string take_model(Args& a, const std::string& where) {
+  std::string model;
+  if (a.own.count("model")) {
+    model = a.own["model"];
+  } else if (!a.positional.empty()) {
+    model = a.positional.front();
+    a.positional.erase(a.positional.begin());
+  }
+  return model.empty() ? model : resolve_model(model, where);
 }
 
 }  // namespace tools

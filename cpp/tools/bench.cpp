@@ -1,10 +1,6 @@
 // ifa-rt-bench: latency of the C++ runtime per planned bucket (p50/p90/p99, images/s).
-//
-// usage: ifa-rt-bench ARTIFACT --shapes 360x480[,HxW...] [--max-batch N] [--batches 1,2,4]
-//          [--iters 50] [--device cpu|cuda:N] [--precision fp32|fp16|bf16] [--threads N]
-//          [--runtime auto|static|jit] [--optimize true] [--json OUT.json]
 // Each (batch, shape) is timed with `iters` calls on random images after construction's
-// warm-up; the JSON has one record per bucket plus the plan and stats.
+// warm-up; the JSON has one record per bucket plus the plan and stats. Usage: kUsage below.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +12,30 @@
 #include "args.h"
 
 namespace {
+
+constexpr const char* kUsage =
+    "usage: ifa-rt-bench MODEL --shapes HxW[,HxW...] [options]\n"
+    "       ifa-rt-bench --model MODEL --shapes HxW[,HxW...] [options]\n"
+    "\n"
+    "Latency of the C++ runtime per planned bucket (batch x shape): p50/p90/p99 ms and images/s\n"
+    "on random images, after warm-up.\n"
+    "\n"
+    "MODEL: an artifact path (.ifa.pt, .pt2) or a bundled model name (camvid), looked up in\n"
+    "$IFA_RT_MODELS (':'-separated folders), then in the installed package (cpp/README.md).\n"
+    "\n"
+    "options:\n"
+    "  --shapes HxW[,HxW...]   input sizes to plan and time (required)\n"
+    "  --max-batch N           largest planned batch (default 1)\n"
+    "  --batches 1,2,4         batch sizes to time (default 1, 2, 4, ... up to --max-batch)\n"
+    "  --iters N               timed calls per bucket (default 50)\n"
+    "  --device cpu|cuda:N     where to run (default cpu)\n"
+    "  --precision P           fp32, fp16, bf16, int8 (default fp32)\n"
+    "  --threads N             intra-op threads (default: torch's)\n"
+    "  --runtime R             auto, jit, static (TorchScript on the CPU) or aoti (a .pt2)\n"
+    "  --optimize true|false   optimize_for_inference on the frozen graph\n"
+    "  --strict, --warmup N, --channels-last, --plan-logits: as ifa_rt::Options\n"
+    "  --json OUT.json         also write the results as JSON\n"
+    "  -h, --help              show this help and exit\n";
 
 double pct(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
@@ -35,10 +55,14 @@ std::string json_escape(const std::string& s) {
 
 int main(int argc, char** argv) {
   try {
-    tools::Args args = tools::parse_args(argc, argv, {"iters", "json", "batches"});
-    if (args.positional.size() != 1) {
-      std::cerr << "usage: ifa-rt-bench ARTIFACT --shapes HxW[,HxW] [--max-batch N] [--batches 1,2]"
-                   " [--iters N] [--device D] [--precision P] [--threads N] [--runtime R] [--json OUT]\n";
+    if (tools::wants_help(argc, argv)) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    tools::Args args = tools::parse_args(argc, argv, {"iters", "json", "batches", "model"});
+    const std::string model = tools::take_model(args, "ifa-rt-bench");
+    if (model.empty() || !args.positional.empty()) {
+      std::fputs(kUsage, stderr);
       return 2;
     }
     ifa_rt::Options options = ifa_rt::Options::from_map(args.options);
@@ -54,12 +78,11 @@ int main(int argc, char** argv) {
       for (int64_t b = 1; b < options.max_batch; b *= 2) batches.push_back(b);
       batches.push_back(options.max_batch);
     }
-    ifa_rt::Segmenter seg(args.positional[0], options);
+    ifa_rt::Segmenter seg(model, options);
     const ifa_rt::Plan plan = seg.plan();
     std::printf("ifa-rt-bench: %s on %s (%s, %s), plan %.1f MiB, construction %.0f ms, first call %.1f ms\n",
-                args.positional[0].c_str(), plan.device.c_str(), plan.runtime.c_str(),
-                ifa_rt::to_string(plan.precision).c_str(), plan.total_bytes() / 1048576.0, seg.stats().construction_ms,
-                seg.stats().first_call_ms);
+                model.c_str(), plan.device.c_str(), plan.runtime.c_str(), ifa_rt::to_string(plan.precision).c_str(),
+                plan.total_bytes() / 1048576.0, seg.stats().construction_ms, seg.stats().first_call_ms);
     std::printf("%-16s %8s %8s %8s %8s %10s\n", "bucket", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s");
     std::mt19937 rng(0);
     std::ostringstream records;
@@ -91,9 +114,9 @@ int main(int argc, char** argv) {
                 static_cast<long long>(st.allocations_after_warmup));
     if (args.own.count("json")) {
       std::ofstream f(args.own["json"]);
-      f << "{\n  \"tool\": \"ifa-rt-bench\",\n  \"artifact\": \"" << json_escape(args.positional[0])
-        << "\",\n  \"device\": \"" << plan.device << "\",\n  \"runtime\": \"" << plan.runtime
-        << "\",\n  \"precision\": \"" << ifa_rt::to_string(plan.precision) << "\",\n  \"threads\": " << options.threads
+      f << "{\n  \"tool\": \"ifa-rt-bench\",\n  \"artifact\": \"" << json_escape(model) << "\",\n  \"device\": \""
+        << plan.device << "\",\n  \"runtime\": \"" << plan.runtime << "\",\n  \"precision\": \""
+        << ifa_rt::to_string(plan.precision) << "\",\n  \"threads\": " << options.threads
         << ",\n  \"plan_bytes\": " << plan.total_bytes() << ",\n  \"construction_ms\": " << st.construction_ms
         << ",\n  \"first_call_ms\": " << st.first_call_ms
         << ",\n  \"allocations_after_warmup\": " << st.allocations_after_warmup

@@ -1,10 +1,6 @@
 // ifa-rt-segment: segment image files with the C++ runtime (stb_image in, label PNGs out).
-//
-// usage: ifa-rt-segment ARTIFACT OUT_DIR IMAGE... [--device D] [--threads N]
-//          [--precision P] [--shapes HxW,...] [--max-batch N]
-// For each IMAGE writes OUT_DIR/<stem>_labels.png (8-bit class indices) and
-// OUT_DIR/<stem>_color.png (the artifact's palette), and prints latency and the classes found.
 // Shapes default to the sizes of the images given (each planned, so each call runs a bucket).
+// Usage: kUsage below.
 #include <stb_image.h>
 #include <stb_image_write.h>
 
@@ -18,11 +14,39 @@
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ifa-rt-segment MODEL OUT_DIR IMAGE... [options]\n"
+    "       ifa-rt-segment --model MODEL OUT_DIR IMAGE... [options]\n"
+    "\n"
+    "Segment image files (PNG, JPEG, BMP) with the C++ runtime. For each IMAGE writes\n"
+    "OUT_DIR/<stem>_labels.png (8-bit class ids) and OUT_DIR/<stem>_color.png (the model's\n"
+    "palette), and prints the latency and the classes found.\n"
+    "\n"
+    "MODEL: an artifact path (.ifa.pt, .pt2) or a bundled model name (camvid), looked up in\n"
+    "$IFA_RT_MODELS (':'-separated folders), then in the installed package (cpp/README.md).\n"
+    "\n"
+    "options:\n"
+    "  --shapes HxW[,HxW...]   input sizes to plan (default: the sizes of the images)\n"
+    "  --device cpu|cuda:N     where to run (default cpu)\n"
+    "  --precision P           fp32, fp16, bf16, int8 (default fp32)\n"
+    "  --threads N             intra-op threads (default: torch's)\n"
+    "  --max-batch N, --runtime R, --optimize B, --strict, --warmup N: as ifa_rt::Options\n"
+    "  -h, --help              show this help and exit\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
   try {
-    tools::Args args = tools::parse_args(argc, argv, {});
-    if (args.positional.size() < 3) {
-      std::cerr << "usage: ifa-rt-segment ARTIFACT OUT_DIR IMAGE... [--device D] [--threads N]\n";
+    if (tools::wants_help(argc, argv)) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    tools::Args args = tools::parse_args(argc, argv, {"model"});
+    const std::string model = tools::take_model(args, "ifa-rt-segment");
+    if (model.empty() || args.positional.size() < 2) {
+      std::fputs(kUsage, stderr);
       return 2;
     }
     struct Image {
@@ -31,7 +55,7 @@ int main(int argc, char** argv) {
       std::vector<uint8_t> rgb;
     };
     std::vector<Image> images;
-    for (size_t i = 2; i < args.positional.size(); ++i) {
+    for (size_t i = 1; i < args.positional.size(); ++i) {
       Image im;
       im.path = args.positional[i];
       int channels = 0;
@@ -50,9 +74,9 @@ int main(int argc, char** argv) {
         if (std::find(options.shapes.begin(), options.shapes.end(), s) == options.shapes.end())
           options.shapes.push_back(s);
       }
-    ifa_rt::Segmenter seg(args.positional[0], options);
+    ifa_rt::Segmenter seg(model, options);
     const ifa_rt::Metadata& meta = seg.metadata();
-    fs::path out_dir = args.positional[1];
+    fs::path out_dir = args.positional[0];
     fs::create_directories(out_dir);
     std::vector<double> ms;
     for (const Image& im : images) {
