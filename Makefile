@@ -20,8 +20,9 @@ pyproject = $(shell $(PYTHON) -c "import sys, tomllib; d = tomllib.load(open('py
 
 # Debian packages: ccache (fast rebuilds), stb (image IO for the C++ tools), zlib (CRC-32
 # checks of artifacts before LibTorch reads them), nlohmann/json (the metadata's JSON),
-# clang-format (make format / its check in make test).
-SYSTEM_PACKAGES := ccache libstb-dev zlib1g-dev nlohmann-json3-dev clang-format
+# clang-format (make format / its check in make test), chromium (the browser test of the
+# service's page, driven by Playwright).
+SYSTEM_PACKAGES := ccache libstb-dev zlib1g-dev nlohmann-json3-dev clang-format chromium
 $(VENV)/.system-deps:
 	@command -v ccache >/dev/null && dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; }

@@ -172,6 +172,65 @@ def post(url: str, body: bytes) -> tuple[int, bytes]:
 
 @pytest.mark.skipif(not HAVE_RAY, reason="Ray Serve is not installed (pip install 'ifa-rt[serve]')")
 @pytest.mark.slow
+def test_standard_endpoints_multipart_and_kserve_v2(server, real_image):
+    """Runs before the main test below, which stops the server."""
+    import requests
+    import tritonclient.http as triton
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url, artifact, _, _ = server
+    seg = Segmenter(artifact)
+    image = real_image(2, (360, 480))
+    expected = seg(image)
+    png = encoded(image, "PNG")
+
+    status, headers, page = request(url)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b'"model": "tiny-fixture"' in page and b"ifaResults" in page
+    assert request(url + "health")[0] == 200
+    status, _, ready = request(url + "ready")
+    assert status == 200 and json.loads(ready)["ready"] is True
+
+    # curl -F file=@frame.png: a multipart upload gives the same labels as a raw body.
+    reply = requests.post(url, files={"file": ("frame.png", png, "image/png")}, timeout=20)
+    assert reply.status_code == 200, reply.text[:300]
+    np.testing.assert_array_equal(np.array(Image.open(io.BytesIO(reply.content))), expected)
+    assert reply.headers["x-ifa-engine"] == seg.stats()["engine"]
+    assert reply.headers["server-timing"].startswith("app;dur=")
+    status, _, grey = request(url + "?palette=0", png)
+    assert status == 200 and Image.open(io.BytesIO(grey)).mode == "L"
+    np.testing.assert_array_equal(np.array(Image.open(io.BytesIO(grey))), expected)
+
+    # The Open Inference Protocol through Triton's own HTTP client.
+    client = triton.InferenceServerClient(url.removeprefix("http://").rstrip("/"))
+    assert client.is_server_live() and client.is_model_ready("tiny-fixture")
+    assert client.get_model_metadata("tiny-fixture")["outputs"][0]["name"] == "labels"
+    for binary in (True, False):
+        tensor = triton.InferInput("image", list(image.shape), "UINT8")
+        tensor.set_data_from_numpy(image, binary_data=binary)
+        wanted = triton.InferRequestedOutput("labels", binary_data=binary)
+        result = client.infer("tiny-fixture", [tensor], outputs=[wanted])
+        np.testing.assert_array_equal(result.as_numpy("labels"), expected)
+    with pytest.raises(triton.InferenceServerException, match="one model, 'tiny-fixture'"):
+        client.infer("other", [tensor])
+
+    status, headers, text = request(url + "metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    answered = {
+        s.labels["endpoint"]: s.value
+        for s in families["ifa_rt_requests"].samples
+        if s.name.endswith("_total") and s.labels["code"] == "200"
+    }
+    assert answered["segment"] >= 2 and answered["v2_infer"] == 2, answered
+    refused = [s for s in families["ifa_rt_rejections"].samples if s.name.endswith("_total")]
+    assert [s.labels["reason"] for s in refused] == ["bad_request"]  # the unknown model
+    engine = families["ifa_rt_engine_info"].samples[0].labels
+    assert f"{engine['runtime']} {engine['precision']}" == seg.stats()["engine"]
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason="Ray Serve is not installed (pip install 'ifa-rt[serve]')")
+@pytest.mark.slow
 def test_ray_serve_endpoint(server, camvid_val_paths):
     url, artifact, proc, log = server
     seg = Segmenter(artifact)
@@ -211,7 +270,7 @@ def test_ray_serve_endpoint(server, camvid_val_paths):
     status, body = post(url, tiny)
     assert status == 400 and b"expected height and width >= 16" in body
 
-    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT) as r:
+    with urllib.request.urlopen(url + "stats", timeout=REQUEST_TIMEOUT) as r:
         info = json.loads(r.read())
     assert info["classes"] == seg.classes
     assert max(k for k, n in enumerate(info["batch_sizes"]) if n) >= 2, info  # Ray batched

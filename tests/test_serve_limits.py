@@ -67,10 +67,14 @@ def test_token_is_required(url):
         status, reply_headers, body = request(url, encoded(GOOD, "PNG"), headers)
         assert status == 401 and reply_headers["www-authenticate"] == "Bearer"
         assert error_of(status, body).startswith("serve: header 'Authorization': expected")
-    status, _, body = request(url)  # GET is protected too
-    assert status == 401
-    status, _, body = request(url, headers=AUTH)
+    for path in ("stats", "metrics", "v2"):  # reads are protected too
+        status, _, body = request(url + path)
+        assert status == 401, path
+    status, _, body = request(url + "stats", headers=AUTH)
     assert status == 200 and json.loads(body)["limits"]["token"] is True
+    for path in ("", "health", "ready", "v2/health/live"):  # no data: no token needed
+        status, _, body = request(url + path)
+        assert status == 200, (path, body[:200])
     assert_still_serves(url)
 
 
@@ -210,7 +214,7 @@ def test_slow_clients_hold_no_queue_slot_and_are_cut_off(url):
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         assert b"expected the whole body within 3 s" in reply
     assert time.monotonic() - start < BODY_TIMEOUT_S + 10
-    status, _, info = request(url, headers=AUTH)
+    status, _, info = request(url + "stats", headers=AUTH)
     counters = json.loads(info)
     assert counters["refused"]["too_slow"] >= 6 and counters["in_progress"] == 0
 
@@ -234,7 +238,7 @@ def test_overload_is_503_with_retry_after(url):
     for headers, reply in busy:
         assert headers["retry-after"] == "1"
         assert error_of(503, reply).startswith("serve: replica busy: expected fewer than 2")
-    status, _, info = request(url, headers=AUTH)
+    status, _, info = request(url + "stats", headers=AUTH)
     counters = json.loads(info)
     assert counters["refused"]["busy"] >= len(busy) and counters["in_progress"] == 0
     assert_still_serves(url)

@@ -150,7 +150,7 @@ def run_cli(args: argparse.Namespace) -> int:
             print(
                 f"ifa-rt serve: {args.model} on {url} ({args.replicas} replica(s), "
                 f"max batch {args.max_batch}, max delay {args.max_delay_ms:g} ms); "
-                "POST an image, GET for stats; Ctrl-C stops",
+                "open it in a browser or POST an image (GET /stats: counters); Ctrl-C stops",
                 flush=True,
             )
         while not stopping.wait(0.5):

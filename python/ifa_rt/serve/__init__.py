@@ -1,6 +1,7 @@
 """`ifa-rt serve`: an HTTP endpoint around `Segmenter` on Ray Serve (extra: `ifa-rt[serve]`).
 
     ifa-rt serve camvid --replicas 2 --port 8000 --max-batch 4 --max-delay-ms 10 --shapes 360x480
+    open http://127.0.0.1:8000/ in a browser: a page to try it (endpoints: `app`)
     curl --data-binary @frame.png http://127.0.0.1:8000/ -o labels.png
     curl --data-binary @frame.jpg 'http://127.0.0.1:8000/?format=json&labels=0'
 

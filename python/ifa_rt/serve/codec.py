@@ -10,6 +10,8 @@ colours, and `np.array(Image.open(...))` gives the labels back), or JSON (`forma
 from __future__ import annotations
 
 import dataclasses
+import email.parser
+import email.policy
 import hmac
 import io
 import warnings
@@ -28,6 +30,7 @@ __all__ = [
     "check_token",
     "decode_image",
     "encode_png",
+    "image_bytes",
     "labels_json",
 ]
 
@@ -162,11 +165,37 @@ def _short(exc: Exception) -> str:
     return str(exc).replace(" <_io.BytesIO object", "").split(" at 0x")[0]
 
 
-def encode_png(labels: np.ndarray, palette: list[list[int]]) -> bytes:
-    """uint8 H×W class indices -> a palette PNG whose pixel values are the indices."""
-    image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="P")
-    flat = [v for rgb in palette for v in rgb]
-    image.putpalette(flat + [0] * (768 - len(flat)))
+def image_bytes(body: bytes, content_type: str | None) -> bytes:
+    """The encoded image of a request: the body itself, or the file part of a
+    `multipart/form-data` body (the field `file` or `image`, else the one part with a file)."""
+    if not (content_type or "").lower().startswith("multipart/form-data"):
+        return body
+    head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    named = {part.get_param("name", header="content-disposition"): part for part in parts}
+    files = [part for part in parts if part.get_filename() is not None]
+    chosen = named.get("file") or named.get("image") or (files[0] if len(files) == 1 else None)
+    if chosen is None:
+        raise RequestError(
+            400,
+            "serve: multipart body: expected one file field (curl -F file=@image.jpg), got "
+            + (", ".join(repr(str(n)) for n in named) if named else "no parts")
+            + "; or send the image itself as the body (curl --data-binary @image.jpg)",
+        )
+    return chosen.get_payload(decode=True) or b""
+
+
+def encode_png(labels: np.ndarray, palette: list[list[int]] | None) -> bytes:
+    """uint8 H×W class indices -> a PNG whose pixel values are the indices: with the palette
+    attached (viewers show colours), or greyscale when `palette` is None."""
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    if palette is None:
+        image = Image.fromarray(labels, mode="L")
+    else:
+        image = Image.fromarray(labels, mode="P")
+        flat = [v for rgb in palette for v in rgb]
+        image.putpalette(flat + [0] * (768 - len(flat)))
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=False, compress_level=1)  # speed over size
     return buf.getvalue()
