@@ -37,7 +37,10 @@ def test_segment_cli_writes_labels_and_overlays(tiny, camvid_val_paths, tmp_path
     text = capsys.readouterr().out
     assert "2 images: p50 " in text and "fallback runs 0" in text and "classes found: " in text
     assert main(["segment", str(tmp_path / "nope"), "-o", str(out), "--model", str(tiny)]) == 1
-    assert "expected image files or folders, got" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "ifa-rt segment: error: segment: 'inputs': expected image or video files, folders, glob "
+        f"patterns, stream URLs or webcams, got '{tmp_path / 'nope'}' (no such file or folder)\n"
+    )
 
 
 def test_segment_cli_keeps_going_past_bad_images_and_never_overwrites(

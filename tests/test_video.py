@@ -64,7 +64,8 @@ def test_video_overlay_matches_the_runtimes_labels(street_video, tmp_path, capsy
 
 
 def test_video_and_images_in_one_run(street_video, tmp_path, camvid_val_paths):
-    """A video beside an image: both are written, the image as before."""
+    """A video beside an image: both are written, the image as before; --no-overlay writes
+    labels only: the image's label PNG and the video's label frames, no overlay video."""
     path, _ = street_video
     args = [
         "segment",
@@ -78,7 +79,10 @@ def test_video_and_images_in_one_run(street_video, tmp_path, camvid_val_paths):
     ]
     assert cli_main(args) == 0
     assert (tmp_path / f"{camvid_val_paths[0].stem}_labels.png").is_file()
-    assert len(_read_video(tmp_path / "street_overlay.mp4")[0]) == 2
+    assert not (tmp_path / f"{camvid_val_paths[0].stem}_overlay.png").exists()
+    assert not (tmp_path / "street_overlay.mp4").exists()
+    frames = sorted((tmp_path / "street_labels").iterdir())
+    assert [f.name for f in frames] == ["000000.png", "000001.png"]
 
 
 def test_not_a_video_is_a_clear_error(tmp_path, capsys):

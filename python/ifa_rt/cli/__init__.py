@@ -14,7 +14,7 @@ COMMANDS = {
         "export a model: TorchScript (.ifa.pt), AOTInductor package (.pt2) or ONNX",
     ),
     "convert": ("ifa_rt.cli.convert", "convert a reference IFA checkpoint to ours"),
-    "segment": ("ifa_rt.cli.segment", "segment images with the C++ runtime"),
+    "segment": ("ifa_rt.cli.segment", "segment images, videos, streams and webcams"),
     "quantize": ("ifa_rt.cli.quantize", "int8 package of an artifact, behind an accuracy gate"),
     "eval": ("ifa_rt.cli.eval", "evaluate mIoU on a labelled dataset"),
     "train": ("ifa_rt.cli.train", "train an IFA model"),

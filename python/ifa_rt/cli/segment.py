@@ -1,18 +1,28 @@
-"""`ifa-rt segment`: segment images or videos with the C++ runtime, write labels and overlays.
+"""`ifa-rt segment`: segment images, videos, streams and webcams with the C++ runtime; write
+labels and overlays.
 
-    ifa-rt segment IMAGES_DIRS_OR_VIDEOS... -o OUT [--model camvid|PATH] [--device cpu]
+    ifa-rt segment INPUTS... -o OUT [--model camvid|PATH] [--device cpu]
+
+INPUTS: image files, folders (their images, sorted), glob patterns (`'frames/*.png'`, `'**'`
+recursive; quoted so the shell leaves them to us), video files (.mp4, .mov, .mkv, .avi, .webm,
+.m4v, .ts), stream URLs (rtsp://, http(s)://, file://, ... anything FFmpeg reads) and webcams
+(`0` or `/dev/video0`). Videos, streams and webcams need PyAV (`pip install 'ifa-rt[video]'`).
 
 For each image, OUT/<stem>_labels.png (palettised: pixel values are the class ids) and
 OUT/<stem>_overlay.png (image | labels blended over it, with a legend of the classes found).
-For each video (.mp4, .mov, .mkv, .avi, .webm; needs PyAV), OUT/<stem>_overlay.mp4 with the
-labels blended over every frame. The distinct sizes (up to --plan-sizes of the most common)
-are planned, so each image or frame runs on a preallocated bucket. Prints per-image (or a
-per-frame progress bar with) latency and a p50/p90 and images/s summary.
+For each video, stream or webcam, OUT/<stem>_overlay.mp4 (the labels blended over every
+frame) and, with --label-frames, OUT/<stem>_labels/000000.png, ... (each frame's labels, as
+the images' label PNGs). --no-overlay writes labels only: the label PNGs of images and the
+label frames of videos. Webcams and live streams run until --max-frames or Ctrl-C. The
+distinct sizes (up to --plan-sizes of the most common) are planned, so each image or frame
+runs on a preallocated bucket. Prints per-image (or a per-frame progress bar with) latency
+and a p50/p90 and images/s summary; sizes are printed H×W, as the API takes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 import time
 from collections import Counter
@@ -22,10 +32,11 @@ import numpy as np
 from PIL import Image
 
 from ..deploy.metadata import MIN_INPUT_SIZE
-from ..video import is_video, video_size
+from ..video import VideoSource, is_video, label_png, parse_source, video_size
 from .engine_args import add_engine_arguments, describe_engine
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_GLOB_CHARS = ("*", "?", "[")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +44,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs",
         nargs="+",
-        metavar="IMAGES_DIRS_OR_VIDEOS",
-        help="image files, folders (their images, sorted) or video files",
+        metavar="INPUTS",
+        help="image or video files, folders, glob patterns, stream URLs (rtsp://, http://, "
+        "file://, ...) or webcams (0, /dev/video0)",
     )
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument(
@@ -55,45 +67,89 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="plan buckets for up to this many distinct image sizes (default: 4)",
     )
-    parser.add_argument("--no-overlay", action="store_true", help="write label PNGs only")
     parser.add_argument(
-        "--max-frames", type=int, default=None, help="videos: segment at most N frames each"
+        "--no-overlay",
+        action="store_true",
+        help="write labels only: label PNGs for images, label frames for videos",
+    )
+    parser.add_argument(
+        "--label-frames",
+        action="store_true",
+        help="videos, streams, webcams: also write each frame's labels as "
+        "OUT/<stem>_labels/NNNNNN.png (palettised; pixel values are class ids)",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="videos, streams, webcams: at most N frames each (live sources otherwise run "
+        "until Ctrl-C)",
     )
 
 
-def collect_images(inputs: list[str]) -> list[Path]:
-    """Image or video files named, or images found (sorted) in the folders named;
-    ValueError if none/missing."""
-    paths: list[Path] = []
+def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[VideoSource]]:
+    """The images and the video sources named: files, folders (their images, sorted), glob
+    patterns (matching image and video files, sorted), stream URLs and webcams; ValueError
+    for a missing one or when there is nothing at all."""
+    images: list[Path] = []
+    videos: list[VideoSource] = []
+
+    def add(path: Path) -> None:
+        if is_video(path):
+            videos.append(VideoSource.from_path(path))
+        else:
+            images.append(path)
+
     for item in inputs:
+        source = parse_source(item)
         p = Path(item)
-        if p.is_dir():
-            paths += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if source is not None and not p.exists():  # a file named "0" stays a file
+            videos.append(source)
+        elif p.is_dir():
+            images += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         elif p.is_file():
-            paths.append(p)
+            add(p)
+        elif any(c in item for c in _GLOB_CHARS):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+            media = [m for m in matches if m.is_file() and _is_media(m)]
+            if not media:
+                raise ValueError(
+                    f"segment: 'inputs': expected the pattern '{item}' to match image or video "
+                    f"files, got {len(matches)} match(es) and none of them an image or video"
+                )
+            for m in media:
+                add(m)
         else:
             raise ValueError(
-                f"segment: 'inputs': expected image files or folders, got '{item}' "
-                "(no such file or folder)"
+                "segment: 'inputs': expected image or video files, folders, glob patterns, "
+                f"stream URLs or webcams, got '{item}' (no such file or folder)"
             )
-    if not paths:
+    if not images and not videos:
         raise ValueError(f"segment: 'inputs': expected at least one image, got none in {inputs}")
-    return paths
+    return images, videos
 
 
-def _frame_sizes(paths: list[Path]) -> Counter:
-    """(height, width) -> count over the images (headers only) and videos (first stream)."""
+def _is_media(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_video(path)
+
+
+def _frame_sizes(images: list[Path], videos: list[VideoSource]) -> Counter:
+    """(height, width) -> count over the images (headers only) and videos (first stream).
+
+    A video source that does not open fails here, before the engine is built: a missing
+    webcam or a refused stream is fatal, and the error names it. An unreadable image is
+    reported by name when its turn comes.
+    """
     sizes: Counter = Counter()
-    for p in paths:
+    for p in images:
         try:
-            if is_video(p):
-                height, width, frames = video_size(p)
-                sizes[(height, width)] += frames
-                continue
             with Image.open(p) as im:  # reads the header only
                 sizes[(im.height, im.width)] += 1
         except (OSError, ValueError):
-            pass  # reported by name when its turn comes
+            pass
+    for source in videos:
+        height, width, frames = video_size(source)
+        sizes[(height, width)] += frames
     return sizes
 
 
@@ -106,29 +162,26 @@ def output_stems(paths: list[Path]) -> list[str]:
         if stems.count(stem) > 1:
             stem = f"{p.parent.name}_{stem}_{p.suffix.lstrip('.').lower()}"
         out.append(stem)
+    return _numbered(out)
+
+
+def _numbered(stems: list[str]) -> list[str]:
+    """Stems that still clash (same folder name, two streams of one name) get numbers."""
+    out = list(stems)
     seen: Counter = Counter()
-    for i, stem in enumerate(out):  # still clashing (same folder name): number them
+    for i, stem in enumerate(stems):
         seen[stem] += 1
-        if out.count(stem) > 1:
+        if stems.count(stem) > 1:
             out[i] = f"{stem}_{seen[stem]}"
     return out
 
 
-def _label_png(labels: np.ndarray, palette: list[list[int]]) -> Image.Image:
-    """Class indices as a palettised PNG: pixel values stay the class ids, viewers show colours."""
-    png = Image.fromarray(labels, mode="P")
-    png.putpalette([v for rgb in palette for v in rgb])
-    return png
-
-
 def run_cli(args: argparse.Namespace) -> int:
-    """Segment every image; returns 0."""
+    """Segment every image and video source; 0, or 1 when an image failed."""
     from ..segmenter import Segmenter
 
-    paths = collect_images(args.inputs)
-    videos = [p for p in paths if is_video(p)]
-    paths = [p for p in paths if not is_video(p)]
-    sizes = _frame_sizes(paths + videos)
+    paths, videos = collect_inputs(args.inputs)
+    sizes = _frame_sizes(paths, videos)
 
     # Sizes below the exporter's minimum are not planned (the artifact would refuse the
     # plan); such an image is then refused alone, by name, when its turn comes.
@@ -150,13 +203,17 @@ def run_cli(args: argparse.Namespace) -> int:
     print(describe_engine(seg))
     args.output.mkdir(parents=True, exist_ok=True)
     status = _segment_images(seg, paths, args) if paths else 0
-    for video, stem in zip(videos, output_stems(videos), strict=True):
+    stems = _numbered([source.stem for source in videos])
+    for source, stem in zip(videos, stems, strict=True):
         from ..video import segment_video
 
-        report = segment_video(
-            seg, video, args.output / f"{stem}_overlay.mp4", max_frames=args.max_frames
-        )
-        print(f"{video.name}: {report.summary()}; wrote {report.output}")
+        if source.live and args.max_frames is None:
+            print(f"reading {source.name} until Ctrl-C (or give --max-frames N)", flush=True)
+        overlay = None if args.no_overlay else args.output / f"{stem}_overlay.mp4"
+        frames = args.output / f"{stem}_labels" if args.no_overlay or args.label_frames else None
+        report = segment_video(seg, source, overlay, labels_dir=frames, max_frames=args.max_frames)
+        wrote = ", ".join(str(p) for p in report.outputs)
+        print(f"{source.name}: {report.summary()}; wrote {wrote}")
     return status
 
 
@@ -184,7 +241,7 @@ def _segment_images(seg, paths: list[Path], args: argparse.Namespace) -> int:
             continue
         latencies.append((time.perf_counter() - t) * 1000.0)
         found.update(np.unique(labels).tolist())
-        _label_png(labels, seg.palette).save(args.output / f"{stem}_labels.png")
+        label_png(labels, seg.palette).save(args.output / f"{stem}_labels.png")
         if not args.no_overlay:
             side_by_side(
                 image, labels, seg.palette, seg.classes, path=args.output / f"{stem}_overlay.png"
