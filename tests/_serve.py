@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import ipaddress
 import os
 import signal
 import socket
@@ -28,6 +29,41 @@ def encoded(image: np.ndarray, fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def listening_sockets(session: int) -> list[tuple[str, int, str]]:
+    """(address, port, process name) of every listening TCP socket of the processes in
+    `session` (the service and everything Ray started for it), read from /proc."""
+    inodes: dict[str, tuple[str, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                address, port = fields[1].split(":")
+                inodes[fields[9]] = (_proc_address(address), int(port, 16))
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(proc.name)) != session:
+                continue
+            name = (proc / "comm").read_text().strip()
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except (OSError, ProcessLookupError):
+            continue  # ended meanwhile
+        for link in links:
+            inode = link.removeprefix("socket:[").removesuffix("]")
+            if link.startswith("socket:[") and inode in inodes:
+                found.append((*inodes[inode], name))
+    return found
+
+
+def _proc_address(hex_address: str) -> str:
+    """/proc/net/tcp{,6}'s hex address (host byte order per 32-bit word) as text."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ optional extra `ifa-rt[serve]`).
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import os
 import signal
@@ -24,7 +25,15 @@ import pytest
 from PIL import Image
 
 from _reliability import fixture_dir
-from _serve import HAVE_RAY, REQUEST_TIMEOUT, encoded, free_port, request, running_server
+from _serve import (
+    HAVE_RAY,
+    REQUEST_TIMEOUT,
+    encoded,
+    free_port,
+    listening_sockets,
+    request,
+    running_server,
+)
 from ifa_rt import Segmenter
 from ifa_rt.cli import build_parser
 from ifa_rt.serve import exposure_warning
@@ -168,6 +177,28 @@ def server(tmp_path_factory):
 def post(url: str, body: bytes) -> tuple[int, bytes]:
     status, _, reply = request(url, body)
     return status, reply
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason="Ray Serve is not installed (pip install 'ifa-rt[serve]')")
+@pytest.mark.slow
+def test_every_listening_socket_is_on_loopback(server):
+    """`--host 127.0.0.1` (the default): Ray's GCS, raylet, agents and workers listen on
+    loopback too, not on the machine's other interfaces."""
+    url, _, proc, _ = server
+    sockets = listening_sockets(proc.pid)  # the command runs in its own session
+    names = {name for _, _, name in sockets}
+    assert {"gcs_server", "raylet"} <= names, sockets  # Ray's processes were found
+    assert ("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))) in {s[:2] for s in sockets}
+    exposed = [s for s in sockets if not ipaddress.ip_address(s[0]).is_loopback]
+    exposed = [s for s in exposed if not _mapped_loopback(s[0])]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def _mapped_loopback(address: str) -> bool:
+    mapped = ipaddress.ip_address(address)
+    return isinstance(mapped, ipaddress.IPv6Address) and bool(
+        mapped.ipv4_mapped and mapped.ipv4_mapped.is_loopback
+    )
 
 
 @pytest.mark.skipif(not HAVE_RAY, reason="Ray Serve is not installed (pip install 'ifa-rt[serve]')")

@@ -25,10 +25,14 @@ from typing import Any
 
 from .codec import Limits
 
-__all__ = ["configure_parser", "exposure_warning", "run_cli", "start", "stop"]
+__all__ = ["exposure_warning", "keep_replica_grpc_on_loopback", "start", "stop"]
 
 APP_NAME = "ifa_rt"
 TOKEN_ENV = "IFA_RT_SERVE_TOKEN"
+# Ray replaces a loopback node address with the machine's reachable one, so its GCS, raylet,
+# agents and workers listen on every interface, unless this flag (Ray's switch for one-machine
+# clusters) is off; it is read at import, and inherited by the processes Ray starts.
+RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def _import_ray():
@@ -71,6 +75,8 @@ def start(
     from ..bundled import resolve
 
     path = str(resolve(model, "serve"))  # fail here, not in every replica
+    if not address:
+        _keep_ray_on_loopback()
     ray, serve = _import_ray()
     from .app import build_app
 
@@ -79,7 +85,7 @@ def start(
         if address:
             ray.init(address=address)
         else:
-            # Loopback only: Ray's own processes talk over 127.0.0.1, not the machine's address.
+            # Loopback only (with _keep_ray_on_loopback): Ray's processes talk over 127.0.0.1.
             ray.init(
                 address="local",
                 num_cpus=cpus,
@@ -99,6 +105,38 @@ def start(
     )
     serve.run(app, name=APP_NAME, route_prefix="/")
     return f"http://{host}:{port}/"
+
+
+def _keep_ray_on_loopback() -> None:
+    """Make the local Ray started here listen on loopback only (every one of its ports)."""
+    os.environ[RAY_CLUSTER_ENV] = "0"
+    if "ray" in sys.modules:  # imported already: the flag was read, set its value too
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def keep_replica_grpc_on_loopback() -> None:
+    """In a replica of a local-only Ray: open Serve's inter-deployment gRPC port on loopback.
+
+    Ray Serve's replica binds that port on every interface ("[::]:0", hard-coded in
+    ray/serve/_private/replica.py, after the deployment's constructor has run); on a Ray that
+    `start` keeps on loopback nothing outside the machine may reach it. If Ray renames the
+    function this does nothing, and the listening-socket test of `ifa-rt serve` fails.
+    """
+    if os.environ.get(RAY_CLUSTER_ENV) != "0":
+        return  # a real cluster: other nodes must reach the replica
+    from ray.serve._private import replica
+
+    bind = getattr(replica, "add_port_to_grpc_server", None)
+    if bind is None or getattr(bind, "on_loopback", False):
+        return
+
+    def bind_on_loopback(server, address: str):
+        return bind(server, "127.0.0.1:0" if address == "[::]:0" else address)
+
+    bind_on_loopback.on_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = bind_on_loopback
 
 
 def stop() -> None:

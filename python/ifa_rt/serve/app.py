@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from ..segmenter import Segmenter
-from . import kserve
+from . import keep_replica_grpc_on_loopback, kserve
 from .codec import (
     FORMATS,
     Limits,
@@ -76,6 +76,7 @@ class SegmentDeployment:
     def __init__(
         self, model: str, max_batch: int, max_delay_ms: float, limits: dict, **segmenter: Any
     ):
+        keep_replica_grpc_on_loopback()
         self._seg = Segmenter(model, max_batch=max_batch, **segmenter)
         self._meta = self._seg.metadata
         self._palette = self._seg.palette
