@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": ("ifa_rt.cli.bench", "measure latency of the runtime"),
     "prepare": ("ifa_rt.cli.prepare", "compile a model's fastest engine into the cache"),
     "serve": ("ifa_rt.cli.serve", "serve a model over HTTP with Ray Serve"),
+    "info": ("ifa_rt.cli.info", "bundled models, their files, classes and gates; data; cache"),
 }
 
 
