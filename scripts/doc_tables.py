@@ -110,9 +110,43 @@ def precision(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hostile(result: dict) -> str:
+    """scripts/hostile_load.py: what the good clients got and what became of the hostile ones."""
+    h, status, lat = result["hostile"], result["good_status"], result["good_latency_ms"]
+    cut, rss = result["cut_after_s"], result["rss_mb"]
+    answered = sum(status.values())
+    lines = [
+        "| measured | value |",
+        "|---|---|",
+        f"| load | {h['slow_headers']} slow-header + {h['slow_bodies']} slow-body + "
+        f"{h['idle_keep_alive']} idle keep-alive connections, {result['good_clients']} clients "
+        f"sending bursts of real frames, {result['seconds']:g} s |",
+        f"| good requests answered | {answered}: {status.get('200', 0)} × 200, "
+        f"{status.get('503', 0)} × busy 503, {result['unexpected_count']} other |",
+        f"| latency of the 200s (p50 / p90 / p99) | {lat['p50']:.0f} / {lat['p90']:.0f} / "
+        f"**{lat['p99']:.0f}** ms |",
+        f"| slow bodies cut (408) | {cut['slow_body']['count']}, after "
+        f"{cut['slow_body']['median']:g} s (median) |",
+        f"| idle keep-alive closed | {cut['idle_keep_alive']['count']}, after "
+        f"{cut['idle_keep_alive']['median']:g} s (median) |",
+        f"| slow headers still open at the end | {result['held_to_end'].get('slow_headers', 0)} |",
+        f"| service RSS before / peak / after | {rss['before']:.0f} / {rss['peak']:.0f} / "
+        f"{rss['after']:.0f} MB (last half within {rss['last_half_range']:.0f} MB) |",
+    ]
+    host = result["host"]
+    lines += [
+        "",
+        f"`{result['command']}` — {host['cpu']}, {host['usable_cores']} cores, load "
+        f"{result['load_before'][0]:.2f} before; weights sha256 "
+        f"{result['weights_sha256'][:12]}….",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "defaults-camvid-360x480": defaults,
     "precision-cityscapes-r50-512x1024": precision,
+    "hostile-load-camvid-360x480": hostile,
 }
 
 

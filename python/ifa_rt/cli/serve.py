@@ -86,6 +86,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="requests a replica holds at once; more get 503 + Retry-After (default: 32)",
     )
     parser.add_argument(
+        "--max-wait-s",
+        type=_positive(float),
+        default=defaults.max_wait_s,
+        help="engine work a new request may find ahead of it (requests ahead x measured time "
+        "per image); more get 503 + Retry-After (default: 1)",
+    )
+    parser.add_argument(
+        "--max-buffered-mb",
+        type=_positive(float),
+        default=defaults.max_buffered_bytes / 2**20,
+        help="bytes of bodies still arriving a replica buffers at once; more get 503 "
+        "(default: 512)",
+    )
+    parser.add_argument(
+        "--keep-alive-s",
+        type=_positive(int),
+        default=defaults.keep_alive_s,
+        help="seconds an idle keep-alive connection stays open (default: 5)",
+    )
+    parser.add_argument(
         "--body-timeout-s",
         type=_positive(float),
         default=defaults.body_timeout_s,
@@ -117,7 +137,10 @@ def run_cli(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
+        max_wait_s=args.max_wait_s,
         body_timeout_s=args.body_timeout_s,
+        max_buffered_bytes=int(args.max_buffered_mb * 2**20),
+        keep_alive_s=args.keep_alive_s,
         token=token,
     )
     warning = exposure_warning(args.host, token)

@@ -92,7 +92,10 @@ def start(
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",
             )
-    serve.start(http_options={"host": host, "port": port})
+    limits = limits or Limits()
+    serve.start(
+        http_options={"host": host, "port": port, "keep_alive_timeout_s": limits.keep_alive_s}
+    )
     app = build_app(
         path,
         replicas=replicas,

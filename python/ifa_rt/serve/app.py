@@ -45,12 +45,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from ..segmenter import Segmenter
 from . import keep_replica_grpc_on_loopback, kserve
+from .admission import RETRY_AFTER_S, Admission
 from .codec import (
     FORMATS,
     Limits,
     RequestError,
-    body_too_large,
-    check_content_length,
     check_token,
     decode_image,
     encode_png,
@@ -64,7 +63,6 @@ __all__ = ["SegmentDeployment", "build_app"]
 
 log = logging.getLogger("ifa_rt.serve")
 
-RETRY_AFTER_S = 1
 REFUSAL_REASONS = {503: "busy", 413: "too_large", 401: "unauthorized", 408: "too_slow"}
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -86,7 +84,7 @@ class SegmentDeployment:
         self.segment_batch.set_max_batch_size(max_batch)
         self.segment_batch.set_batch_wait_timeout_s(max_delay_ms / 1000.0)
         self._batch_sizes = [0] * (max_batch + 1)
-        self._held = 0  # requests with a decoded image, not yet answered
+        self._admission = Admission(self._limits)
         self._refused = dict.fromkeys([*REFUSAL_REASONS.values(), "bad_request"], 0)
         self._failed = 0
         self._metrics = ReplicaMetrics(self._name, max_batch)
@@ -116,8 +114,11 @@ class SegmentDeployment:
         self._batch_sizes[min(len(images), len(self._batch_sizes) - 1)] += 1
         self._metrics.batch(len(images))
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
-            return await loop.run_in_executor(None, self._seg.segment, images)
+            labels = await loop.run_in_executor(None, self._seg.segment, images)
+            self._admission.record_batch(len(images), time.perf_counter() - started)
+            return labels
         except Exception:
             # One list call checks every image first, so one bad image fails the call: rerun
             # each alone to give the others their labels and the bad one its own error.
@@ -188,7 +189,7 @@ class SegmentDeployment:
         return JSONResponse({"ready": True, "model": self._name, "serving": self._engine()})
 
     async def _get_metrics(self, request: Request) -> Response:
-        body = self._metrics.render(self._held, self._engine())
+        body = self._metrics.render(self._admission.held, self._engine())
         return Response(body, media_type=CONTENT_TYPE)
 
     async def _get_v2_server(self, request: Request) -> Response:
@@ -237,26 +238,17 @@ class SegmentDeployment:
         return _timed(Response(reply, headers=headers), started, self._engine())
 
     async def _body(self, request: Request) -> bytes:
-        """The whole body, within the size and time limits (413/408 otherwise)."""
-        limits = self._limits
-        check_content_length(request.headers.get("content-length"), limits.max_body_bytes)
-        return await _read_body(request, limits.max_body_bytes, limits.body_timeout_s)
+        """The whole body, within the size, time and byte limits (413/408/503 otherwise)."""
+        return await self._admission.read_body(request)
 
     async def _labels(self, image: np.ndarray) -> np.ndarray:
         """The image's labels through Ray's batching, holding a queue slot meanwhile."""
         # Only now, with a whole valid image in hand, does the request take a queue slot.
-        if self._held >= self._limits.max_queue:
-            raise RequestError(
-                503,
-                f"serve: replica busy: expected fewer than {self._limits.max_queue} requests "
-                "in progress, got that many; retry later",
-                {"Retry-After": str(RETRY_AFTER_S)},
-            )
-        self._held += 1
+        self._admission.admit()
         try:
             result = await self.segment_batch(image)
         finally:
-            self._held -= 1
+            self._admission.release()
         if isinstance(result, ValueError):
             raise RequestError(400, str(result))
         if isinstance(result, Exception):
@@ -289,14 +281,17 @@ class SegmentDeployment:
             "batches": batches,
             "mean_batch_size": images / batches if batches else 0.0,
             "batch_sizes": self._batch_sizes,
-            "in_progress": self._held,
+            "in_progress": self._admission.held,
+            "estimated_wait_s": round(self._admission.estimated_wait_s(), 3),
             "refused": dict(self._refused),
             "failed": self._failed,
             "limits": {
                 "max_body_bytes": self._limits.max_body_bytes,
                 "max_pixels": self._limits.max_pixels,
                 "max_queue": self._limits.max_queue,
+                "max_wait_s": self._limits.max_wait_s,
                 "body_timeout_s": self._limits.body_timeout_s,
+                "max_buffered_bytes": self._limits.max_buffered_bytes,
                 "token": self._limits.token is not None,
             },
             "engine": {k: stats[k] for k in ("calls", "images", "bucket_runs", "fallback_calls")},
@@ -315,32 +310,6 @@ def _timed(response: Response, started: float, engine: str) -> Response:
     response.headers["X-IFA-Engine"] = engine
     response.server_seconds = seconds  # type: ignore[attr-defined]
     return response
-
-
-async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The body, read chunk by chunk and abandoned as soon as it passes `limit` bytes (413)
-    or takes longer than `timeout_s` seconds in all (408)."""
-    chunks: list[bytes] = []
-    size = 0
-
-    async def read() -> None:
-        nonlocal size
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise body_too_large(limit, size)
-            chunks.append(chunk)
-
-    try:
-        await asyncio.wait_for(read(), timeout_s)
-    except TimeoutError:
-        raise RequestError(
-            408,
-            f"serve: request body: expected the whole body within {timeout_s:g} s, "
-            f"got {size} bytes",
-            {"Connection": "close"},
-        ) from None
-    return b"".join(chunks)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -372,11 +341,11 @@ def build_app(
     json.dumps(segmenter)  # must travel to the replicas as plain data
     return SegmentDeployment.options(
         num_replicas=replicas,
-        # Each replica refuses its own excess (a JSON 503); Ray must let that many through
-        # (plus GETs). Ray's own queue in front of the replicas is a bounded backstop (a plain
-        # text 503): requests wait there briefly while Ray picks a replica, so it is roomier.
-        # Ray also refuses to batch more than a replica may hold at once.
-        max_ongoing_requests=max(limits.max_queue + 4, 2 * max_batch),
+        # Each replica refuses its own excess (a JSON 503), so Ray must let through every
+        # request it may hold: those still sending their body (which hold no queue slot, so
+        # slow clients cannot lock fast ones out), the queue, and GETs. Ray's own queue in
+        # front of the replicas is a bounded backstop (a plain text 503).
+        max_ongoing_requests=limits.max_reading + limits.max_queue + 4,
         max_queued_requests=(4 * limits.max_queue + 16) * replicas,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S),
         ray_actor_options={"num_cpus": replica_cpus},

@@ -52,9 +52,19 @@ class Limits:
     # running); more get 503. A request takes its slot only once its body is in and decoded,
     # so slow or idle clients never occupy one.
     max_queue: int = 32
+    # Seconds of engine work (requests ahead × measured time per image) a new request may
+    # find ahead of it; more get 503 at once, so admitted requests are answered in time.
+    max_wait_s: float = 1.0
     # Seconds the whole body may take to arrive (408 after): a client sending one byte a
     # second cannot hold a connection and its buffer for long.
     body_timeout_s: float = 10.0
+    # Bytes of request bodies still arriving that a replica buffers at once (503 beyond).
+    max_buffered_bytes: int = 512 * 2**20
+    # Requests per replica still sending their body: they hold no queue slot, only a
+    # connection and their bytes so far (Ray's max_ongoing_requests is this + max_queue).
+    max_reading: int = 512
+    # Seconds an idle keep-alive connection stays open (the HTTP proxy's setting).
+    keep_alive_s: int = 5
     # Bearer token every request must present (None: no authentication).
     token: str | None = None
 
