@@ -101,7 +101,7 @@ model: setup
 	  --calibration-count 100 --gate-split train+val --gate-sequences $(HOLDOUT) \
 	  -o $(MODEL_RUN)/camvid-int8.pt2 --recipe $(BUNDLED)/camvid.int8.pt
 	$(VENV)/bin/ifa-rt quantize --precision bf16 --model camvid --gate-split train+val \
-	  --gate-sequences $(HOLDOUT)
+	  --gate-sequences $(HOLDOUT) -o $(BUNDLED)/camvid.bf16.json
 
 soak: setup
 	$(PY) scripts/soak.py --calls 10000 --json out/soak.json

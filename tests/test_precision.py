@@ -130,3 +130,47 @@ def test_cli_writes_the_gate(lone, camvid_root, capsys):
     assert not p.gate_passed(lone, "bf16")
     assert "bf16 gate FAILED" in capsys.readouterr().out
     p.gate_file(lone, "bf16").unlink()
+
+
+def test_a_bundled_models_gate_goes_to_the_cache_not_the_package(
+    tmp_path, monkeypatch, camvid_root, capsys
+):
+    """In a wheel install the bundled folder is site-packages: a gate measured for a bundled
+    model goes to the user cache ($IFA_RT_CACHE/gates), is read before the shipped one, and
+    nothing in the bundled folder changes; -o still writes where it is told (`make model`)."""
+    import ifa_rt.bundled as bundled
+
+    bundle = tmp_path / "bundled"  # a stand-in for site-packages/ifa_rt/bundled
+    bundle.mkdir()
+    shutil.copy(resolve("camvid"), bundle / "camvid.ifa.pt")
+    shutil.copy(bundled.BUNDLED_DIR / "camvid.bf16.json", bundle / "camvid.bf16.json")
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", bundle)
+    monkeypatch.setenv("IFA_RT_CACHE", str(tmp_path / "cache"))
+    artifact = resolve("camvid")
+    assert artifact == bundle / "camvid.ifa.pt"
+    # Before any run: the shipped record, which passed.
+    assert p.gate_file(artifact, "bf16") == bundle / "camvid.bf16.json"
+    assert p.gate_passed(artifact, "bf16")
+    listing = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in bundle.iterdir()}
+    # A gate that cannot pass (agreement above 100 %), so its record differs from the shipped
+    # one and reading it back shows which of the two is read.
+    argv = ["quantize", "--precision", "bf16", "--model", "camvid", "--gate-count", "2"]
+    argv += ["--data", str(camvid_root.parent), "--threads", "2"]
+    bundle.chmod(0o555)  # read-only as site-packages may be (root writes anyway: see below)
+    try:
+        assert cli_main([*argv, "--min-agreement", "1.01"]) == 1
+    finally:
+        bundle.chmod(0o755)
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in bundle.iterdir()} == listing
+    [written] = (tmp_path / "cache" / "gates").iterdir()
+    assert written.name.startswith("camvid-") and written.name.endswith(".bf16.json")
+    assert f"wrote {written}: bf16 gate FAILED" in capsys.readouterr().out
+    assert p.gate_file(artifact, "bf16") == written  # the cache first
+    record = json.loads(written.read_text())
+    assert record["gate"]["images"] == 2 and record["gate"]["min_label_agreement"] == 1.01
+    assert not p.gate_passed(artifact, "bf16")
+    # An explicit path is written as given (how `make model` writes the shipped record).
+    shipped = tmp_path / "ship" / "camvid.bf16.json"
+    assert cli_main([*argv, "-o", str(shipped)]) == 0
+    assert json.loads(shipped.read_text())["gate"]["passed"]
+    assert [f.name for f in (tmp_path / "cache" / "gates").iterdir()] == [written.name]

@@ -1,7 +1,8 @@
 """Measure the accuracy gate of bf16 or fp16 for an artifact through the C++ runtime.
 
-The record it writes beside the artifact (`precision.gate_file`) is what `precision="auto"`
-requires before it considers that precision (`ifa_rt.precision`).
+The record it writes beside the artifact (for a bundled model: in the user cache, never into
+the installed package; `precision.gate_output`) is what `precision="auto"` requires before it
+considers that precision (`ifa_rt.precision`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .precision import GATE_VERSION, gate_file
+from .precision import GATE_VERSION, gate_output
 from .segmenter import Segmenter
 
 __all__ = ["gate_precision"]
@@ -30,7 +31,7 @@ def gate_precision(
     output: str | Path | None = None,
 ) -> dict[str, Any]:
     """Measure the gate of bf16 or fp16 against fp32 through the C++ runtime; write it to
-    `output` (default: `gate_file(artifact, precision)`) and return the written record."""
+    `output` (default: `gate_output(artifact, precision)`) and return the written record."""
     from .deploy.aoti import machine_facts
     from .deploy.artifact import file_sha256
     from .deploy.gate import Gate, compare
@@ -58,6 +59,7 @@ def gate_precision(
         "machine": machine_facts(),
         "gate": report,
     }
-    out = Path(output) if output else gate_file(artifact, precision)
+    out = Path(output) if output else gate_output(artifact, precision)
+    out.parent.mkdir(parents=True, exist_ok=True)  # the cache folder may not exist yet
     out.write_text(json.dumps(record, indent=1) + "\n")
     return record

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["bundled_models", "resolve"]
+__all__ = ["bundled_models", "is_bundled", "resolve"]
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 SUFFIX = ".ifa.pt"
@@ -16,6 +16,11 @@ CHECKPOINT_SUFFIX = ".ckpt.pt"  # the training checkpoint shipped beside an arti
 def bundled_models() -> list[str]:
     """Names of the artifacts bundled with the package (e.g. ["camvid"])."""
     return sorted(p.name[: -len(SUFFIX)] for p in BUNDLED_DIR.glob(f"*{SUFFIX}") if p.is_file())
+
+
+def is_bundled(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file of the bundled folder (read-only in an installed package)."""
+    return Path(path).resolve().parent == BUNDLED_DIR.resolve()
 
 
 def _looks_like_path(model: str) -> bool:

@@ -5,7 +5,9 @@ ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2 --recipe camv
     lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any VNNI CPU)
 ifa-rt quantize --precision bf16 --model m.ifa.pt
     (measures bf16 against fp32 through the C++ runtime on the gate split; writes m.bf16.json
-    beside the artifact, which precision="auto" requires before it considers bf16)
+    beside the artifact, which precision="auto" requires before it considers bf16; for a
+    bundled model the record goes to the user cache, never into the installed package, unless
+    -o names the file)
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=["int8", "bf16", "fp16"],
         help="int8: calibrate, compile and gate a package; bf16/fp16: measure the gate only",
     )
-    parser.add_argument("-o", "--output", type=Path, help="int8 package path (.pt2)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="int8: package path (.pt2); bf16/fp16: gate record path (default: NAME.bf16.json "
+        "beside the artifact; for a bundled model, the user cache)",
+    )
     parser.add_argument("--shapes", help="int8: input sizes to compile, e.g. 360x480")
     parser.add_argument("--device", default="cpu", help="bf16/fp16: where to measure the gate")
     parser.add_argument("--max-batch", type=int, default=1, help="largest compiled batch")
@@ -138,10 +146,12 @@ def _held_out(calibration_set, gate_set, allow_overlap: bool):
 
 def _gate_only(args: argparse.Namespace, artifact, images, labels, gate) -> int:
     """`--precision bf16|fp16`: measure the gate through the runtime and write it."""
-    from ..precision import gate_file
+    from ..precision import gate_output
     from ..precision_gate import gate_precision
 
-    out = args.recipe or gate_file(artifact, args.precision)
+    # --recipe named the record before -o did; either is an explicit path (`make model` writes
+    # the shipped record into the bundle that way), else nothing goes into the package.
+    out = args.output or args.recipe or gate_output(artifact, args.precision)
     record = gate_precision(
         artifact,
         args.precision,
