@@ -160,18 +160,32 @@ def test_a_resnet_stem_quantizes_and_compiles(data, tmp_path, real_image):
     assert seg.stats()["bucket_runs"] == 1
 
 
-def test_forced_package_records_the_failed_gate(package, data, tmp_path):
-    path, meta = package
-    # Rewriting only the metadata is what `force` does after a failed gate; check the reader.
-    forced = json.loads(json.dumps(meta))
-    forced["quantization"]["gate"]["passed"] = False
-    out = q._with_metadata(path, tmp_path / "forced.pt2", forced)
-    assert out["quantization"]["gate"]["passed"] is False
-    with zipfile.ZipFile(tmp_path / "forced.pt2") as archive:
+def test_forced_package_records_the_failed_gate(tmp_path, camvid_root, capsys):
+    """`ifa-rt quantize --force` with a gate no model can pass (agreement above 100 %) still
+    writes the package and the recipe, both recording the failed gate as measured, and
+    precision="auto" does not take that recipe."""
+    from ifa_rt import prepare
+    from ifa_rt.cli import main as cli_main
+
+    lone = tmp_path / "lone.ifa.pt"
+    shutil.copy(resolve("camvid"), lone)
+    out, recipe = tmp_path / "forced.pt2", tmp_path / "lone.int8.pt"  # the recipe beside lone
+    argv = ["quantize", "--model", str(lone), "--shapes", f"{SHAPE[0]}x{SHAPE[1]}"]
+    argv += ["-o", str(out), "--recipe", str(recipe), "--keep-fp32", STEM[0], "--threads", "2"]
+    argv += ["--calibration-count", "8", "--gate-count", "4", "--min-agreement", "1.01"]
+    assert cli_main([*argv, "--data", str(camvid_root.parent), "--force"]) == 0
+    assert f"wrote {out}: int8, FAILED (forced) gate" in capsys.readouterr().out
+    with zipfile.ZipFile(out) as archive:
         name = next(n for n in archive.namelist() if n.endswith("extra/ifa_rt.json"))
-        assert json.loads(archive.read(name))["quantization"]["gate"]["passed"] is False
-    seg = ifa_rt.Segmenter(tmp_path / "forced.pt2", threads=1)
-    assert seg.metadata["quantization"]["gate"]["passed"] is False
+        gate = json.loads(archive.read(name))["quantization"]["gate"]
+    assert gate["passed"] is False and gate["min_label_agreement"] == 1.01
+    assert 0.9 < gate["label_agreement"] < 1.0 and gate["images"] == 4  # measured, not made up
+    seg = ifa_rt.Segmenter(out, threads=1)
+    assert seg.metadata["quantization"]["gate"] == gate and seg.plan["precision"] == "int8"
+    assert load_recipe(recipe, lone)["quantization"]["gate"] == gate
+    choice = prepare.choose(lone, {"device": "cpu", "precision": "auto", "shapes": [SHAPE]})
+    assert choice.precision == "fp32"
+    assert choice.skipped["int8"] == "the int8 recipe failed its accuracy gate"
 
 
 def test_cpu_without_vnni_is_refused(monkeypatch, data, tmp_path):
