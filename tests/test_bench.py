@@ -12,14 +12,21 @@ import numpy as np
 import pytest
 import torch
 
+import ifa_rt
 from ifa_rt.bench import load_images, parse_shape, script_path, summarize
+from ifa_rt.bundled import BUNDLED_DIR
 
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
 # One tiny cell: the torch.compile variant dominates (~25 s with a cold inductor cache).
 VARIANTS = ["segmenter", "onnxruntime", "openvino", "torch_compile"]
+# Trained weights for every variant: a random-weight lite0 labels every pixel of a frame as
+# one class, so its "labels = eager" would hold for any variant, broken or not.
+CHECKPOINT = BUNDLED_DIR / "camvid.ckpt.pt"
 TINY = [
     "--preset",
     "camvid-lite0",
+    "--checkpoint",
+    str(CHECKPOINT),
     "--shapes",
     "64x96",
     "--batches",
@@ -116,6 +123,10 @@ def test_every_variant_produced_numbers(result):
         assert agree >= 0.99, variant  # same weights, fp32: the same labels up to rounding
     [seg] = [r for r in res["results"] if r["variant"] == "segmenter"]
     assert seg["speedup_vs_segmenter"] == 1.0
+    # The agreement above was over labels worth comparing: trained weights, several classes.
+    assert res["weights"] == {"all": f"checkpoint {CHECKPOINT}"}
+    labels = ifa_rt.Segmenter("camvid", precision="fp32", threads=1)(load_images((64, 96), 1)[0])
+    assert len(np.unique(labels)) >= 3
 
 
 def test_outputs_written(result):
@@ -178,13 +189,24 @@ def test_statistics_and_shapes():
         summarize([], 1)
 
 
-def test_images_are_real_and_sized(tmp_path, camvid_root):
+def test_images_are_real_and_sized(tmp_path, camvid_root, real_image):
     images, source = load_images((40, 56), 3, root=camvid_root.parent)
     assert images.shape == (3, 40, 56, 3) and images.dtype == np.uint8
-    assert source.startswith("real: ") and images.std() > 20  # pixels of real scenes
+    assert source.startswith("real: ")
+    # Pixels of real scenes, whatever the label says: neighbours are alike (random pixels'
+    # correlation is ~0) and the CamVid frames are exactly the val images, resized.
+    a = images.astype(np.float64)
+    assert np.corrcoef(a[:, :, 1:].ravel(), a[:, :, :-1].ravel())[0, 1] > 0.8
+    (tmp_path / "camvid" / "images").mkdir(parents=True)
+    (tmp_path / "camvid" / "images" / "val").symlink_to(camvid_root / "images" / "val")
+    frames, source = load_images((40, 56), 2, root=tmp_path)  # CamVid only: no demo frame
+    assert source == "real: val"
+    np.testing.assert_array_equal(frames, np.stack([real_image(i, (40, 56)) for i in (0, 1)]))
     # No images: an error naming the folder, never random pixels (tests/test_data_root.py).
-    with pytest.raises(FileNotFoundError, match=f"bench: expected real images in '{tmp_path}'"):
-        load_images((8, 8), 1, root=tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"bench: expected real images in '{empty}'"):
+        load_images((8, 8), 1, root=empty)
 
 
 def test_cli_quick_number(capsys):
