@@ -78,8 +78,9 @@ for k, (h, w) in enumerate(sizes, start=1):
     seg(numpy.ascontiguousarray(frame[:h, :w]))
     if k in (200, 320):
         rss[k] = rss_mib()
+same = bool((seg(frame) == planned).all())  # a planned call after them: it is counted
 stats = seg.stats()
-print(json.dumps({"rss": rss, "same": bool((seg(frame) == planned).all()),
+print(json.dumps({"rss": rss, "same": same,
                   "shape_cache": stats["shape_cache"], "fallback": stats["fallback_calls"],
                   "allocations": stats["allocations_after_warmup"]}))
 """
@@ -113,4 +114,56 @@ def test_rss_stays_flat_over_many_sizes_on_the_bundled_model(camvid_val_paths):
     assert growth < 60, f"RSS grew {growth:.0f} MiB over the last 120 new sizes ({rss})"
     assert result["same"]  # the planned size is still served, with the same labels
     assert result["shape_cache"] == 2 and result["fallback"] == 320
-    assert result["allocations"] == 0
+    assert result["allocations"] == 0  # the planned call after 320 unplanned ones allocated nothing
+
+
+def test_capacity_zero_keeps_only_the_planned_sizes(small):
+    module = torch.jit.script(small)
+    module.configure_cache([[64, 96]], 0)
+    reference = torch.jit.script(small)
+    reference.configure_cache([[64, 96]], 2)
+    with torch.no_grad():
+        for size in [(64, 96), (48, 48), (40, 56), (48, 48), (64, 96), (33, 65)]:
+            image = torch.randint(0, 256, (1, *size, 3), dtype=torch.uint8)
+            torch.testing.assert_close(module(image), reference(image), rtol=0, atol=0)
+            # The size just served is gone once its call returns; the planned one stays.
+            assert {g.split(":")[0] for g in _groups(module.net)} <= {"64x96"}
+    assert {g.split(":")[0] for g in _groups(module.net)} == {"64x96"}
+    assert module.zero_capacity_keeps_none  # the runtime passes 0 through only then
+
+
+def test_artifacts_without_the_flag_keep_every_size_at_capacity_zero():
+    """Why the runtime passes 1 to artifacts exported before the flag (the bundled one): at 0
+    their eviction ran before the new size's entries existed, so none was ever freed."""
+    from ifa_rt.bundled import resolve
+
+    module = torch.jit.load(str(resolve("camvid")))
+    assert not hasattr(module, "zero_capacity_keeps_none")
+    module.configure_cache([], 0)
+    with torch.no_grad():
+        for size in [(48, 64), (40, 56), (64, 48)]:
+            module(torch.zeros(1, *size, 3, dtype=torch.uint8))
+    assert len(_groups(module.net)) == 3  # every size kept: unbounded
+    module.configure_cache([], 1)  # what the runtime passes instead
+    with torch.no_grad():
+        for size in [(48, 64), (40, 56), (64, 48)]:
+            module(torch.zeros(1, *size, 3, dtype=torch.uint8))
+    assert len(_groups(module.net)) == 1
+
+
+@pytest.mark.slow
+def test_every_shape_cache_value_bounds_memory_on_the_bundled_model():
+    """scripts/shape_memory.py's short form on the real model (which predates the flag, so
+    shape_cache=0 goes through the runtime's rule): 40 distinct 0.1-0.3 MP sizes for each of
+    0, 1 and the default, each in a fresh process; RSS flat after warm-up."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "shape_memory.py"
+    spec = importlib.util.spec_from_file_location("shape_memory", path)
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    args = ["--sizes", "40", "--min-mp", "0.1", "--max-mp", "0.3", "--capacities", "0,1,default"]
+    assert script.main(args) == 0

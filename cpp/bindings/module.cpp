@@ -93,6 +93,7 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("allocations_after_warmup") = s.allocations_after_warmup,
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
+                  py::arg("unattributed_allocations_in_calls") = s.unattributed_allocations_in_calls,
                   py::arg("shape_cache") = s.shape_cache, py::arg("learned_shapes") = shape_list(s.learned_shapes),
                   py::arg("heap_trims") = s.heap_trims, py::arg("construction_ms") = s.construction_ms,
                   py::arg("first_call_ms") = s.first_call_ms, py::arg("buckets") = buckets);
@@ -278,7 +279,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("shape_cache", &ifa_rt::Options::shape_cache)
       .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant)
       .def_readonly("learn_shapes", &ifa_rt::Options::learn_shapes)
-      .def_readonly("trim_heap_mb", &ifa_rt::Options::trim_heap_mb);
+      .def_readonly("trim_heap_mb", &ifa_rt::Options::trim_heap_mb)
+      .def_readonly("mmap_threshold_kb", &ifa_rt::Options::mmap_threshold_kb);
 
   py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
       .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {

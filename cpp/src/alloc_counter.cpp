@@ -1,5 +1,6 @@
 #include "alloc_counter.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
@@ -35,6 +36,9 @@ std::unordered_map<void*, BlockInfo>& registry() {
   return *r;
 }
 thread_local CacheState* t_cache = nullptr;
+// The "cache" of an unplanned call (UnplannedScope): it caches nothing, its allocations go to
+// the wrapped allocator, and while it runs no worker allocation is filed under another call.
+CacheState g_unplanned;
 std::atomic<int64_t> g_unattributed{0};
 // The caches of the engine calls running now (one entry per outermost Scope; g_mutex).
 // Intra-op worker threads allocate without a scope of their own: while exactly one call is
@@ -62,10 +66,14 @@ class CountingAllocator final : public c10::Allocator {
     void* ptr = nullptr;
     {
       std::lock_guard<std::mutex> lock(g_mutex);
+      if (cache == &g_unplanned) return wrapped_->allocate(n);
       if (cache == nullptr) {
         const auto& active = active_calls();
-        if (active.size() == 1) {
-          cache = active.front();  // a worker thread of the one running call
+        // A thread without a scope is an intra-op worker of the running call only inside a
+        // parallel region; any other thread (an unplanned call's workers, the host's own
+        // threads) is not, and with several calls running no worker can be attributed.
+        if (active.size() == 1 && active.front() != &g_unplanned && at::in_parallel_region()) {
+          cache = active.front();
         } else {
           (active.empty() ? g_unattributed : g_unattributed_in_calls).fetch_add(1, std::memory_order_relaxed);
           return wrapped_->allocate(n);
@@ -211,6 +219,21 @@ BlockCache::Scope::~Scope() {
   std::lock_guard<std::mutex> lock(g_mutex);
   auto& active = active_calls();
   active.erase(std::find(active.begin(), active.end(), mine));
+}
+
+UnplannedScope::UnplannedScope() : previous_(t_cache) {
+  t_cache = &g_unplanned;
+  if (previous_ != nullptr) return;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  active_calls().push_back(&g_unplanned);
+}
+
+UnplannedScope::~UnplannedScope() {
+  t_cache = previous_;
+  if (previous_ != nullptr) return;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto& active = active_calls();
+  active.erase(std::find(active.begin(), active.end(), &g_unplanned));
 }
 
 bool counting_allocator_installed() { return g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator; }

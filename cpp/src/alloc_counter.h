@@ -12,10 +12,13 @@
 //    new: each request is a hit. Misses after warm-up are what stats() reports.
 // 5. Warm-up ends with a pass over all buckets in a new epoch and trim(): free blocks that
 //    pass did not use (first-call leftovers) are returned to the system.
-// 6. Intra-op worker threads allocate without a scope: while exactly one engine call runs in
-//    the process, their allocations go to that call's cache (so they are cached and counted
-//    like the caller's); while several run at once they go to the wrapped allocator and are
-//    counted by `unattributed_allocations_in_calls()`.
+// 6. Intra-op worker threads allocate without a scope: while exactly one planned engine call
+//    runs in the process, allocations made inside a parallel region go to that call's cache
+//    (so they are cached and counted like the caller's). Everything else made while calls
+//    run (several calls at once, threads outside a parallel region such as the host's own)
+//    goes to the wrapped allocator and is counted by `unattributed_allocations_in_calls()`.
+// 7. Unplanned calls run under an UnplannedScope: their allocations bypass every cache, and
+//    while one runs no worker allocation is filed under another engine's planned call.
 #include <cstdint>
 #include <memory>
 
@@ -56,6 +59,19 @@ class BlockCache {
 
  private:
   CacheState* state_;
+};
+
+/// Marks this thread as running an unplanned engine call while alive (nestable): its
+/// allocations bypass the block caches, and it counts as a running call for attribution.
+class UnplannedScope {
+ public:
+  UnplannedScope();
+  ~UnplannedScope();
+  UnplannedScope(const UnplannedScope&) = delete;
+  UnplannedScope& operator=(const UnplannedScope&) = delete;
+
+ private:
+  CacheState* previous_;
 };
 
 /// True when the counting allocator is the current c10 CPU allocator.

@@ -109,7 +109,11 @@ void configure_cache(torch::jit::Module& module, const Options& options) {
   if (!method) return;  // an artifact without per-shape state
   c10::List<c10::List<int64_t>> planned;
   for (const Shape& s : options.shapes) planned.push_back(c10::List<int64_t>({s.height, s.width}));
-  (*method)({planned, static_cast<int64_t>(options.shape_cache)});
+  int64_t capacity = options.shape_cache;
+  // Artifacts older than this flag evicted the size in use before its entries existed, so
+  // capacity 0 kept every size for good; one kept size is the nearest bounded behaviour.
+  if (capacity == 0 && !module.hasattr("zero_capacity_keeps_none")) capacity = 1;
+  (*method)({planned, capacity});
 }
 
 Metadata read_metadata(const std::string& path) {

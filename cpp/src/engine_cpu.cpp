@@ -137,6 +137,7 @@ class CpuEngine final : public Engine {
   }
 
   void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
+    UnplannedScope unplanned;  // its blocks are its own: never in a planned call's cache
     TorchScope scope(options_.threads);
     const int64_t h = images[0].height, w = images[0].width;
     // Unplanned: a buffer of the call's own size (the view is used when the images allow).

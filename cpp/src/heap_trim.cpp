@@ -20,6 +20,16 @@ int64_t resident_bytes() {
   return read == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGE_SIZE)) : 0;
 }
 
+void fix_mmap_threshold(int kb) {
+#ifdef __GLIBC__
+  // Setting it also switches off glibc's dynamic threshold, which would otherwise rise to
+  // the size of each large block freed and keep such blocks in the heap from then on.
+  if (kb > 0) mallopt(M_MMAP_THRESHOLD, kb * 1024);
+#else
+  (void)kb;
+#endif
+}
+
 HeapTrimmer::HeapTrimmer(int budget_mb)
     : budget_bytes_(int64_t{budget_mb} << 20), baseline_(budget_mb > 0 ? resident_bytes() : 0) {}
 

@@ -7,6 +7,10 @@ namespace ifa_rt::detail {
 /// This process's resident memory in bytes (/proc/self/statm), or 0 where unreadable.
 int64_t resident_bytes();
 
+/// Fixes glibc's mmap threshold at `kb` KiB for the whole process (Options::mmap_threshold_kb);
+/// a no-op for 0 or without glibc.
+void fix_mmap_threshold(int kb);
+
 /// Returns the heap's free memory to the system (glibc malloc_trim) once resident memory has
 /// grown `budget_mb` past where it was at construction or after the last trim; a no-op with
 /// budget 0 or without glibc. Not thread-safe (the Segmenter calls it under its mutex).

@@ -12,9 +12,10 @@ namespace {
   throw InvalidArgument("Options: '" + key + "': expected " + what + ", got " + got);
 }
 
-const char* const kKnownKeys[] = {"device", "precision",   "max_batch",     "shapes",          "threads",
-                                  "strict", "plan_logits", "channels_last", "runtime",         "optimize",
-                                  "warmup", "shape_cache", "tf32",          "batch_invariant", "learn_shapes"};
+const char* const kKnownKeys[] = {
+    "device",      "precision",       "max_batch",    "shapes",       "threads",          "strict",
+    "plan_logits", "channels_last",   "runtime",      "optimize",     "warmup",           "shape_cache",
+    "tf32",        "batch_invariant", "learn_shapes", "trim_heap_mb", "mmap_threshold_kb"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -123,6 +124,9 @@ void Options::validate() const {
     bad("learn_shapes", "an integer in [0, 64] (0 = never plan unplanned sizes)", std::to_string(learn_shapes));
   if (trim_heap_mb < 0 || trim_heap_mb > 1048576)
     bad("trim_heap_mb", "an integer in [0, 1048576] (0 = never trim)", std::to_string(trim_heap_mb));
+  if (mmap_threshold_kb < 0 || mmap_threshold_kb > 32768)
+    bad("mmap_threshold_kb", "an integer in [0, 32768] (0 = leave the allocator as it is)",
+        std::to_string(mmap_threshold_kb));
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }
@@ -162,6 +166,8 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
       o.learn_shapes = static_cast<int>(parse_int(key, value));
     else if (key == "trim_heap_mb")
       o.trim_heap_mb = static_cast<int>(parse_int(key, value));
+    else if (key == "mmap_threshold_kb")
+      o.mmap_threshold_kb = static_cast<int>(parse_int(key, value));
     else {
       std::string known;
       for (const char* k : kKnownKeys) known += (known.empty() ? "" : ", ") + std::string(k);

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 
+#include "alloc_counter.h"
 #include "artifact.h"
 #include "engine.h"
 #include "heap_trim.h"
@@ -318,6 +319,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
   // A call (and a Batcher batch) is still bounded by the caller's max_batch.
   if (options.batch_invariant) impl_->options.max_batch = options.max_batch;
   if (device.cuda && !detail::is_package_path(artifact_path)) impl_->cuda_device = device.index;
+  detail::fix_mmap_threshold(options.mmap_threshold_kb);
   impl_->heap = detail::HeapTrimmer(options.trim_heap_mb);
   impl_->construction_ms = ms_since(t0);
 }
@@ -442,6 +444,7 @@ Stats Segmenter::stats() const {
   s.allocations_after_warmup = c.new_blocks;
   s.bytes_allocated_after_warmup = c.new_bytes;
   s.cached_allocations_after_warmup = c.cached_hits;
+  s.unattributed_allocations_in_calls = detail::unattributed_allocations_in_calls();
   s.shape_cache = impl_->options.shape_cache;
   s.learned_shapes.assign(impl_->shapes.begin() + static_cast<std::ptrdiff_t>(impl_->options.shapes.size()),
                           impl_->shapes.end());

@@ -28,6 +28,7 @@ def core_options(where: str, **kwargs: Any) -> _core.Options:
             "shape_cache",
             "learn_shapes",
             "trim_heap_mb",
+            "mmap_threshold_kb",
         ):
             # Before the bool branch: True is an int to Python but not a count.
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):

@@ -107,6 +107,14 @@ struct Options {
   /// trims after every run (flat at ~490-630 MB, those small calls 30-40 % slower). It
   /// changes no allocator setting of the host process; planned runs never allocate.
   int trim_heap_mb = 384;
+  /// KiB at and above which glibc serves an allocation with its own mmap (mallopt
+  /// M_MMAP_THRESHOLD, at most 32768), returned to the system when freed; 0 (default): leave
+  /// the allocator as it is. PROCESS-WIDE and kept after the Segmenter is gone: it changes
+  /// the host's allocator, so it is off unless asked for (the Python package and its
+  /// command-line tools ask for 4096). A fixed threshold also stops glibc from raising it
+  /// as big blocks are freed, which is what keeps the unplanned path's multi-MB temporaries
+  /// in the heap; measured in docs/reliability.md. A no-op without glibc.
+  int mmap_threshold_kb = 0;
   /// An image's labels never depend on what it is batched with: every image of a call runs
   /// on the batch-1 plan (buckets are 1xHxW; max_batch still bounds a call and a Batcher
   /// batch). oneDNN picks kernels and weight blockings per batch size (on AMX CPUs int8
@@ -190,6 +198,10 @@ struct Stats {
   /// CPU: allocator requests served from the engine's cache after warm-up (how many tensor
   /// allocations the runtime makes; Static Runtime makes far fewer than the JIT).
   int64_t cached_allocations_after_warmup = 0;
+  /// Process-wide: CPU allocations made while engine calls ran that no engine can own
+  /// (several calls at once, or threads outside the running call's parallel regions, such as
+  /// the host's own); they bypass every block cache. Not counted in any engine's figures.
+  int64_t unattributed_allocations_in_calls = 0;
   int64_t shape_cache = 0;            ///< unplanned sizes whose per-shape constants stay cached (Options)
   std::vector<Shape> learned_shapes;  ///< sizes planned at run time (Options::learn_shapes)
   int64_t heap_trims = 0;             ///< free heap memory returned to the system (trim_heap_mb)

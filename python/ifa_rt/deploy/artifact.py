@@ -64,6 +64,10 @@ class ImageSegmenter(nn.Module):
         self.register_buffer(
             "inv_std", (1.0 / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1)
         )
+        # Read by runtimes (docs/artifact.md): configure_cache(.., 0) keeps no unplanned size.
+        # Artifacts without it evicted the size in use before its entries existed, so 0 kept
+        # every size; runtimes pass them 1 instead.
+        self.zero_capacity_keeps_none = True
 
     def _normalized(self, images: Tensor) -> Tensor:
         x = images.permute(0, 3, 1, 2).to(self.mean.dtype)

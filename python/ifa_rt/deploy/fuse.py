@@ -170,23 +170,25 @@ class FusedIFA(nn.Module):
             raise ValueError(f"configure_cache: 'capacity': expected >= 0, got {capacity}")
         self.pinned = [self._group(hw[0], hw[1], dtype, device) for hw in planned]
         self.cache_capacity = capacity
-        self._evict()
+        self._evict(capacity)
 
     def _group(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
         """The cache prefix of one input size: every per-shape entry starts with it."""
         return f"{height}x{width}:{dtype}:{device}|"
 
     def _touch(self, group: str) -> None:
-        """Mark `group` as just used; evict the least recently used unpinned ones over capacity."""
+        """Mark `group` as just used; evict the least recently used unpinned ones over capacity
+        (never `group` itself: its entries are made during this call)."""
         if group in self.pinned:
             return
         if group in self.recent:
             self.recent.remove(group)
         self.recent.append(group)
-        self._evict()
+        self._evict(max(self.cache_capacity, 1))
 
-    def _evict(self) -> None:
-        while len(self.recent) > self.cache_capacity:
+    def _evict(self, keep: int) -> None:
+        """Drop the least recently used unpinned groups until `keep` remain."""
+        while len(self.recent) > keep:
             old = self.recent.pop(0)
             for key in list(self.cache.keys()):
                 if key.startswith(old):
@@ -286,6 +288,7 @@ class FusedIFA(nn.Module):
                 pred = pred * weights[k]
                 logits = pred if k == 0 else logits + pred
                 k += 1
+        self._evict(self.cache_capacity)  # capacity 0: the size just served is not kept
         return logits
 
 
