@@ -37,3 +37,21 @@ def test_a_hand_edited_number_is_caught():
     problems.clear()
     doc_tables.render("<!-- table: nowhere -->\n| x |\n<!-- /table -->\n", problems, "x.md")
     assert problems == ["x.md: table 'nowhere' has no result file or renderer"]
+
+
+def test_a_table_of_measurements_without_a_source_is_caught():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import doc_tables
+    finally:
+        sys.path.pop(0)
+    typed = "| variant | p50 |\n|---|---|\n| ours | 12.5 ms |\n\nprose\n"
+    assert doc_tables.unrendered_tables(typed, "x.md") == [
+        "x.md: table '| variant | p50 |' has measurements but no source"
+    ]
+    # The same table between markers is a rendering, and a table of limits is no measurement.
+    assert (
+        doc_tables.unrendered_tables(f"<!-- table: t -->\n{typed}<!-- /table -->\n", "x.md") == []
+    )
+    limits = "| limit | default |\n|---|---|\n| --max-pixels | 4096×4096 |\n"
+    assert doc_tables.unrendered_tables(limits, "x.md") == []
