@@ -176,11 +176,37 @@ def hostile(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shape_memory(result: dict) -> str:
+    """scripts/shape_memory.py: RSS over many unplanned sizes, one row per shape_cache value."""
+    low, high = result["megapixels"]
+    lines = [
+        "| `shape_cache` | RSS after warm-up → last, MB | growth after warm-up | spread over the "
+        "last half | trims | ms per MP (median) | planned labels unchanged |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["results"].items():
+        rss = r["rss_mb"]
+        lines.append(
+            f"| {name} | {rss[0]:.0f} → {rss[-1]:.0f} | {r['growth_mb']:.0f} MB | "
+            f"{r['last_half_spread_mb']:.0f} MB | {r['heap_trims']} | "
+            f"{r['median_ms_per_mp']:.0f} | "
+            + ("yes" if r["same"] else "**no**")
+            + " |"
+        )
+    lines += [
+        "",
+        f"{result['sizes']} distinct sizes of {low:g}–{high:g} MP, RSS every 10 sizes: "
+        f"`{result['command']}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "defaults-camvid-360x480": defaults,
     "precision-cityscapes-r50-512x1024": precision,
     "hostile-load-camvid-360x480": hostile,
     "peers-cityscapes-r50-512x1024": peers,
+    "shape-memory-camvid": shape_memory,
 }
 
 

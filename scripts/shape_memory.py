@@ -33,11 +33,13 @@ def rss_mb():
         return int(f.read().split()[1]) * 4096 / 2**20
 
 frame_path, capacity, sizes = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-mmap_kb = int(sys.argv[4])
+mmap_kb, trim_mb = int(sys.argv[4]), int(sys.argv[5])
 frame = np.asarray(Image.open(frame_path).convert("RGB"))
 kwargs = {} if capacity < 0 else {"shape_cache": capacity}
 if mmap_kb >= 0:
     kwargs["mmap_threshold_kb"] = mmap_kb
+if trim_mb >= 0:
+    kwargs["trim_heap_mb"] = trim_mb
 seg = ifa_rt.Segmenter("camvid", precision="fp32", runtime="jit", shapes=[(360, 480)],
                        threads=2, **kwargs)
 planned = seg(frame)
@@ -75,9 +77,10 @@ def draw_sizes(count: int, min_mp: float, max_mp: float, seed: int = 0) -> list[
     return [list(s) for s in sorted(sizes, key=lambda s: rng.random())]
 
 
-def measure(capacity: int, sizes: list[list[int]], frame: Path, mmap_kb: int = -1) -> dict:
-    """Run the probe in a fresh process for one capacity (-1: the default)."""
-    cmd = [sys.executable, "-c", PROBE, str(frame), str(capacity), json.dumps(sizes), str(mmap_kb)]
+def measure(capacity: int, sizes: list[list[int]], frame: Path, mmap_kb=-1, trim_mb=-1) -> dict:
+    """Run the probe in a fresh process for one capacity (-1: the Segmenter's defaults)."""
+    cmd = [sys.executable, "-c", PROBE, str(frame), str(capacity), json.dumps(sizes)]
+    cmd += [str(mmap_kb), str(trim_mb)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
         label = "default" if capacity < 0 else str(capacity)
         last = None
@@ -114,9 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-mp", type=float, default=1.0)
     p.add_argument("--capacities", default="0,1,default")
     p.add_argument("--max-growth-mb", type=float, default=150.0)
-    p.add_argument("--flat-mb", type=float, default=60.0)
+    # Samples between two trims differ by up to one large call's temporaries (~60-80 MB at 1 MP).
+    p.add_argument("--flat-mb", type=float, default=80.0)
     p.add_argument(
         "--mmap-threshold-kb", type=int, default=-1, help="Segmenter option (default: its own)"
+    )
+    p.add_argument(
+        "--trim-heap-mb", type=int, default=-1, help="Segmenter option (default: its own)"
     )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -129,13 +136,22 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": len(sizes),
         "megapixels": [args.min_mp, args.max_mp],
         "mmap_threshold_kb": args.mmap_threshold_kb,
+        "trim_heap_mb": args.trim_heap_mb,
         "results": {},
     }
     for text in args.capacities.split(","):
         capacity = -1 if text == "default" else int(text)
-        result = measure(capacity, sizes, frame, args.mmap_threshold_kb)
+        result = measure(capacity, sizes, frame, args.mmap_threshold_kb, args.trim_heap_mb)
         result.update(verdict(result, args.max_growth_mb, args.flat_mb))
         report["results"][text] = result
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+    from host import host_info
+
+    from ifa_rt.bundled import resolve
+    from ifa_rt.deploy.artifact import file_sha256
+
+    report["host"] = host_info()
+    report["weights_sha256"] = file_sha256(resolve("camvid"))
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

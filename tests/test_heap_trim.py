@@ -84,4 +84,4 @@ def test_no_trim_when_off_or_when_planned(real_image):
     for i in range(6):
         planned(real_image(i))
     assert planned.stats()["heap_trims"] == 0  # planned runs never allocate, never trim
-    assert ifa_rt.Segmenter("camvid", precision="fp32", runtime="jit").options.trim_heap_mb == 384
+    assert ifa_rt.Segmenter("camvid", precision="fp32", runtime="jit").options.trim_heap_mb == 128

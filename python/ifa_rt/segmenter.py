@@ -40,9 +40,6 @@ from .tier_up import Tiered, engine_label
 __all__ = ["Segmenter", "SegmenterPool"]
 
 _D = _core.Options()  # the C++ defaults, declared once there
-# The Python package owns its process's allocator setting (the C++ library leaves it off):
-# a fixed 4 MiB mmap threshold keeps RSS flat over many unplanned sizes (docs/reliability.md).
-MMAP_THRESHOLD_KB = 4096
 
 
 class _Runner(Tiered):
@@ -192,13 +189,11 @@ class Segmenter(_Runner):
             0: none), logged on the "ifa_rt" logger and listed in `stats()["learned_shapes"]`.
             A compiled package plans them on its TorchScript fallback; CUDA does not learn.
         trim_heap_mb: MiB resident memory may grow through unplanned runs before free heap
-            memory goes back to the system (default 384; 0: never), so serving many sizes
+            memory goes back to the system (default 128; 0: never), so serving many sizes
             keeps RSS bounded (`stats()["heap_trims"]`; `ifa_rt::Options::trim_heap_mb`).
-        mmap_threshold_kb: glibc serves allocations of at least this many KiB with their own
-            mmap, returned to the system when freed (default 4096; 0 leaves the allocator as
-            it is). PROCESS-WIDE: this changes the allocator of the whole Python process, so
-            that multi-MB temporaries of unplanned sizes do not stay in the heap (C++
-            `ifa_rt::Options::mmap_threshold_kb`, off there by default; docs/reliability.md).
+        mmap_threshold_kb: fix glibc's mmap threshold at this many KiB (default 0: leave the
+            allocator alone). PROCESS-WIDE. Another way to bound RSS over many sizes, measured
+            slower than `trim_heap_mb` (docs/reliability.md); `ifa_rt::Options`.
         plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
@@ -229,7 +224,7 @@ class Segmenter(_Runner):
         batch_invariant: bool | None = None,
         learn_shapes: int | None = None,
         trim_heap_mb: int | None = None,
-        mmap_threshold_kb: int | None = MMAP_THRESHOLD_KB,
+        mmap_threshold_kb: int | None = None,
     ) -> None:
         where = "Segmenter"
         from .batcher import check_max_delay_us

@@ -99,21 +99,18 @@ struct Options {
   /// free memory is returned to the system (glibc malloc_trim, checked against RSS after each
   /// unplanned run; 0: never; a no-op without glibc). glibc raises its mmap threshold as
   /// large blocks are freed and then keeps the unplanned path's multi-MB temporaries in its
-  /// heaps: 80 distinct 0.3-0.9 MP sizes grew RSS from 870 to 1815 MB without a trim.
-  /// A trim costs 20-40 ms (freed pages are faulted in again), so it runs only when growth
-  /// passes this budget, not after every run. Measured with 384 (2 cores, bundled model):
-  /// those 80 sizes stayed at 580-930 MB with a trim every other call; 60 sizes near 360x480
-  /// trimmed 5 times (median 107 vs 101 ms untrimmed, RSS 787 vs 975 MB); a budget of 1
-  /// trims after every run (flat at ~490-630 MB, those small calls 30-40 % slower). It
-  /// changes no allocator setting of the host process; planned runs never allocate.
-  int trim_heap_mb = 384;
+  /// heaps. A trim costs 20-40 ms (freed pages are faulted in again). Measured over 100
+  /// distinct 0.3-1 MP sizes (2 cores, bundled model, scripts/shape_memory.py): 128 keeps
+  /// growth after warm-up under 150 MB by trimming after almost every such call, 9 % slower
+  /// than 384, which let RSS swing 656-1101 MB; 256 swings ~240 MB at 0.1-0.3 MP sizes.
+  /// It changes no allocator setting of the host process; planned runs never allocate.
+  int trim_heap_mb = 128;
   /// KiB at and above which glibc serves an allocation with its own mmap (mallopt
   /// M_MMAP_THRESHOLD, at most 32768), returned to the system when freed; 0 (default): leave
-  /// the allocator as it is. PROCESS-WIDE and kept after the Segmenter is gone: it changes
-  /// the host's allocator, so it is off unless asked for (the Python package and its
-  /// command-line tools ask for 4096). A fixed threshold also stops glibc from raising it
-  /// as big blocks are freed, which is what keeps the unplanned path's multi-MB temporaries
-  /// in the heap; measured in docs/reliability.md. A no-op without glibc.
+  /// the allocator as it is. PROCESS-WIDE and kept after the Segmenter is gone. A fixed
+  /// threshold also stops glibc from raising it as big blocks are freed, so RSS stays flat
+  /// without trims, but every large temporary then faults in fresh pages: 4096 measured
+  /// 9 % slower than trim_heap_mb = 128 on unplanned 0.3-1 MP calls. A no-op without glibc.
   int mmap_threshold_kb = 0;
   /// An image's labels never depend on what it is batched with: every image of a call runs
   /// on the batch-1 plan (buckets are 1xHxW; max_batch still bounds a call and a Batcher
