@@ -80,7 +80,8 @@ fuzz: setup  # needs clang-14 and libclang-rt-14-dev
 fuzz-replay: setup
 	bash fuzz/run_fuzz.sh 0 0
 
-# The bundled model from data to artifact, in one command (~95 min on 2 CPU cores):
+# The bundled model from data to artifact, in one command (~2 h on 2 CPU cores: 96 + 15 min
+# of training (docs/model-card.md), then export, int8 calibration and the gates):
 #   1. train the recipe camvid-lite0 with one recording held out, and evaluate that stage on
 #      it (per-class IoU, confusion matrix): the model card's validation figures;
 #   2. continue on every frame (camvid-lite0-all), ship that checkpoint, export the artifact
