@@ -119,6 +119,7 @@ def run_cli(args: argparse.Namespace) -> int:
             "calibration_sequences": calibration_set.sequences(),
             "gate_sequences": gate_set.sequences(),
             "overlapping_sequences": overlap,
+            "gate_sequences_in_training": _trained_on(artifact, gate_set.sequences()),
         },
     )
     passed = _print_gate(meta["quantization"]["gate"])
@@ -126,6 +127,16 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.recipe:
         print(f"wrote {args.recipe}: the int8 recipe")
     return 0
+
+
+def _trained_on(artifact, gate_sequences: list[str]) -> list[str] | None:
+    """The gate's recordings the model itself was trained on (None: its metadata does not say),
+    so a record shows when the gate measures agreement on frames the weights have seen."""
+    from ..deploy.artifact import load_artifact
+
+    _, meta = load_artifact(artifact)
+    trained = ((meta.get("training") or {}).get("data") or {}).get("train_sequences")
+    return None if trained is None else sorted(set(trained) & set(gate_sequences))
 
 
 def _held_out(calibration_set, gate_set, allow_overlap: bool):
