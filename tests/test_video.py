@@ -8,23 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _video import write_video
 from ifa_rt.cli import main as cli_main
 
 av = pytest.importorskip("av", reason="PyAV (the [video] extra) is not installed")
-
-
-def _write_video(path, frames: list[np.ndarray], rate: int = 10) -> None:
-    """Encode RGB frames losslessly-ish (H.264, crf 0) so decoded frames are the originals."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"crf": "0"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 def _read_video(path) -> tuple[list[np.ndarray], float]:
@@ -40,7 +27,7 @@ def street_video(tmp_path_factory, camvid_val_paths):
     """Six consecutive real CamVid frames (360x480) as an .mp4, and the frames themselves."""
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in camvid_val_paths[:6]]
     path = tmp_path_factory.mktemp("video") / "street.mp4"
-    _write_video(path, frames)
+    write_video(path, frames)
     return path, _read_video(path)[0]
 
 

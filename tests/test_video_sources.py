@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _video import write_video
 from ifa_rt import Segmenter
 from ifa_rt.cli import main
 from ifa_rt.video import parse_source
@@ -29,16 +30,7 @@ def stream_file(tmp_path_factory, camvid_val_paths):
     and the frames a decoder gets back from it."""
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in camvid_val_paths[:5]]
     path = tmp_path_factory.mktemp("stream") / "street.ts"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"crf": "0"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_video(path, frames)
     with av.open(str(path)) as src:
         decoded = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
     assert len(decoded) == 5

@@ -66,9 +66,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `ifa-rt export`."""
-    from ..deploy.checkpoint import load_checkpoint
-    from ..model import build_model
-
     if not (args.output or args.triton):
         raise ValueError("export: give -o ARTIFACT, --triton REPO or both")
     if args.output:
@@ -85,13 +82,7 @@ def run_cli(args: argparse.Namespace) -> int:
             shutil.copyfile(artifact, args.output)
             print(f"wrote {args.output}: a copy of the bundled model '{args.model}'")
         return _maybe_triton(args, artifact)
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, preset=args.preset)
-    elif args.preset:
-        overrides = {"num_classes": args.num_classes} if args.num_classes else {}
-        model = build_model(args.preset, **overrides)
-    else:
-        raise ValueError("export: give --preset, --checkpoint or both")
+    model = _model_from_args(args, "export: give --preset, --checkpoint or both")
     if args.format == "aoti":
         with tempfile.TemporaryDirectory(prefix="ifa_rt_export_") as tmp:
             staged = Path(tmp) / "model.ifa.pt"
@@ -180,6 +171,19 @@ def _onnx_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_from_args(args: argparse.Namespace, missing: str) -> Any:
+    """The eager model of --checkpoint (with --preset's settings), else a fresh --preset."""
+    from ..deploy.checkpoint import load_checkpoint
+    from ..model import build_model
+
+    if args.checkpoint:
+        return load_checkpoint(args.checkpoint, preset=args.preset)
+    if args.preset:
+        overrides = {"num_classes": args.num_classes} if args.num_classes else {}
+        return build_model(args.preset, **overrides)
+    raise ValueError(missing)
+
+
 def _onnx_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The eager model to trace and the metadata it carries: a bundled model (or an artifact
     with its `.ckpt.pt` beside it) through its training checkpoint, else --checkpoint/--preset."""
@@ -198,15 +202,7 @@ def _onnx_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             )
         _, meta = load_artifact(artifact)
         return load_checkpoint(str(checkpoint)), meta
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, preset=args.preset)
-    elif args.preset:
-        from ..model import build_model
-
-        overrides = {"num_classes": args.num_classes} if args.num_classes else {}
-        model = build_model(args.preset, **overrides)
-    else:
-        raise ValueError("export: give --model, --preset, --checkpoint or both")
+    model = _model_from_args(args, "export: give --model, --preset, --checkpoint or both")
     # The metadata by the TorchScript exporter's own rules (class names and palette from the
     # preset's dataset, the training record): one place decides them, at the cost of a script.
     with tempfile.TemporaryDirectory(prefix="ifa_rt_export_") as tmp:
