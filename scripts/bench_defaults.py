@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 from host import host_info, loadavg  # noqa: E402
 
 import ifa_rt  # noqa: E402
+from ifa_rt.bench import percentile  # noqa: E402
 from ifa_rt.bundled import resolve  # noqa: E402
 from ifa_rt.data import camvid  # noqa: E402
 from ifa_rt.deploy.artifact import file_sha256  # noqa: E402
@@ -157,9 +158,9 @@ def main() -> int:
             {
                 "variant": name,
                 "engine": engines.get(name, name),
-                "p50_ms": round(float(np.percentile(ms, 50)), 2),
-                "p90_ms": round(float(np.percentile(ms, 90)), 2),
-                "p99_ms": round(float(np.percentile(ms, 99)), 2),
+                "p50_ms": round(percentile(ms, 0.5), 2),
+                "p90_ms": round(percentile(ms, 0.9), 2),
+                "p99_ms": round(percentile(ms, 0.99), 2),
                 "agreement_with_fp32": round(float(same), 5),
                 "miou": round(miou(labels[name], truth, 11), 4),
             }

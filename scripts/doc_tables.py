@@ -189,9 +189,7 @@ def shape_memory(result: dict) -> str:
         lines.append(
             f"| {name} | {rss[0]:.0f} → {rss[-1]:.0f} | {r['growth_mb']:.0f} MB | "
             f"{r['last_half_spread_mb']:.0f} MB | {r['heap_trims']} | "
-            f"{r['median_ms_per_mp']:.0f} | "
-            + ("yes" if r["same"] else "**no**")
-            + " |"
+            f"{r['median_ms_per_mp']:.0f} | " + ("yes" if r["same"] else "**no**") + " |"
         )
     lines += [
         "",

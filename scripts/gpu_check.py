@@ -47,8 +47,10 @@ def load_images(data: Path, shape: tuple[int, int], count: int) -> list[np.ndarr
 
 
 def percentiles(ms: list[float]) -> dict:
-    """p50/p90/p99 of a latency list, in ms, rounded."""
-    p50, p90, p99 = np.percentile(np.asarray(ms), [50, 90, 99])
+    """p50/p90/p99 of a latency list, in ms, rounded (the project's one nearest-rank rule)."""
+    from ifa_rt.bench import percentile  # imported once the package is built
+
+    p50, p90, p99 = (percentile(ms, q) for q in (0.5, 0.9, 0.99))
     return {
         "p50_ms": round(float(p50), 2),
         "p90_ms": round(float(p90), 2),

@@ -62,11 +62,11 @@ class CountingAllocator final : public c10::Allocator {
 
   c10::DataPtr allocate(size_t n) override {
     CacheState* cache = t_cache;
-    if (n == 0) return wrapped_->allocate(n);  // no memory: nothing to count or cache
+    if (n == 0) return wrapped_->allocate(n);                 // no memory: nothing to count or cache
+    if (cache == &g_unplanned) return wrapped_->allocate(n);  // an unplanned call: no cache, no lock
     void* ptr = nullptr;
     {
       std::lock_guard<std::mutex> lock(g_mutex);
-      if (cache == &g_unplanned) return wrapped_->allocate(n);
       if (cache == nullptr) {
         const auto& active = active_calls();
         // A thread without a scope is an intra-op worker of the running call only inside a

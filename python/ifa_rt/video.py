@@ -135,8 +135,9 @@ class VideoReport:
 
     def summary(self) -> str:
         """One line: frames, H×W size, p50/p90/p99 model latency, end-to-end frames/s."""
-        ms = np.asarray(self.latencies_ms)
-        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        from .bench import percentile
+
+        p50, p90, p99 = (percentile(self.latencies_ms, q) for q in (0.5, 0.9, 0.99))
         stopped = " (stopped by Ctrl-C)" if self.interrupted else ""
         return (
             f"{self.frames} frames {self.size[0]}x{self.size[1]}{stopped}: p50 {p50:.1f} ms, "

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..bench import percentile
 from ..deploy.metadata import MIN_INPUT_SIZE
 from ..video import VideoSource, is_video, label_png, parse_source, video_size
 from .engine_args import add_engine_arguments, describe_engine
@@ -253,8 +254,8 @@ def _segment_images(seg, paths: list[Path], args: argparse.Namespace) -> int:
     ms = np.asarray(latencies)
     classes = ", ".join(seg.classes[c] for c in sorted(found) if c < len(seg.classes))
     print(
-        f"{len(latencies)} images: p50 {np.percentile(ms, 50):.1f} ms, "
-        f"p90 {np.percentile(ms, 90):.1f} ms, "
+        f"{len(latencies)} images: p50 {percentile(ms, 0.5):.1f} ms, "
+        f"p90 {percentile(ms, 0.9):.1f} ms, "
         f"{len(paths) / wall:.2f} images/s (with file I/O); fallback runs "
         f"{seg.stats()['fallback_calls']}; classes found: {classes}"
     )

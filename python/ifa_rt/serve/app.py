@@ -19,11 +19,12 @@ Every refusal is a JSON `{"error": ...}` with its status (codec.Limits): 401 wit
 token, 413 for a body or image over the limits (checked from `Content-Length` and the image
 header, before the body or the pixels are read), 415 for formats other than PNG, JPEG, BMP
 and WebP, 408 for a body that takes longer than `body_timeout_s` to arrive, 503 with
-`Retry-After` when the replica already holds `max_queue` requests with decoded images (a
-request takes its slot only then, so slow clients hold none), 500 with a request id when the
-engine fails (the details go to the server log, not to the client). Segmentation replies
-carry `X-IFA-Engine: <runtime> <precision>` and `Server-Timing: app;dur=<ms>` (body in to
-reply out).
+`Retry-After` when the replica already holds `max_queue` requests with decoded images or
+the work ahead would keep a new one waiting past `max_wait_s` (a request takes its slot only
+once its body is in and decoded, so slow clients hold none; admission.py), 500 with a request
+id when the engine fails (the details go to the server log, not to the client).
+Segmentation replies carry `X-IFA-Engine: <runtime> <precision>` and `Server-Timing:
+app;dur=<ms>` (body in to reply out).
 """
 
 from __future__ import annotations
