@@ -72,7 +72,10 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, Options::from_map({{"batch", "2"}}),
                  "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
                  "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache, tf32, batch_invariant, "
-                 "learn_shapes)");
+                 "learn_shapes, trim_heap_mb, mmap_threshold_kb)");
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"mmap_threshold_kb", "40000"}}),
+                 "Options: 'mmap_threshold_kb': expected an integer in [0, 32768] (0 = leave the allocator as it "
+                 "is), got 40000");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"precision", "fp64"}}),
                  "Options: 'precision': expected 'fp32', 'fp16', 'bf16' or 'int8', got 'fp64'");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"max_batch", "two"}}),
