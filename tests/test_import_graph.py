@@ -78,3 +78,20 @@ def test_command_line_parsing_lives_in_cli_only():
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_lower_layers_never_import_upper_ones():
+    """deploy (export, precision gates, compiled packages) sits below evaluation, training, the
+    command line and the service, and metrics sits below everything but the data readers; late
+    imports count too."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    upper = ("ifa_rt.evaluate", "ifa_rt.train", "ifa_rt.cli", "ifa_rt.serve")
+    found = []
+    for module, path in modules.items():
+        imported = _imports(path, module)
+        if module.startswith("ifa_rt.deploy"):
+            found += [(module, t) for t in imported if t.startswith(upper)]
+        if module == "ifa_rt.metrics":
+            found += [(module, t) for t in imported if not t.startswith("ifa_rt.data")]
+    assert found == [], found
+    assert "ifa_rt.metrics" in _imports(modules["ifa_rt.deploy.gate"], "ifa_rt.deploy.gate")

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import ConfusionMatrix
+
 __all__ = ["Gate", "compare", "describe"]
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -37,8 +39,6 @@ def compare(
     ignore_index: int = 255,
 ) -> dict[str, Any]:
     """The gate report of `reduced` (precision `name`) against `fp32` on `images`."""
-    from ..evaluate import ConfusionMatrix
-
     same = total = 0
     cms = {k: ConfusionMatrix(len(classes), ignore_index) for k in ("fp32", name)}
     for k, image in enumerate(images):
