@@ -26,7 +26,7 @@ def _frames(real_image, n: int) -> list[np.ndarray]:
 
 def test_pool_engines_count_nothing_after_warmup_under_mixed_concurrent_calls(real_image):
     pool = ifa_rt.SegmenterPool(
-        "camvid", size=2, precision="fp32", runtime="jit", shapes=[SIZE], threads=1, learn_shapes=0
+        "camvid", size=2, precision="fp32", runtime="jit", shapes=[SIZE], threads=2, learn_shapes=0
     )
     planned = _frames(real_image, 4)
     unplanned = [real_image(i, (64 + 8 * i, 80)) for i in range(4)]
