@@ -139,7 +139,8 @@ async def _good_client(host: str, port: int, args, frame: bytes, stop_at: float,
         await asyncio.sleep(BURST_PAUSE_S)
 
 
-async def _run(url: str, args, frame: bytes) -> Tally:
+async def _run(url: str, args, frame: bytes, session: int | None, rss: list[float]) -> Tally:
+    """Every client (and, with the service's session, an RSS sampler) until the time is up."""
     parsed = urlparse(url)
     host, port = parsed.hostname, parsed.port
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -153,6 +154,8 @@ async def _run(url: str, args, frame: bytes) -> Tally:
         for kind, count in slow
         for _ in range(count)
     ]
+    if session:
+        tasks.append(asyncio.create_task(_sample_rss(session, rss, stop_at)))
     await asyncio.sleep(1.0)  # the hostile connections are in before the good traffic starts
     tasks += [
         asyncio.create_task(_good_client(host, port, args, frame, stop_at, tally))
@@ -216,23 +219,12 @@ async def _sample_rss(session: int, samples: list[float], stop_at: float) -> Non
         await asyncio.sleep(1.0)
 
 
-async def _run_sampled(url: str, args, frame: bytes, session: int | None, samples: list[float]):
-    sampler = None
-    if session:
-        stop_at = time.monotonic() + args.seconds
-        sampler = asyncio.create_task(_sample_rss(session, samples, stop_at))
-    tally = await _run(url, args, frame)
-    if sampler:
-        await sampler
-    return tally
-
-
 def run(url: str, args, frame: bytes, session: int | None = None) -> dict:
     """Run the load against `url`; the report (with RSS when the service's session is known)."""
     before = service_rss_mb(session) if session else None
     load_before = loadavg()
     samples: list[float] = []
-    tally = asyncio.run(_run_sampled(url, args, frame, session, samples))
+    tally = asyncio.run(_run(url, args, frame, session, samples))
     rss = None
     if session:
         after = service_rss_mb(session)

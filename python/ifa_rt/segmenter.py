@@ -35,7 +35,7 @@ from .inputs import as_array as _as_array
 from .inputs import cuda_tensor as _cuda_tensor
 from .inputs import type_name as _type_name
 from .options import core_options
-from .tier_up import Tiered, engine_label
+from .tier_up import Tiered
 
 __all__ = ["Segmenter", "SegmenterPool"]
 
@@ -280,7 +280,7 @@ class Segmenter(_Runner):
         stats = self._engine.stats()
         stats["engine_construction_ms"] = stats["construction_ms"]
         stats["construction_ms"] = self._construction_ms
-        stats["engine"] = engine_label(self._engine)
+        stats["engine"] = self.engine
         stats["served_by"] = self._served_by(stats["calls"])
         return stats
 

@@ -62,6 +62,12 @@ class Tiered:
     _history: tuple[tuple[str, int], ...] = ()  # (engine label, calls) of swapped-out engines
     _planned: set[tuple[int, int]] | None = None  # sizes the serving engine plans (learned too)
 
+    @property
+    def engine(self) -> str:
+        """'<runtime> <precision>' of the engine serving now (it changes when a background
+        tier-up swaps a compiled engine in); cheaper than `stats()["engine"]`."""
+        return engine_label(self._engine)
+
     def _start(
         self,
         model: str | os.PathLike,

@@ -187,10 +187,10 @@ class SegmentDeployment:
 
     async def _get_ready(self, request: Request) -> Response:
         # A replica answers only once its engine is planned and warmed up.
-        return JSONResponse({"ready": True, "model": self._name, "serving": self._engine()})
+        return JSONResponse({"ready": True, "model": self._name, "serving": self._seg.engine})
 
     async def _get_metrics(self, request: Request) -> Response:
-        body = self._metrics.render(self._admission.held, self._engine())
+        body = self._metrics.render(self._admission.held, self._seg.engine)
         return Response(body, media_type=CONTENT_TYPE)
 
     async def _get_v2_server(self, request: Request) -> Response:
@@ -217,15 +217,16 @@ class SegmentDeployment:
             None, lambda: decode_image(image_bytes(body, content_type), self._limits.max_pixels)
         )
         labels = await self._labels(image)
+        engine = self._seg.engine
         if fmt == "json":
             reply = labels_json(labels, self._meta["classes"], _flag(request, "labels"))
             reply["model"] = self._meta.get("preset")
-            reply["serving"] = self._engine()
+            reply["serving"] = engine
             response: Response = JSONResponse(reply)
         else:
             png = encode_png(labels, self._palette if with_palette else None)
             response = Response(png, media_type="image/png")
-        return _timed(response, started, self._engine())
+        return _timed(response, started, engine)
 
     async def _post_v2_infer(self, request: Request) -> Response:
         body = await self._body(request)
@@ -236,7 +237,7 @@ class SegmentDeployment:
         )
         labels = await self._labels(parsed.image)
         reply, headers = kserve.infer_response(labels, self._name, parsed)
-        return _timed(Response(reply, headers=headers), started, self._engine())
+        return _timed(Response(reply, headers=headers), started, self._seg.engine)
 
     async def _body(self, request: Request) -> bytes:
         """The whole body, within the size, time and byte limits (413/408/503 otherwise)."""
@@ -255,11 +256,6 @@ class SegmentDeployment:
         if isinstance(result, Exception):
             raise result
         return result
-
-    def _engine(self) -> str:
-        """'<runtime> <precision>' serving now (it changes once a background tier-up swaps
-        the compiled engine in)."""
-        return self._seg.stats()["engine"]
 
     def _segment_or_error(self, image: np.ndarray) -> np.ndarray | Exception:
         """One image's labels, or its error as a value (a batch result slot)."""

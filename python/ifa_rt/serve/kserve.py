@@ -15,6 +15,7 @@ One image per request: the service batches concurrent requests itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from typing import Any
@@ -30,14 +31,14 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "labels"
 
 
+@dataclasses.dataclass
 class InferRequest:
     """A parsed infer request: the RGB image, its id, and how the labels go back."""
 
-    def __init__(self, image: np.ndarray, request_id: str | None, batched: bool, binary: bool):
-        self.image = image
-        self.request_id = request_id
-        self.batched = batched  # the input had a leading batch dimension of 1
-        self.binary = binary
+    image: np.ndarray
+    request_id: str | None
+    batched: bool  # the input had a leading batch dimension of 1
+    binary: bool
 
 
 def model_metadata(name: str) -> dict[str, Any]:
