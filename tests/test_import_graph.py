@@ -85,7 +85,7 @@ def test_lower_layers_never_import_upper_ones():
     command line and the service, and metrics sits below everything but the data readers; late
     imports count too."""
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    upper = ("ifa_rt.evaluate", "ifa_rt.train", "ifa_rt.cli", "ifa_rt.serve")
+    upper = ("ifa_rt.evaluate", "ifa_rt.training", "ifa_rt.cli", "ifa_rt.serve")
     found = []
     for module, path in modules.items():
         imported = _imports(path, module)
@@ -95,3 +95,26 @@ def test_lower_layers_never_import_upper_ones():
             found += [(module, t) for t in imported if not t.startswith("ifa_rt.data")]
     assert found == [], found
     assert "ifa_rt.metrics" in _imports(modules["ifa_rt.deploy.gate"], "ifa_rt.deploy.gate")
+
+
+def test_only_the_command_line_imports_training():
+    """Training sits at the top beside the command line: no library module or the service
+    imports ifa_rt.training, late imports and importlib names included."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+    def is_training(name: str) -> bool:
+        return name == "ifa_rt.training" or name.startswith("ifa_rt.training.")
+
+    found = []
+    for module, path in modules.items():
+        if module.startswith(("ifa_rt.training", "ifa_rt.cli")):
+            continue
+        found += [(module, t) for t in _imports(path, module) if is_training(t)]
+        found += [
+            (module, node.value)
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_training(node.value)
+        ]
+    assert found == [], found
+    assert "ifa_rt.training" in _imports(modules["ifa_rt.cli.train"], "ifa_rt.cli.train")
