@@ -213,6 +213,7 @@ def steps(check: GpuCheck) -> list[tuple[str, str, object, float]]:
             20,
         ),
         ("eager", "eager PyTorch fp32 (TF32 on/off) and fp16", lambda: lat.eager(check), 20),
+        ("fuser", "TensorExpr fuser off vs auto, fp16", lambda: lat.fuser(check), 30),
         (
             "aoti",
             "AOTInductor package on CUDA beside the captured graphs",

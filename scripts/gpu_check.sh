@@ -5,8 +5,9 @@
 #      wheels and the frames; else it exits 2 at once, saying what is missing;
 #   1. build the library, extension and C++ tests with CUDA against this machine's torch;
 #   2. scripts/gpu_check.py: export -> Segmenter latency fp16/bf16 -> accuracy -> capture
-#      failure -> device memory -> threads -> overlap -> eager -> AOTI on CUDA -> torch.compile,
-#      each step appended to OUT/gpu_check.jsonl as it ends; steps that the global deadline
+#      failure -> device memory -> threads -> overlap -> eager -> fuser off/auto -> AOTI on
+#      CUDA -> torch.compile, each step appended to OUT/gpu_check.jsonl as it ends; steps
+#      that the global deadline
 #      (GPU_CHECK_DEADLINE_S, default 480 s from this script's start) no longer leaves time
 #      for are recorded as skipped;
 #   3. ctest (CUDA cases included) with whatever time is left.
@@ -63,11 +64,13 @@ fi
 frames=$(find "$DATA/camvid/images/val" -name '*.jpg' 2>/dev/null | wc -l)
 [ "$frames" -ge $CAMVID_FRAMES ] || missing+=("$CAMVID_FRAMES frames in $DATA/camvid/images/val (found $frames)")
 [ -f "$DATA/$DEMO" ] || missing+=("$DATA/$DEMO")
+hint=""
+[ ${#missing[@]} -eq 0 ] || hint=". Run scripts/gpu_check.sh --prepare here and carry .gl"
 if [ -z "$DRY" ] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
   missing+=("a CUDA device visible to $PY's torch")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-  msg="missing: ${missing[*]}. Run scripts/gpu_check.sh --prepare here and carry .gl"
+  msg="missing: ${missing[*]}$hint"
   log "preflight FAILED: $msg"
   row preflight failed "$msg"
   exit 2

@@ -193,6 +193,39 @@ def _eager_call(check, net, mean, std, x: np.ndarray, dtype):
     return run
 
 
+def fuser(check) -> dict:
+    """The fp16 graphs with TorchScript's TensorExpr fuser off beside the default ("auto":
+    on for CUDA): build time (NVRTC compiles during warm-up) and latency, once."""
+    import inspect
+
+    from ifa_rt import Segmenter
+
+    if "fuser" not in inspect.signature(Segmenter).parameters:
+        raise StepSkipped("this tree's Segmenter has no fuser option")
+    shape, one, many = _inputs(check)
+    t0 = time.perf_counter()
+    seg = Segmenter(
+        str(check.artifacts["r50"]),
+        device=check.device,
+        precision="fp16",
+        shapes=[shape],
+        max_batch=check.batch,
+        batch_invariant=False,
+        fuser="off",
+    )
+    built = time.perf_counter() - t0
+    rows = [dict(r, fuser="auto") for r in check.latency_rows if r["engine"] == "Segmenter fp16"]
+    for b, x in ((1, one), (check.batch, many)):
+        ms = time_calls(functools.partial(seg, x), check.iters, check.sync, budget_s=8)
+        rows.append(_row("Segmenter fp16", b, ms, fuser="off"))
+    rows[-2]["build_s"] = round(built, 1)
+    note = f"cityscapes-r50 {shape[0]}x{shape[1]}"
+    if "fp16" in check.engines:  # the fused graphs round elementwise chains differently
+        agree = agreement([seg(one)], [check.engines["fp16"](one)])
+        note += f"; labels fuser off vs auto agree {agree:.4%} (reported)"
+    return {"rows": rows, "note": note}
+
+
 def torch_compile(check) -> dict:
     """torch.compile of the eager R50 (default mode), fp16 autocast, batch 1: the compiler's
     number beside the captured graphs (one cold compile; batch 8 would be a second)."""

@@ -35,10 +35,19 @@ ORDER = [
     "threads",
     "overlap",
     "eager",
+    "fuser",
     "aoti",
     "torch_compile",
     "ctest",
 ]
+
+
+def _has_fuser_option() -> bool:
+    import inspect
+
+    from ifa_rt import Segmenter
+
+    return "fuser" in inspect.signature(Segmenter).parameters
 
 
 def _run(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -56,12 +65,12 @@ def _run(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProc
 @pytest.mark.slow
 def test_dry_run_records_every_step_and_skips_after_the_fake_deadline(tmp_path, camvid_root):
     out = tmp_path / "out"
-    # Every step takes 45 s of a 480 s deadline: step 10 (AOTI, needs ~150 s) finds 30 s
-    # left, step 11 (torch.compile) finds the deadline passed; the first nine really run.
+    # Every step takes 40 s of a 480 s deadline: step 11 (AOTI, needs ~150 s) finds < 40 s
+    # left, step 12 (torch.compile) finds the deadline passed; the first ten really run.
     env = {
         "IFA_RT_DATA": str(camvid_root.parent),
         "GPU_CHECK_DEADLINE_S": "480",
-        "GPU_CHECK_ARGS": "--fake-clock 45",
+        "GPU_CHECK_ARGS": "--fake-clock 40",
     }
     run = _run(["--dry-run", str(out)], env, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -70,7 +79,7 @@ def test_dry_run_records_every_step_and_skips_after_the_fake_deadline(tmp_path, 
     assert all(p.stat().st_size < 1 << 20 for p in files)
     lines = [json.loads(x) for x in (out / "gpu_check.jsonl").read_text().splitlines()]
     facts = [x for x in lines if x["record"] == "facts"]
-    assert len(facts) == 1 and facts[0]["dry_run"] is True and facts[0]["fake_clock_s"] == 45
+    assert len(facts) == 1 and facts[0]["dry_run"] is True and facts[0]["fake_clock_s"] == 40
     steps = [x for x in lines if x["record"] == "step"]
     assert [s["key"] for s in steps] == ORDER
     by = {s["key"]: s for s in steps}
@@ -82,9 +91,10 @@ def test_dry_run_records_every_step_and_skips_after_the_fake_deadline(tmp_path, 
     assert skipped == {
         "build": "dry run: the installed build, no CUDA build",
         "capture_failure": "the dry run has no CUDA graphs to capture",
-        "aoti": f"deadline: needs ~150 s, {deadline - 450} s left of {deadline}",
-        "torch_compile": f"deadline: 495 s of {deadline}",
+        "aoti": f"deadline: needs ~150 s, {deadline - 440} s left of {deadline}",
+        "torch_compile": f"deadline: 480 s of {deadline}",
         "ctest": "dry run: make test runs ctest",
+        **({} if _has_fuser_option() else {"fuser": "this tree's Segmenter has no fuser option"}),
     }, skipped
     assert all(s["ok"] is True for k, s in by.items() if k not in skipped), [
         s for s in steps if s["ok"] is False
@@ -115,6 +125,9 @@ def test_dry_run_records_every_step_and_skips_after_the_fake_deadline(tmp_path, 
         ("eager fp16 autocast", "on"),
     ]
     assert len(by["eager"]["goals"]) == 2
+    if _has_fuser_option():
+        fuser = [(r["fuser"], r["batch"]) for r in by["fuser"]["rows"]]
+        assert fuser == [("auto", 1), ("auto", 2), ("off", 1), ("off", 2)]
     markdown = (out / "gpu_check.md").read_text()
     assert markdown.startswith("# GPU check (DRY RUN on CPU)") and "| p50_ms |" in markdown
     assert "| torch.compile fp16, batch 1 | skipped |" in markdown
