@@ -146,7 +146,7 @@ def eager(check) -> dict:
             for b, x in ((1, one), (check.batch, many)):
                 fn = _eager_call(check, model, mean, std, x, dtype)
                 time_calls(fn, 2, check.sync)  # cuDNN heuristics and allocator warm-up
-                ms = time_calls(fn, check.iters, check.sync, budget_s=8)
+                ms = time_calls(fn, check.iters, check.sync, budget_s=4)
                 rows.append(
                     _row(
                         label,

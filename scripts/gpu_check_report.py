@@ -93,7 +93,9 @@ class Report:
         entry: dict = {"record": "step", "key": key, "step": name}
         t0 = time.perf_counter()
         if self.only is not None and key not in self.only:
-            entry.update(ok=None, skipped=f"not selected (GPU_CHECK_ONLY={','.join(self.only)})")
+            entry.update(
+                ok=None, skipped=f"not selected (GPU_CHECK_ONLY={','.join(sorted(self.only))})"
+            )
         elif left <= 0:
             entry.update(ok=None, skipped=f"deadline: {elapsed:.0f} s of {self.deadline_s:.0f}")
         elif left < needs_s:

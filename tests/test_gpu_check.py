@@ -183,6 +183,10 @@ def test_report_runs_steps_against_the_deadline_and_appends_each(tmp_path):
     assert early.steps[0]["skipped"] == "deadline: needs ~30 s, 25 s left of 35"
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "| second | **FAILED** |" in markdown and "| fourth | skipped |" in markdown
+    chosen = gpu_check_report.Report(tmp_path / "3", 35, only={"b"})
+    assert chosen.step("a", "left out", lambda: {}) is None
+    assert chosen.step("b", "chosen", lambda: {}) is not None
+    assert chosen.steps[0]["skipped"] == "not selected (GPU_CHECK_ONLY=b)"
 
 
 def test_hammer_reports_exceptions_raised_in_worker_threads():
