@@ -11,8 +11,9 @@ import zipfile
 from ifa_rt import Segmenter
 from ifa_rt.bundled import BUNDLED_DIR, resolve
 from ifa_rt.cli import main
-from ifa_rt.deploy.artifact import file_sha256, load_artifact
+from ifa_rt.deploy.artifact import load_artifact
 from ifa_rt.deploy.metadata import EXTRA_FILE
+from ifa_rt.side_files import file_sha256
 
 
 def _info(capsys, *args: str) -> dict:

@@ -13,8 +13,9 @@ import torch
 from ifa_rt.cli import main as cli_main
 from ifa_rt.cli.train import config_from_args, configure_parser
 from ifa_rt.data import camvid, default_data_root
-from ifa_rt.deploy.artifact import file_sha256, load_artifact
+from ifa_rt.deploy.artifact import load_artifact
 from ifa_rt.recipes import load_recipe
+from ifa_rt.side_files import file_sha256
 from ifa_rt.training import TrainConfig
 
 DATA = default_data_root()
