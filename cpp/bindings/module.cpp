@@ -368,7 +368,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init(&make_batcher<ifa_rt::SegmenterPool>), py::arg("engine"), py::arg("options"),
            py::keep_alive<1, 2>(), "One worker per engine of a pool.")
       .def("submit", &batcher_submit, py::arg("image"), py::arg("out"), py::arg("done"),
-           "Queue one uint8 [H,W,3] image; labels go to `out`, then done(error or None) runs on a worker.")
+           "Queue one uint8 [H,W,3] image; labels go to `out`.\nThen done(error or None) runs on a worker.")
       .def("close", &PyBatcher::close, py::arg("drain") = true,
            "Stop accepting; drain (run queued requests) or cancel them; join the workers (GIL released).")
       .def_property_readonly(

@@ -184,23 +184,23 @@ ifa_rt::BatcherOptions batcher_options(const py::kwargs& values) {
 
 void bind_options(py::module_& m) {
   auto options = py::class_<Options>(m, "Options",
-                                     "How a Segmenter is built (ifa_rt::Options): typed fields whose defaults, "
-                                     "conversion and limits live once, in C++.");
+                                     "How a Segmenter is built (ifa_rt::Options).\n"
+                                     "Typed fields; defaults, conversion and limits live once, in C++.");
   options
       .def(py::init([](const py::kwargs& values) { return with_values(Options{}, values); }),
-           "Options(**fields): the defaults with these fields set (None keeps a default); "
-           "TypeError for a wrong type or an unknown name, ValueError for a bad value.")
+           "Options(**fields): the defaults with these fields set (None keeps a default).\n"
+           "TypeError: a wrong type or an unknown name; ValueError: a bad value.")
       .def_static("from_map", &Options::from_map, py::arg("values"),
-                  "Options from {name: string value} (tools, config files); unknown names and bad values "
-                  "raise ValueError.")
+                  "Options from {name: string value} (tools, config files).\n"
+                  "Unknown names and bad values raise ValueError.")
       .def(
           "replace", [](const Options& o, const py::kwargs& values) { return with_values(o, values); },
           "A validated copy with these fields changed.")
       .def("validate", &Options::validate, "Raise ValueError naming the first bad field.")
       .def("to_dict", &as_dict, "Every field by name.")
-      .def_property_readonly_static(
-          "fields",
-          [](const py::object&) {
+      .def_static(
+          "field_names",
+          [] {
             py::list names;
             for (const Field& f : fields()) names.append(f.name);
             return names;
