@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "docs" / "bench"
-DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md", REPO / "cpp" / "README.md"]
 MARKER = re.compile(r"<!-- table: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /table -->\n", re.S)
 
 DEFAULTS_LABELS = {
@@ -107,10 +107,16 @@ def precision(result: dict) -> str:
         )
     start = result.get("loadavg_start") or [float("nan")]
     lines += ["", f"Load {start[0]:.2f} at the start; weights: {ok[0]['weights']}."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _correctness_lines(result)) + "\n"
 
 
 PEER_LABELS = {"segmenter": "segmenter (TorchScript)", "segmenter_aoti": "**segmenter_aoti**"}
+CORRECTNESS_NOTE = (
+    "Labels = eager counts every pixel; with random weights many are near-ties, so it is no "
+    "accuracy. The check for these weights (logits tolerance + labels on clear-margin pixels, "
+    "`scripts/bench/correctness.py`) is not in this result file: rerun its command to add it. "
+    "A measured run of the check: the correctness table of docs/benchmarks.md."
+)
 
 
 def peers(result: dict) -> str:
@@ -135,6 +141,51 @@ def peers(result: dict) -> str:
         )
     start = result.get("loadavg_start") or [float("nan")]
     lines += ["", f"Load {start[0]:.2f} at the start; weights: {ok[0]['weights']}."]
+    return "\n".join(lines + _correctness_lines(result)) + "\n"
+
+
+def _correctness_lines(result: dict) -> list[str]:
+    """Under a timing table: its correctness check (rendered), or where to find one."""
+    if any("correctness" in r for r in result["results"]):
+        return ["", correctness(result).rstrip("\n")]
+    if "random" in json.dumps(result.get("weights", {})):
+        return ["", CORRECTNESS_NOTE]
+    return []
+
+
+def correctness(result: dict) -> str:
+    """scripts/bench/run.py correctness records: logits error and clear-margin labels."""
+    rows = [r for r in result["results"] if r["status"] == "ok" and "correctness" in r]
+    lines = [
+        "| variant | batch | computes in | tolerance e | mean / max \\|Δlogits\\| ÷ s "
+        "| within e | near-ties excluded (margin ≤ 2e·s) | clear-margin labels = eager "
+        "| all labels = eager |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["correctness"]
+        err = (
+            "–"
+            if c["mean_abs_error_rel"] is None
+            else f"{c['mean_abs_error_rel']:.2g} / {c['max_abs_error_rel']:.2g}"
+        )
+        within = {True: "yes", False: "**no**", None: "–"}[c["logits_within_tolerance"]]
+        clear = c["clear_margin_agreement"]
+        lines.append(
+            f"| {PRECISION_LABELS.get(r['variant'], r['variant'])} | {r['batch']} | "
+            f"{c['precision']} | {c['expected_error']:g} | {err} | {within} | "
+            f"{100 * c['near_tie_fraction']:.2f} % | "
+            + ("–" if clear is None else f"{_percent(clear)} ({c['clear_margin_disagreements']})")
+            + f" | {_percent(r['label_agreement_vs_eager'])} |"
+        )
+    scale = sorted({f"{r['correctness']['logits_scale']:.3g}" for r in rows})
+    shapes = sorted({f"{r['height']}×{r['width']}" for r in rows})
+    lines += [
+        "",
+        f"`{result['command']}`: {', '.join(shapes)}, inputs {result.get('inputs', '–')}; "
+        f"s = {', '.join(scale)} (rms of the eager fp32 logits); weights: {rows[0]['weights']}. "
+        "In brackets: clear-margin pixels labelled otherwise.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -205,6 +256,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "hostile-load-camvid-360x480": hostile,
     "peers-cityscapes-r50-512x1024": peers,
     "shape-memory-camvid": shape_memory,
+    "correctness-cityscapes-r50-256x512": correctness,
 }
 
 
@@ -225,7 +277,9 @@ def render(text: str, problems: list[str], where: str) -> str:
     return MARKER.sub(one, text)
 
 
-MEASURED = re.compile(r"\d(?:\.\d+)? ?(?:ms|%|MB|MiB|GB|img/s)\b|\d\.\d+×(?!\d)")
+MEASURED = re.compile(r"\d(?:\.\d+)? ?(?:ms|%|MB|MiB|GB|img/s)\b|\d\.\d+[×x](?![\d\w])")
+# A header naming a unit makes its table's bare numbers measurements ("| p50 ms |", "| 17.1 |").
+UNIT_HEADER = re.compile(r"\b(?:ms|MB|MiB|GB|img/s|images/s)\b")
 # Tables of measurements outside the markers, each with why it has no result file; a new one
 # fails --check until it is rendered from docs/bench/ or listed here with its reason.
 UNRENDERED = {
@@ -240,6 +294,21 @@ UNRENDERED = {
         "fuzzing runs of 2026-11-25: libFuzzer's own logs, not kept; every crashing input is in "
         "fuzz/regressions/ and replayed by make test"
     ),
+    (
+        "docs/serving.md",
+        "| callers N | mode | requests | p50 ms | p90 ms | p99 ms | images/s | mean batch "
+        "| vs direct |",
+    ): (
+        "scripts/load_test.py runs of 2026-11-25 (72x96 and 360x480) on 2 cores shared with a "
+        "training job, as stated beside them, command beside each; their --json was not kept"
+    ),
+    (
+        "docs/serving.md",
+        "| callers N | mode | requests | p50 ms | p90 ms | p99 ms | images/s | vs direct |",
+    ): (
+        "scripts/load_test.py --modes direct,http run of 2026-11-25, same machine and load; "
+        "command beside it; its --json was not kept"
+    ),
 }
 
 
@@ -251,7 +320,12 @@ def unrendered_tables(text: str, where: str) -> list[str]:
         if line.startswith("|"):
             table.append(line)
             continue
-        if table and any(MEASURED.search(row) for row in table[2:]):
+        unit_numbers = UNIT_HEADER.search(table[0]) if table else None
+        rows = table[2:]
+        if rows and (
+            any(MEASURED.search(row) for row in rows)
+            or (unit_numbers and any(re.search(r"\| *\d", row) for row in rows))
+        ):
             if (where, table[0]) not in UNRENDERED:
                 problems.append(f"{where}: table '{table[0][:60]}' has measurements but no source")
         table = []

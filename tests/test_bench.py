@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ifa_rt
-from ifa_rt.bench import load_images, parse_shape, script_path, summarize
+from ifa_rt.bench import load_images, parse_shape, summarize
 from ifa_rt.bundled import BUNDLED_DIR
 
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
@@ -78,13 +78,14 @@ def bench_modules():
     """scripts/bench on sys.path (a folder of scripts, not a package), removed afterwards."""
     sys.path.insert(0, str(BENCH))
     try:
+        import correctness
         import measure
         import report
 
-        yield measure, report
+        yield measure, report, correctness
     finally:
         sys.path.remove(str(BENCH))
-        for name in ("measure", "report"):  # generic names: do not leave them to other tests
+        for name in ("correctness", "measure", "report"):  # generic names: not left to others
             sys.modules.pop(name, None)
 
 
@@ -121,6 +122,11 @@ def test_every_variant_produced_numbers(result):
         agree = rec["label_agreement_vs_eager"]
         assert isinstance(agree, float) and 0.0 <= agree <= 1.0
         assert agree >= 0.99, variant  # same weights, fp32: the same labels up to rounding
+        # Logits from each variant's own engine against eager fp32 (correctness.py).
+        check = rec["correctness"]
+        assert check["precision"] == "fp32" and check["logits_within_tolerance"] is True
+        assert check["max_abs_error_rel"] < 1e-3 and check["clear_margin_agreement"] == 1.0
+        assert 0.0 <= check["near_tie_fraction"] < 0.01 and "logits_error" not in check
     [seg] = [r for r in res["results"] if r["variant"] == "segmenter"]
     assert seg["speedup_vs_segmenter"] == 1.0
     # The agreement above was over labels worth comparing: trained weights, several classes.
@@ -140,13 +146,13 @@ def test_outputs_written(result):
 
 def test_report_regenerates_from_json(result, bench_modules, tmp_path):
     prefix, res = result
-    _, report = bench_modules
+    _, report, _ = bench_modules
     assert report.main([str(prefix.with_name("tiny.json")), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r.md").read_text() == report.markdown(res)
 
 
 def test_rounds_rotate_and_failures_are_recorded(bench_modules):
-    measure, _ = bench_modules
+    measure, _, _ = bench_modules
     calls: list[str] = []
 
     def runner(name):
@@ -176,6 +182,60 @@ def test_rounds_rotate_and_failures_are_recorded(bench_modules):
     assert measure.agreement(timings["a"].labels, ref) == pytest.approx(21 / 24)
     with pytest.raises(ValueError, match="expected shape"):
         measure.agreement(ref[0], ref)
+
+
+def _two_way_logits(margins: np.ndarray) -> np.ndarray:
+    """Reference logits [1,3,H,W]: class 1 leads class 0 by `margins`, class 2 far behind."""
+    return np.stack([np.ones_like(margins), 1.0 + margins, np.full_like(margins, -2.0)])[None]
+
+
+def test_correctness_ignores_near_ties_and_catches_clear_errors(bench_modules):
+    _, _, correctness = bench_modules
+    margins = np.full((4, 6), 1.0, np.float32)
+    margins[0] = 1e-3  # 6 of 24 pixels: near-ties for bf16 (threshold 2 x 5 % of the scale)
+    reference = _two_way_logits(margins).astype(np.float32)
+    np.testing.assert_allclose(correctness.top2_margin(reference)[0], margins, rtol=1e-4)
+    # A bf16-like error of 2e-3 on class 0 flips every near-tie and nothing else.
+    noisy = reference.copy()
+    noisy[:, 0] += 2e-3
+    labels = noisy.argmax(1).astype(np.uint8)
+    assert np.mean(labels == reference.argmax(1)) == 0.75  # plain agreement sees 6 flips
+    check = correctness.compare(reference, labels, noisy, "bf16")
+    assert check["clear_margin_agreement"] == 1.0 and check["clear_margin_disagreements"] == 0
+    assert check["near_tie_fraction"] == 0.25 and check["clear_margin_pixels"] == 18
+    assert check["logits_within_tolerance"] is True
+    assert check["max_abs_error_rel"] == pytest.approx(2e-3 / check["logits_scale"], rel=1e-4)
+    # One clear-margin pixel labelled wrongly is caught, with or without logits.
+    wrong = labels.copy()
+    wrong[0, 2, 3] = 2
+    for logits in (noisy, None):
+        check = correctness.compare(reference, wrong, logits, "bf16")
+        assert check["clear_margin_disagreements"] == 1
+        assert check["clear_margin_agreement"] == pytest.approx(17 / 18)
+    assert check["max_abs_error_rel"] is None and check["logits_within_tolerance"] is None
+    # fp32's threshold is 500x tighter: the same flips are errors there, and so is the noise.
+    check = correctness.compare(reference, labels, noisy, "fp32")
+    assert check["near_tie_fraction"] == 0.0 and check["clear_margin_disagreements"] == 6
+    assert check["logits_within_tolerance"] is False
+    # A wrong graph (classes shifted by one) fails both checks.
+    shifted = np.roll(reference, 1, axis=1)
+    check = correctness.compare(reference, shifted.argmax(1), shifted, "int8")
+    assert check["clear_margin_agreement"] == 0.0 and check["logits_within_tolerance"] is False
+    with pytest.raises(ValueError, match="'labels': expected shape"):
+        correctness.compare(reference, labels[0], None, "fp32")
+    with pytest.raises(ValueError, match="'precision': expected one of"):
+        correctness.compare(reference, labels, None, "fp8")
+    assert correctness.precision_of("segmenter_int8", {}) == "int8"
+    assert (
+        correctness.precision_of(
+            "openvino_default", {"INFERENCE_PRECISION_HINT": "<Type: 'bfloat16'>"}
+        )
+        == "bf16"
+    )
+    assert (
+        correctness.precision_of("openvino", {"INFERENCE_PRECISION_HINT": "<Type: 'float32'>"})
+        == "fp32"
+    )
 
 
 def test_statistics_and_shapes():
@@ -212,7 +272,6 @@ def test_images_are_real_and_sized(tmp_path, camvid_root, real_image):
 def test_cli_quick_number(capsys):
     from ifa_rt.cli import main
 
-    assert script_path() == BENCH / "run.py" and script_path().is_file()  # `--full` runs it
     threads = torch.get_num_threads()
     try:
         code = main(

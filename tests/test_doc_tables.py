@@ -55,3 +55,50 @@ def test_a_table_of_measurements_without_a_source_is_caught():
     )
     limits = "| limit | default |\n|---|---|\n| --max-pixels | 4096×4096 |\n"
     assert doc_tables.unrendered_tables(limits, "x.md") == []
+    # Bare numbers under a header that names the unit, and ASCII ratios, are measurements too.
+    bare = "| callers | p50 ms |\n|---|---|\n| 1 | 16.7 |\n"
+    assert doc_tables.unrendered_tables(bare, "x.md") == [
+        "x.md: table '| callers | p50 ms |' has measurements but no source"
+    ]
+    ratio = "| callers | vs direct |\n|---|---|\n| 2 | 1.21x |\n"
+    assert len(doc_tables.unrendered_tables(ratio, "x.md")) == 1
+    assert REPO / "cpp" / "README.md" in doc_tables.DOCS
+
+
+def test_correctness_table_renders_the_check():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import doc_tables
+    finally:
+        sys.path.pop(0)
+    check = {
+        "precision": "int8",
+        "expected_error": 0.15,
+        "logits_scale": 0.5,
+        "near_tie_fraction": 0.25,
+        "clear_margin_disagreements": 2,
+        "clear_margin_agreement": 0.999,
+        "mean_abs_error_rel": 0.04,
+        "max_abs_error_rel": 0.3,
+        "logits_within_tolerance": True,
+    }
+    record = {
+        "variant": "segmenter_int8",
+        "status": "ok",
+        "batch": 1,
+        "height": 8,
+        "width": 16,
+        "weights": "random",
+        "label_agreement_vs_eager": 0.9,
+        "correctness": check,
+    }
+    result = {"command": "run.py x", "inputs": "real: x", "results": [record]}
+    row = doc_tables.correctness(result).splitlines()[2]
+    assert row == (
+        "| **int8 package** | 1 | int8 | 0.15 | 0.04 / 0.3 | yes | 25.00 % | 99.9 % (2) | 90 % |"
+    )
+    # Under a timing table of random weights without the check: where to find it.
+    assert doc_tables._correctness_lines({"results": [], "weights": {"all": "random (x)"}}) == [
+        "",
+        doc_tables.CORRECTNESS_NOTE,
+    ]

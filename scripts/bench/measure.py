@@ -92,12 +92,15 @@ def cell_records(
     reference: np.ndarray | None,
     comparable: Callable[[str], bool],
     infos: dict[str, dict],
+    correctness: dict[str, dict] | None = None,
 ) -> list[dict]:
     """One JSON record per variant of a cell: statistics, speed-up, label agreement, or why not.
 
     `base` holds the cell's fields (batch, height, width, weights...); `reference` the eager
-    labels; `comparable(variant)` whether that variant runs the eager model's weights.
+    labels; `comparable(variant)` whether that variant runs the eager model's weights;
+    `correctness` the per-variant records of correctness.py (logits error, clear-margin labels).
     """
+    correctness = correctness or {}
     batch = base["batch"]
     stats = {name: summarize(t.ms, batch) for name, t in timings.items()}
     seg_p50 = stats["segmenter"]["p50_ms"] if "segmenter" in stats else None
@@ -120,6 +123,8 @@ def cell_records(
             rec["label_agreement_note"] = "runs other weights than the eager model"
         else:
             rec["label_agreement_vs_eager"] = agreement(t.labels, reference)
+        if name in correctness:
+            rec["correctness"] = correctness[name]
         records.append(rec)
     for name, (status, reason) in failed.items():
         records.append({"variant": name, **base, "status": status, "reason": reason})

@@ -58,18 +58,29 @@ def markdown(result: dict[str, Any]) -> str:
         f"- fp32, {cfg['threads']} threads, {rounds} interleaved rounds after "
         f"{cfg['warmup']} warm-up call(s); inputs: {result.get('inputs', '–')}",
         f"- load average {result['loadavg_start']} → {result['loadavg_end']}{_busy(result)}",
+        "- clear-margin labels: on pixels whose eager top-2 margin exceeds 2e·s (e: the "
+        "precision's expected logit error, s: the eager logits' rms; scripts/bench/"
+        "correctness.py), in brackets the near-ties left out",
         "",
         "| variant | batch | shape | p50 ms | p90 ms | p99 ms | img/s | × segmenter "
-        "| first call ms | labels = eager |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| first call ms | labels = eager | clear-margin labels = eager (near-ties) "
+        "| mean \\|Δlogits\\| ÷ s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in _ok(result):
-        agree = r["label_agreement_vs_eager"]
+        agree, check = r["label_agreement_vs_eager"], r.get("correctness") or {}
+        clear = check.get("clear_margin_agreement")
         lines.append(
             f"| {r['variant']} | {r['batch']} | {r['height']}×{r['width']} | {r['p50_ms']:.1f} "
             f"| {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['images_per_s']:.2f} "
             f"| {_f(r['speedup_vs_segmenter'], '.2f')} | {r['first_call_ms']:.0f} "
-            f"| {'–' if agree is None else f'{100 * agree:.3f} %'} |"
+            f"| {'–' if agree is None else f'{100 * agree:.3f} %'} "
+            + (
+                "| – "
+                if clear is None
+                else f"| {100 * clear:.3f} % ({100 * check['near_tie_fraction']:.2f} %) "
+            )
+            + f"| {_f(check.get('mean_abs_error_rel'), '.2g')} |"
         )
     notes = sorted(
         {

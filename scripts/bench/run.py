@@ -21,7 +21,11 @@ Steps:
   3. Per batch: the same real images for all; the eager labels once (untimed unless
      --with-eager); the interleaved rounds (measure.py); per-variant records with
      p50/p90/p99, speed-up over the segmenter and label agreement with the eager labels.
-  4. Write JSON, a markdown table and plots (report.py).
+  4. After the timed rounds (unless --no-correctness), each variant's logits from its own
+     engine and precision against the eager fp32 logits, and its timed labels on the pixels
+     that are no near-tie for its precision (correctness.py): the check that means something
+     with random weights, where plain label agreement mixes errors with coin flips.
+  5. Write JSON, a markdown table and plots (report.py).
 
     .venv/bin/python scripts/bench/run.py --model camvid --shapes 360x480 --batches 1,4
     .venv/bin/python scripts/bench/run.py --preset cityscapes-r50 --shapes 512x1024 --with-eager
@@ -44,6 +48,7 @@ from typing import Any
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192")
 
 import torch  # noqa: E402
+from correctness import check_cell  # noqa: E402
 from host import host_info, loadavg  # noqa: E402
 from measure import cell_records, measure_cell  # noqa: E402
 from report import markdown, write  # noqa: E402
@@ -81,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--with-eager", action="store_true", help="time the eager model too")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument(
+        "--no-correctness",
+        dest="correctness",
+        action="store_false",
+        help="skip the logits and clear-margin labels check (correctness.py)",
+    )
     p.add_argument("--out", help="output prefix (default docs/bench/<model or preset>-cpu)")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plots")
     args = p.parse_args(argv)
@@ -145,6 +156,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "threads": args.threads,
             "variants": args.variant_list,
             "seed": args.seed,
+            "correctness": args.correctness,
         },
         "weights": source.weights(),
     }
@@ -160,15 +172,29 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             timings, errors = measure_cell(runners, images, reps, args.warmup, bar.update)
             cell_failed = {**failed, **{k: ("error", e) for k, e in errors.items()}}
             bar.update(reps * len(cell_failed))  # keep the bar's total honest
-            if "eager" in timings:
-                eager_labels = timings["eager"].labels
-            else:
-                reference = reference or EagerRunner(source)
-                eager_labels = reference(images)
+            reference = runners.get("eager") or reference or EagerRunner(source)
+            eager_labels = timings["eager"].labels if "eager" in timings else reference(images)
+            correctness = None
+            if args.correctness:
+                bar.set_postfix_str(f"{batch}x{shape[0]}x{shape[1]}: logits check")
+                labels = {name: t.labels for name, t in timings.items()}
+                correctness = check_cell(
+                    runners,
+                    labels,
+                    images,
+                    reference.logits(images),
+                    source.same_weights_as_eager,
+                )
             base = {"batch": batch, "height": shape[0], "width": shape[1], "inputs": inputs}
             infos = {name: r.info for name, r in runners.items()}
             cell = cell_records(
-                timings, cell_failed, base, eager_labels, source.same_weights_as_eager, infos
+                timings,
+                cell_failed,
+                base,
+                eager_labels,
+                source.same_weights_as_eager,
+                infos,
+                correctness,
             )
             for rec in cell:
                 rec["weights"] = source.weights_of(rec["variant"])

@@ -5,6 +5,9 @@ A runner is built once per input shape (for batches up to max_batch) and does al
 (export, compile, plan) in the constructor or its first calls, which the measurement excludes.
 Every runner copies the labels out into a fresh array, as the Segmenter does, so none is
 timed without its output copy.
+
+`logits(images)` (untimed, for correctness.py) gives float32 [B,C,H,W] logits computed by the
+same engine in the same precision as the timed labels; `logits_from` in `info` says how.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class Runner:
         """Labels uint8 [B,H,W] for images uint8 [B,H,W,3]."""
         raise NotImplementedError
 
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits float32 [B,C,H,W] of the same computation as the labels (untimed)."""
+        raise NotImplementedError
+
 
 class EagerRunner(Runner):
     """The reference model in eager PyTorch: `ImageSegmenter(model, mean, std)`."""
@@ -63,6 +70,11 @@ class EagerRunner(Runner):
         """Labels from the eager module."""
         with torch.inference_mode():
             return self.module(torch.from_numpy(images)).numpy()
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """The eager module's fp32 logits: the reference of every correctness check."""
+        with torch.inference_mode():
+            return self.module.logits(torch.from_numpy(images)).numpy()
 
 
 class SegmenterRunner(Runner):
@@ -89,11 +101,42 @@ class SegmenterRunner(Runner):
             "runtime": self.seg.plan.get("runtime"),
             "construction_ms": stats.get("construction_ms"),
             "warmup_first_call_ms": stats.get("first_call_ms"),
+            "logits_from": f"Segmenter.logits (the same TorchScript engine, {precision})",
         }
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Labels from the C++ engine (it copies them out of its planned buffer)."""
         return self.seg(images)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits from the same engine (the TorchScript artifact computes both)."""
+        return self.seg.logits(images)
+
+
+class PackageLogits:
+    """Logits of a compiled package's bucket, loaded in Python: the package returns coarse
+    logits and the runtime upsamples them (bilinear, align_corners=True, as ATen: tested in
+    tests/test_aoti.py), so the same upsample here gives the logits behind its labels.
+    (`Segmenter.logits` on a package runs its fp32 TorchScript fallback instead.)"""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.models = path, {}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Upsampled float32 logits [B,C,H,W] of the bucket of exactly this batch and size."""
+        from torch._inductor.package import load_package
+
+        from ifa_rt.deploy.aoti import model_name
+
+        b, h, w = images.shape[:3]
+        name = model_name(b, h, w)
+        if name not in self.models:
+            self.models[name] = load_package(str(self.path), name)
+        with torch.no_grad():
+            out = self.models[name](torch.from_numpy(images))
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        up = torch.nn.functional.interpolate(out, size=[h, w], mode="bilinear", align_corners=True)
+        return up.numpy()
 
 
 class SegmenterBf16Runner(SegmenterRunner):
@@ -122,6 +165,12 @@ class SegmenterAotiRunner(SegmenterRunner):
             # An ifa_rt without the AOTI path (export(format=...) unknown) is a skip, not a bug.
             raise SkipVariant(f"AOTI path unavailable: {type(exc).__name__}: {exc}") from exc
         self.info["export_s"] = export_s  # AOT compilation of every bucket, on this machine
+        self.package_logits = PackageLogits(path)
+        self.info["logits_from"] = "the package's bucket (fp32) + the runtime's upsample"
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """The package's own logits (not the TorchScript fallback's)."""
+        return self.package_logits(images)
 
 
 class SegmenterInt8Runner(SegmenterRunner):
@@ -133,7 +182,7 @@ class SegmenterInt8Runner(SegmenterRunner):
     def __init__(
         self, source: ModelSource, shape: tuple[int, int], max_batch: int, threads: int
     ) -> None:
-        from ifa_rt.deploy.quantize import cpu_has_vnni
+        from ifa_rt.runtime.precision import cpu_has_vnni
 
         if not cpu_has_vnni():
             raise SkipVariant("int8 needs a CPU with VNNI")
@@ -144,6 +193,12 @@ class SegmenterInt8Runner(SegmenterRunner):
             "fp32_modules": quantization["fp32_modules"],
             "gate_label_agreement": gate["label_agreement"],
         }
+        self.package_logits = PackageLogits(path)
+        self.info["logits_from"] = "the package's bucket (int8) + the runtime's upsample"
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """The int8 package's own logits (not the fp32 TorchScript fallback's)."""
+        return self.package_logits(images)
 
 
 class TorchCompileRunner(Runner):
@@ -169,18 +224,31 @@ class TorchCompileRunner(Runner):
         # dynamic=False: one static graph per batch size, compiled during the warm-up, rather
         # than a slower dynamic-batch graph after the second size.
         self.fn = torch.compile(module, dynamic=False, options={"freezing": True})
+        self.module, self.logits_fn = module, None
         self.info = {
             "backend": "inductor",
             "options": {"freezing": True},
             "dynamic": False,
             "form": "fused",
             "mode": "torch.no_grad",
+            "logits_from": "torch.compile of the same module's logits, same options",
         }
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Labels from the compiled module (compiles on the first call of each batch size)."""
         with torch.no_grad():
             return self.fn(torch.from_numpy(images)).numpy()
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits from a second compile (same options) of the module's logits method."""
+        from ifa_rt.deploy.onnx_export import _Logits
+
+        if self.logits_fn is None:
+            self.logits_fn = torch.compile(
+                _Logits(self.module), dynamic=False, options={"freezing": True}
+            )
+        with torch.no_grad():
+            return self.logits_fn(torch.from_numpy(images)).numpy()
 
 
 class OrtRunner(Runner):
@@ -196,17 +264,28 @@ class OrtRunner(Runner):
             self.session = onnx_session(source.onnx(shape), threads=threads, spinning=False)
         except ImportError as exc:
             raise SkipVariant(f"onnxruntime is not installed ({exc})") from exc
-        self.input = self.session.get_inputs()[0].name
+        self.source, self.shape, self.threads = source, shape, threads
+        self.input, self.logits_session = self.session.get_inputs()[0].name, None
         self.info = {
             "providers": self.session.get_providers(),
             "intra_op_threads": threads,
             "spinning": False,
             "batch_axis": "dynamic",
+            "logits_from": "the same export with a logits output, same session options",
         }
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Labels from the session (a fresh array each call)."""
         return self.session.run(None, {self.input: images})[0]
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits from a session on the logits export, with the same options."""
+        from ifa_rt.deploy.onnx_export import onnx_session
+
+        if self.logits_session is None:
+            path = self.source.onnx(self.shape, output="logits")
+            self.logits_session = onnx_session(path, threads=self.threads, spinning=False)
+        return self.logits_session.run(None, {self.input: images})[0]
 
 
 class OpenVinoRunner(Runner):
@@ -232,10 +311,21 @@ class OpenVinoRunner(Runner):
         keys = [*config, "INFERENCE_PRECISION_HINT"]
         self.info = {key: str(self.compiled.get_property(key)) for key in keys}
         self.info.update(device=core.get_property("CPU", "FULL_DEVICE_NAME"), batch_axis="dynamic")
+        self.info["logits_from"] = "the same export with a logits output, same configuration"
+        self.core, self.config, self.source, self.shape = core, config, source, shape
+        self.logits_request = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Labels from the infer request (input shared, output copied out like the others)."""
         return self.request.infer({0: images}, share_inputs=True, share_outputs=False)[0]
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits from the logits export compiled with the same configuration."""
+        if self.logits_request is None:
+            path = self.source.onnx(self.shape, output="logits")
+            model = self.core.compile_model(self.core.read_model(str(path)), "CPU", self.config)
+            self.logits_request = model.create_infer_request()
+        return self.logits_request.infer({0: images}, share_inputs=True, share_outputs=False)[0]
 
 
 def make_runner(

@@ -112,22 +112,32 @@ class ModelSource:
             self._files[key] = path
         return self._files[key]
 
-    def onnx(self, shape: tuple[int, int]) -> Path:
-        """The fused ONNX file for one input size (its geometry is baked in; batch is dynamic)."""
-        key = ("onnx", shape)
+    def onnx(self, shape: tuple[int, int], output: str = "labels") -> Path:
+        """The fused ONNX file for one input size (its geometry is baked in; batch is dynamic),
+        with `output` "labels" (timed) or "logits" (for the correctness check)."""
+        key = ("onnx", shape, output)
         if key not in self._files:
             from ifa_rt.deploy.onnx_export import export_onnx
 
-            path = self.workdir / f"{self.preset}-{shape[0]}x{shape[1]}.onnx"
+            path = self.workdir / f"{self.preset}-{shape[0]}x{shape[1]}-{output}.onnx"
             mean, std = self.mean_std()
-            export_onnx(self.model(), path, height=shape[0], width=shape[1], mean=mean, std=std)
+            export_onnx(
+                self.model(),
+                path,
+                height=shape[0],
+                width=shape[1],
+                output=output,
+                mean=mean,
+                std=std,
+            )
             self._files[key] = path
         return self._files[key]
 
     def int8(self, shape: tuple[int, int], max_batch: int, threads: int) -> tuple[Path, dict]:
         """The int8 package (`ifa_rt.quantize`) for one input size and its gate report:
-        calibrated on 32 real frames, the first convolution kept fp32 (as the bundled model's
-        gate chose), the gate forced, since random weights have no accuracy to protect."""
+        calibrated on 32 real frames, the first convolution (the stem) kept fp32 (the bundled
+        recipe keeps its stem too), the gate forced, since random weights have no accuracy to
+        protect."""
         key = ("int8", shape, max_batch, threads)
         if key not in self._files:
             from ifa_rt.bench import load_images
