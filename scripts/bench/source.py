@@ -136,8 +136,8 @@ class ModelSource:
     def int8(self, shape: tuple[int, int], max_batch: int, threads: int) -> tuple[Path, dict]:
         """The int8 package (`ifa_rt.quantize`) for one input size and its gate report:
         calibrated on 32 real frames, the first convolution (the stem) kept fp32 (the bundled
-        recipe keeps its stem too), the gate forced, since random weights have no accuracy to
-        protect."""
+        calibration keeps its stem fp32 too), the gate forced, since random weights have no
+        accuracy to protect."""
         key = ("int8", shape, max_batch, threads)
         if key not in self._files:
             from ifa_rt.bench import load_images
