@@ -280,7 +280,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant)
       .def_readonly("learn_shapes", &ifa_rt::Options::learn_shapes)
       .def_readonly("trim_heap_mb", &ifa_rt::Options::trim_heap_mb)
-      .def_readonly("mmap_threshold_kb", &ifa_rt::Options::mmap_threshold_kb);
+      .def_readonly("mmap_threshold_kb", &ifa_rt::Options::mmap_threshold_kb)
+      .def_readonly("fuser", &ifa_rt::Options::fuser);
 
   py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
       .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {

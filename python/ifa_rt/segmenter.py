@@ -194,7 +194,7 @@ class Segmenter(_Runner):
         mmap_threshold_kb: fix glibc's mmap threshold at this many KiB (default 0: leave the
             allocator alone). PROCESS-WIDE. Another way to bound RSS over many sizes, measured
             slower than `trim_heap_mb` (docs/reliability.md); `ifa_rt::Options`.
-        plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
+        plan_logits, optimize, channels_last, warmup, tf32, fuser: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
         batch_invariant: True (default): every image of a batch runs on the batch-1 plan, so
@@ -225,6 +225,7 @@ class Segmenter(_Runner):
         learn_shapes: int | None = None,
         trim_heap_mb: int | None = None,
         mmap_threshold_kb: int | None = None,
+        fuser: str | None = None,
     ) -> None:
         where = "Segmenter"
         from .batcher import check_max_delay_us
@@ -248,6 +249,7 @@ class Segmenter(_Runner):
             learn_shapes=learn_shapes,
             trim_heap_mb=trim_heap_mb,
             mmap_threshold_kb=mmap_threshold_kb,
+            fuser=fuser,
         )
         t0 = time.perf_counter()
 

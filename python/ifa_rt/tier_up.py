@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _core
 from .bundled import resolve
-from .options import shapes_text
+from .options import core_options, shapes_text
 from .prepare import Choice, choose, compiled_for, compiler, plan_args
 
 __all__ = ["TIER_UP_ENV", "TierUp", "Tiered", "engine_calls", "engine_label"]
@@ -80,6 +80,8 @@ class Tiered:
         path = resolve(model, where)
         if settings.get("shapes") is not None:
             shapes_text(settings["shapes"], where)  # type errors first
+        if settings["precision"] == "int8":  # CPU only: a CUDA device is refused before compiling
+            core_options(where, **settings)
         runtime = settings.get("runtime")
         if path.suffix == ".pt2":  # a package runs the precision it was compiled for
             precision = "fp32" if settings["precision"] == "auto" else settings["precision"]
