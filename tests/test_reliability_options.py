@@ -114,7 +114,7 @@ BAD_OPTIONS = [
         ValueError,
         "Options: 'fuser': expected 'auto', 'on' or 'off', got 'fast'",
     ),
-    (dict(fuser=True), TypeError, "Segmenter: 'fuser': expected a str, got bool"),
+    (dict(fuser=1), TypeError, "Segmenter: 'fuser': expected a str, got int"),
     (
         dict(fuser="on"),
         ValueError,
