@@ -198,3 +198,16 @@ def test_cuda_fuser_on_and_off_give_the_same_labels(tiny, fuser):
     seg = Segmenter(tiny, device="cuda", shapes=[(32, 48)], fuser=fuser)
     assert seg.options.fuser == fuser
     np.testing.assert_array_equal(seg(batch), want)
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_graphs_survive_more_unplanned_sizes_than_the_shape_cache(tiny):
+    """The captured graphs read the artifact's cached per-shape tensors of the planned size;
+    serving more unplanned sizes than `shape_cache` holds must not evict those."""
+    batch = rand_images(2, 32, 48, seed=17)
+    seg = Segmenter(tiny, device="cuda", shapes=[(32, 48)], max_batch=2, shape_cache=1)
+    want = seg(batch)
+    for k, (h, w) in enumerate([(40, 56), (24, 40), (48, 64)]):
+        seg(rand_images(1, h, w, seed=20 + k))
+    np.testing.assert_array_equal(seg(batch), want)
