@@ -21,8 +21,8 @@
 // shape, copy the images into its pinned input (host), queue on the stream the H2D copy of
 // those n images, the replay, the D2H copy of their n outputs into the slot's pinned output
 // (a padded bucket's other rows keep earlier inputs, whose outputs nobody reads) and an
-// event; and finished (lock free):
-// wait for the event, copy out, free the slot. With two slots, one run is staged on the host
+// event; and finished (lock free): wait for the event, copy out, free the slot. With two
+// slots, one run is staged on the host
 // while the other's copies and replay run on the device: consecutive calls and batches
 // overlap (the Batcher runs two workers over a CUDA engine). The stream orders the device
 // buffers: a run's H2D copy into the bucket's input follows the previous replay. No
