@@ -100,7 +100,7 @@ model: setup
 	$(VENV)/bin/ifa-rt export --checkpoint $(BUNDLED)/camvid.ckpt.pt -o $(BUNDLED)/camvid.ifa.pt
 	$(VENV)/bin/ifa-rt quantize --model camvid --shapes 360x480 --threads 2 \
 	  --calibration-count 100 --gate-split train+val --gate-sequences $(HOLDOUT) \
-	  -o $(MODEL_RUN)/camvid-int8.pt2 --recipe $(BUNDLED)/camvid.int8.pt
+	  -o $(MODEL_RUN)/camvid-int8.pt2 --save-calibration $(BUNDLED)/camvid.int8.pt
 	$(VENV)/bin/ifa-rt quantize --precision bf16 --model camvid --gate-split train+val \
 	  --gate-sequences $(HOLDOUT) -o $(BUNDLED)/camvid.bf16.json
 

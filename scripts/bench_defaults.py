@@ -43,7 +43,7 @@ import ifa_rt  # noqa: E402
 from ifa_rt.bench import percentile  # noqa: E402
 from ifa_rt.bundled import resolve  # noqa: E402
 from ifa_rt.data import camvid  # noqa: E402
-from ifa_rt.deploy.artifact import file_sha256  # noqa: E402
+from ifa_rt.side_files import file_sha256  # noqa: E402
 
 SHAPE = (360, 480)
 

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     result["host"] = host_info()
     if not args.url:
         from ifa_rt.bundled import resolve
-        from ifa_rt.deploy.artifact import file_sha256
+        from ifa_rt.side_files import file_sha256
 
         result["model"] = args.model
         result["serve_args"] = args.serve_args

@@ -29,8 +29,8 @@ from host import host_info, loadavg  # noqa: E402
 from ifa_rt.bundled import resolve  # noqa: E402
 from ifa_rt.data import camvid  # noqa: E402
 from ifa_rt.deploy.aoti import export_graph  # noqa: E402
-from ifa_rt.deploy.artifact import file_sha256  # noqa: E402
 from ifa_rt.deploy.rebuild import rebuild_from_artifact  # noqa: E402
+from ifa_rt.side_files import file_sha256  # noqa: E402
 
 
 def graph_for(precision: str, shape: tuple[int, int], coarse: bool) -> torch.nn.Module:
@@ -40,10 +40,10 @@ def graph_for(precision: str, shape: tuple[int, int], coarse: bool) -> torch.nn.
     wrapper, _ = rebuild_from_artifact(artifact, coarse=coarse)
     images = torch.zeros(1, *shape, 3, dtype=torch.uint8)
     if precision == "int8":
-        from ifa_rt.deploy.int8_recipe import load_recipe, recipe_for
         from ifa_rt.deploy.quantize import _Calibrated
+        from ifa_rt.side_files import calibration_for, load_calibration
 
-        spec = load_recipe(recipe_for(artifact), artifact)
+        spec = load_calibration(calibration_for(artifact), artifact)
         calibrated = _Calibrated.from_state(wrapper, spec["observers"], spec["keep_fp32"])
         return calibrated.convert(1, *shape)[0]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]

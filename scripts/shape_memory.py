@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from host import host_info
 
     from ifa_rt.bundled import resolve
-    from ifa_rt.deploy.artifact import file_sha256
+    from ifa_rt.side_files import file_sha256
 
     report["host"] = host_info()
     report["weights_sha256"] = file_sha256(resolve("camvid"))

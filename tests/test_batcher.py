@@ -22,7 +22,7 @@ import pytest
 import ifa_rt
 from _reliability import fixture_dir, rand_images
 from ifa_rt import Segmenter, SegmenterPool
-from ifa_rt.batcher import Batcher
+from ifa_rt.runtime.batcher import Batcher
 
 TIMEOUT = 30  # s: a bound on every wait, so a bug fails a test instead of hanging it
 
@@ -188,15 +188,17 @@ def test_pool_submit(tiny, images):
 
 
 def test_options_are_checked(tiny, seg):
-    with pytest.raises(TypeError, match=r"^Segmenter: 'max_delay_us': expected an int, got float$"):
+    with pytest.raises(
+        TypeError, match=r"^BatcherOptions: 'max_delay_us': expected an int, got float$"
+    ):
         Segmenter(tiny, max_delay_us=1.5)
     with pytest.raises(
         ValueError,
-        match=r"^Segmenter: 'max_delay_us': expected microseconds in \[0, 60000000\], got -1$",
+        match=r"^BatcherOptions: 'max_delay_us': expected microseconds in \[0, 60000000\], got -1$",
     ):
         Segmenter(tiny, max_delay_us=-1)
     with pytest.raises(
-        TypeError, match=r"^SegmenterPool: 'max_delay_us': expected an int, got bool$"
+        TypeError, match=r"^BatcherOptions: 'max_delay_us': expected an int, got bool$"
     ):
         SegmenterPool(tiny, size=1, max_delay_us=True)
     with pytest.raises(
@@ -258,7 +260,7 @@ def test_dropping_the_last_reference_in_a_done_callback(tiny):
         import time
         import numpy as np
         import ifa_rt
-        from ifa_rt.batcher import Batcher
+        from ifa_rt.runtime.batcher import Batcher
         seg = ifa_rt.Segmenter({tiny!r}, max_batch=1, shapes=[(32, 48)], threads=1)
         holder = [Batcher(seg, max_delay_us=200_000)]
         image = np.zeros((32, 48, 3), np.uint8)

@@ -9,7 +9,7 @@ import torch
 import ifa_rt
 from ifa_rt.bundled import BUNDLED_DIR
 from ifa_rt.data import normalize
-from ifa_rt.deploy.artifact import file_sha256
+from ifa_rt.side_files import file_sha256
 
 
 def test_checkpoint_loads_by_name_with_its_training_record():

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ifa_rt.cli.convert import configure_parser, run_cli
-from ifa_rt.deploy.artifact import file_sha256
 from ifa_rt.deploy.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
@@ -17,6 +16,7 @@ from ifa_rt.deploy.checkpoint import (
     save_checkpoint,
 )
 from ifa_rt.model import build_model
+from ifa_rt.side_files import file_sha256
 
 
 def _randomise(model):

@@ -109,7 +109,7 @@ def test_model_predictor_slide_and_whole_agree_on_small_image():
 @pytest.mark.skipif(not (DATA / "camvid").is_dir(), reason=f"no data at {DATA} (IFA_RT_DATA)")
 def test_eval_cli_on_checkpoint(tmp_path):
     from ifa_rt.model import build_model
-    from ifa_rt.train import save_final
+    from ifa_rt.training import save_final
 
     model = build_model("camvid-lite0", pretrained_backbone=False)
     save_final(model, tmp_path / "m.pt", "camvid-lite0", {})

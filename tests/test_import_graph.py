@@ -61,7 +61,7 @@ def test_no_import_circles():
     for m in sorted(graph):
         visit(m, [], done)
     assert cycles == [], "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
-    assert "ifa_rt.inputs" in graph["ifa_rt.batcher"]  # the scan sees real edges
+    assert "ifa_rt.runtime.inputs" in graph["ifa_rt.runtime.batcher"]  # the scan sees real edges
 
 
 def test_command_line_parsing_lives_in_cli_only():
@@ -85,7 +85,7 @@ def test_lower_layers_never_import_upper_ones():
     command line and the service, and metrics sits below everything but the data readers; late
     imports count too."""
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    upper = ("ifa_rt.evaluate", "ifa_rt.train", "ifa_rt.cli", "ifa_rt.serve")
+    upper = ("ifa_rt.evaluate", "ifa_rt.training", "ifa_rt.cli", "ifa_rt.serve")
     found = []
     for module, path in modules.items():
         imported = _imports(path, module)
@@ -95,3 +95,46 @@ def test_lower_layers_never_import_upper_ones():
             found += [(module, t) for t in imported if not t.startswith("ifa_rt.data")]
     assert found == [], found
     assert "ifa_rt.metrics" in _imports(modules["ifa_rt.deploy.gate"], "ifa_rt.deploy.gate")
+
+
+def test_only_the_command_line_imports_training():
+    """Training sits at the top beside the command line: no library module or the service
+    imports ifa_rt.training, late imports and importlib names included."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+    def is_training(name: str) -> bool:
+        return name == "ifa_rt.training" or name.startswith("ifa_rt.training.")
+
+    found = []
+    for module, path in modules.items():
+        if module.startswith(("ifa_rt.training", "ifa_rt.cli")):
+            continue
+        found += [(module, t) for t in _imports(path, module) if is_training(t)]
+        found += [
+            (module, node.value)
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_training(node.value)
+        ]
+    assert found == [], found
+    assert "ifa_rt.training" in _imports(modules["ifa_rt.cli.train"], "ifa_rt.cli.train")
+
+
+def test_the_runtime_never_imports_deploy_or_training():
+    """The runtime decides what serves (`runtime.prepare`) from side files alone
+    (`ifa_rt.side_files`, which imports nothing of the package): it never imports deploy or
+    training, late imports included, so serving needs neither and they can use it."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    found = []
+    for module, path in modules.items():
+        imported = _imports(path, module)
+        if module.startswith("ifa_rt.runtime"):
+            found += [
+                (module, t) for t in imported if t.startswith(("ifa_rt.deploy", "ifa_rt.train"))
+            ]
+        if module == "ifa_rt.side_files":
+            found += [(module, t) for t in imported]
+    assert found == [], found
+    assert "ifa_rt.side_files" in _imports(
+        modules["ifa_rt.runtime.prepare"], "ifa_rt.runtime.prepare"
+    )

@@ -11,8 +11,9 @@ import zipfile
 from ifa_rt import Segmenter
 from ifa_rt.bundled import BUNDLED_DIR, resolve
 from ifa_rt.cli import main
-from ifa_rt.deploy.artifact import file_sha256, load_artifact
+from ifa_rt.deploy.artifact import load_artifact
 from ifa_rt.deploy.metadata import EXTRA_FILE
+from ifa_rt.side_files import file_sha256
 
 
 def _info(capsys, *args: str) -> dict:
@@ -29,7 +30,7 @@ def test_json_lists_the_bundled_model_its_files_classes_and_gates(capsys):
     roles = {f["role"]: f for f in camvid["files"]}
     artifact = roles["artifact (TorchScript)"]
     assert artifact["bytes"] == (BUNDLED_DIR / "camvid.ifa.pt").stat().st_size
-    assert {"training checkpoint", "int8 recipe (calibration + gate)", "bf16 gate"} <= set(roles)
+    assert {"training checkpoint", "int8 calibration (observers + gate)", "bf16 gate"} <= set(roles)
     bf16 = json.loads((BUNDLED_DIR / "camvid.bf16.json").read_text())["gate"]
     assert camvid["gates"]["bf16"]["label_agreement"] == bf16["label_agreement"]
     assert camvid["gates"]["bf16"]["usable"] is True

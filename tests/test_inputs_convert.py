@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ifa_rt import Segmenter
-from ifa_rt.inputs import as_array, as_rgb
+from ifa_rt.runtime.inputs import as_array, as_rgb
 
 SIZE = (360, 480)
 

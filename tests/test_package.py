@@ -10,8 +10,8 @@ import torch
 
 import ifa_rt
 from ifa_rt import _build_info, _core
-from ifa_rt._torch_check import check_torch_matches
 from ifa_rt.cli import COMMANDS, main
+from ifa_rt.runtime.extension import check_torch_matches
 
 
 def test_extension_reports_versions():
@@ -34,16 +34,22 @@ def test_a_different_torch_is_refused_with_rebuild_instructions():
     )
 
 
-def test_import_refuses_a_mismatched_build(tmp_path):
-    # Simulate an extension built for another torch by shadowing _build_info.
+def test_a_mismatched_build_blocks_the_runtime_only(tmp_path):
+    """A stale extension (built for another torch) is refused when the runtime loads it, with
+    rebuild instructions; exporting and training never load it, so they keep working."""
     code = (
         "import sys, types; info = types.ModuleType('ifa_rt._build_info');"
         "info.TORCH_VERSION = '0.0.1'; info.WITH_CUDA = False;"
         "sys.modules['ifa_rt._build_info'] = info\n"
-        "try:\n    import ifa_rt\nexcept ImportError as e:\n    print(e)\n"
+        "import ifa_rt, ifa_rt.deploy.export, ifa_rt.deploy.quantize\n"
+        "print('export ok', ifa_rt.export.__name__, '_core' in dir(ifa_rt))\n"
+        "try:\n    ifa_rt.Segmenter\nexcept ImportError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "built against torch 0.0.1" in out.stdout and "Rebuild it" in out.stdout
+    lines = out.stdout.splitlines()
+    assert lines[0] == "export ok export False"
+    assert "built against torch 0.0.1" in lines[1] and "Rebuild it" in lines[1]
+    assert "ifa_rt._core" not in out.stdout  # refused before the library was loaded
 
 
 def test_public_api_is_lazy_and_complete():

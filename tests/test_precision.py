@@ -14,12 +14,12 @@ import shutil
 import pytest
 
 import ifa_rt
-from ifa_rt import precision as p
+from ifa_rt import side_files
 from ifa_rt.bundled import resolve
 from ifa_rt.cli import main as cli_main
 from ifa_rt.data import camvid
-from ifa_rt.deploy import quantize as q
-from ifa_rt.precision_gate import gate_precision
+from ifa_rt.deploy.precision_gate import gate_precision
+from ifa_rt.runtime import precision as p
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +52,12 @@ def test_bf16_gate_is_measured_on_real_frames(lone, val, tmp_path):
 
 
 def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch):
-    from ifa_rt import prepare
+    from ifa_rt.runtime import prepare
 
     settings = {"device": "cpu", "precision": "auto"}  # no shapes: int8 cannot be compiled
     choice = prepare.choose(lone, settings)
     assert choice.precision == "fp32" and choice.runtime == "auto"
-    assert choice.skipped["int8"] == "no int8 recipe beside the artifact"
+    assert choice.skipped["int8"] == "no int8 calibration beside the artifact"
     assert choice.skipped["bf16"] == "no passed bf16 gate for this artifact"
     digest = hashlib.sha256(lone.read_bytes()).hexdigest()
     passed = {"format_version": 1, "precision": "bf16", "gate": {"passed": True}}
@@ -65,14 +65,16 @@ def test_auto_takes_bf16_only_with_a_passed_gate_and_amx(lone, monkeypatch):
     p.gate_file(lone, "bf16").write_text(json.dumps(passed))
     try:
         # Emulated bf16 is slower than fp32; AVX512_BF16 or AMX compute it natively.
-        monkeypatch.setattr(q, "cpu_flags", lambda: {"avx2", "avx512f"})
+        monkeypatch.setattr(side_files, "cpu_flags", lambda: {"avx2", "avx512f"})
         choice = prepare.choose(lone, settings)
         assert choice.precision == "fp32"
         assert choice.skipped["bf16"] == "this CPU has no native bf16 (AVX512_BF16 or AMX)"
         for flags in ({"avx512f", "avx512_bf16"}, {"amx_bf16", "amx_tile"}):
-            monkeypatch.setattr(q, "cpu_flags", lambda flags=flags: flags)
+            monkeypatch.setattr(side_files, "cpu_flags", lambda flags=flags: flags)
             assert prepare.choose(lone, settings).precision == "bf16"
-        monkeypatch.setattr(q, "cpu_flags", lambda: {"amx_bf16", "amx_tile", "avx512_bf16"})
+        monkeypatch.setattr(
+            side_files, "cpu_flags", lambda: {"amx_bf16", "amx_tile", "avx512_bf16"}
+        )
         # With shapes, bf16 runs compiled (its own cache entry), as fp32 and int8 do.
         compiled = prepare.choose(lone, {**settings, "shapes": [(64, 96)], "runtime": "aoti"})
         assert (compiled.precision, compiled.runtime) == ("bf16", "aoti")
@@ -100,7 +102,7 @@ def test_auto_with_nothing_gated_is_fp32_and_says_why(lone):
     auto = ifa_rt.Segmenter(lone, shapes=[(64, 96)], threads=1)  # the defaults: auto, auto
     choice = auto.plan["choice"]
     assert choice["precision"] == "fp32" and choice["runtime"] == "aoti"
-    assert choice["skipped"]["int8"] == "no int8 recipe beside the artifact"
+    assert choice["skipped"]["int8"] == "no int8 calibration beside the artifact"
     assert auto.plan["precision"] == "fp32"
     # The suite disables background compiles (conftest): TorchScript serves, and says so.
     assert choice["tier_up"]["state"] == "disabled"

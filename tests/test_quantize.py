@@ -19,12 +19,13 @@ from _reliability import fixture_dir
 from ifa_rt.bundled import resolve
 from ifa_rt.data import camvid
 from ifa_rt.deploy import quantize as q
-from ifa_rt.deploy.int8_recipe import load_recipe, recipe_for
 from ifa_rt.evaluate import ConfusionMatrix
+from ifa_rt.runtime.precision import cpu_has_vnni
+from ifa_rt.side_files import calibration_for, load_calibration
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not q.cpu_has_vnni(), reason="int8 needs a CPU with VNNI"),
+    pytest.mark.skipif(not cpu_has_vnni(), reason="int8 needs a CPU with VNNI"),
 ]
 SHAPE = (180, 240)  # half of CamVid's size: quick to calibrate and compile, same model
 STEM = ["net.encoder._conv_stem"]
@@ -164,14 +165,23 @@ def test_forced_package_records_the_failed_gate(tmp_path, camvid_root, capsys):
     """`ifa-rt quantize --force` with a gate no model can pass (agreement above 100 %) still
     writes the package and the recipe, both recording the failed gate as measured, and
     precision="auto" does not take that recipe."""
-    from ifa_rt import prepare
     from ifa_rt.cli import main as cli_main
+    from ifa_rt.runtime import prepare
 
     lone = tmp_path / "lone.ifa.pt"
     shutil.copy(resolve("camvid"), lone)
     out, recipe = tmp_path / "forced.pt2", tmp_path / "lone.int8.pt"  # the recipe beside lone
     argv = ["quantize", "--model", str(lone), "--shapes", f"{SHAPE[0]}x{SHAPE[1]}"]
-    argv += ["-o", str(out), "--recipe", str(recipe), "--keep-fp32", STEM[0], "--threads", "2"]
+    argv += [
+        "-o",
+        str(out),
+        "--save-calibration",
+        str(recipe),
+        "--keep-fp32",
+        STEM[0],
+        "--threads",
+        "2",
+    ]
     argv += ["--calibration-count", "8", "--gate-count", "4", "--min-agreement", "1.01"]
     assert cli_main([*argv, "--data", str(camvid_root.parent), "--force"]) == 0
     assert f"wrote {out}: int8, FAILED (forced) gate" in capsys.readouterr().out
@@ -182,15 +192,15 @@ def test_forced_package_records_the_failed_gate(tmp_path, camvid_root, capsys):
     assert 0.9 < gate["label_agreement"] < 1.0 and gate["images"] == 4  # measured, not made up
     seg = ifa_rt.Segmenter(out, threads=1)
     assert seg.metadata["quantization"]["gate"] == gate and seg.plan["precision"] == "int8"
-    assert load_recipe(recipe, lone)["quantization"]["gate"] == gate
+    assert load_calibration(recipe, lone)["quantization"]["gate"] == gate
     choice = prepare.choose(lone, {"device": "cpu", "precision": "auto", "shapes": [SHAPE]})
     assert choice.precision == "fp32"
-    assert choice.skipped["int8"] == "the int8 recipe failed its accuracy gate"
+    assert choice.skipped["int8"] == "the int8 calibration failed its accuracy gate"
 
 
 def test_cpu_without_vnni_is_refused(monkeypatch, data, tmp_path):
-    assert q.cpu_has_vnni({"avx2", "avx512_vnni"}) and q.cpu_has_vnni({"avx_vnni"})
-    assert not q.cpu_has_vnni({"avx2", "fma", "avx512f"})
+    assert cpu_has_vnni({"avx2", "avx512_vnni"}) and cpu_has_vnni({"avx_vnni"})
+    assert not cpu_has_vnni({"avx2", "fma", "avx512f"})
     monkeypatch.setattr(q, "cpu_has_vnni", lambda flags=None: False)
     with pytest.raises(RuntimeError, match="int8 needs a CPU with VNNI"):
         q.quantize_artifact(
@@ -206,7 +216,7 @@ def test_int8_needs_a_recipe_and_shapes(tmp_path):
     lone = tmp_path / "lone.ifa.pt"
     shutil.copy(resolve("camvid"), lone)
     with pytest.raises(
-        ValueError, match=r"'int8' needs the artifact's int8 recipe \(lone\.int8\.pt"
+        ValueError, match=r"'int8' needs the artifact's int8 calibration \(lone\.int8\.pt"
     ):
         ifa_rt.Segmenter(lone, precision="int8", shapes=[SHAPE])
     with pytest.raises(
@@ -218,20 +228,20 @@ def test_int8_needs_a_recipe_and_shapes(tmp_path):
     ):
         ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], runtime="jit")
     # A recipe calibrated for another artifact is refused, not silently applied.
-    (tmp_path / "lone.int8.pt").write_bytes(recipe_for(resolve("camvid")).read_bytes())
-    assert load_recipe(tmp_path / "lone.int8.pt", lone)["keep_fp32"]  # same bytes: accepted
+    (tmp_path / "lone.int8.pt").write_bytes(calibration_for(resolve("camvid")).read_bytes())
+    assert load_calibration(tmp_path / "lone.int8.pt", lone)["keep_fp32"]  # same bytes: accepted
     tiny = fixture_dir() / "tiny.ifa.pt"
     with pytest.raises(
         ValueError, match="expected the calibration of .*quantize this artifact again"
     ):
-        load_recipe(tmp_path / "lone.int8.pt", tiny)
+        load_calibration(tmp_path / "lone.int8.pt", tiny)
 
 
 def test_bundled_recipe_compiles_the_gated_int8_model(tmp_path, monkeypatch, data, real_image):
     """`Segmenter("camvid", precision="int8")`: the shipped recipe, compiled here, serves the
     int8 model whose gate (measured on CamVid val when the recipe was made) is in its metadata."""
     monkeypatch.setenv("IFA_RT_CACHE", str(tmp_path / "cache"))
-    recipe = load_recipe(recipe_for(resolve("camvid")), resolve("camvid"))
+    recipe = load_calibration(calibration_for(resolve("camvid")), resolve("camvid"))
     gate = recipe["quantization"]["gate"]
     assert gate["passed"] and gate["images"] >= 50 and gate["label_agreement"] >= 0.99
     assert gate["miou_drop"] <= 0.01 and set(gate["per_class_iou"]) == {"fp32", "int8"}
@@ -257,5 +267,5 @@ def test_auto_without_a_gated_int8_is_fp32(tmp_path):
     lone = tmp_path / "lone.ifa.pt"
     shutil.copy(resolve("camvid"), lone)
     auto = ifa_rt.Segmenter(lone, shapes=[SHAPE], threads=1)
-    assert auto.plan["choice"]["skipped"]["int8"] == "no int8 recipe beside the artifact"
+    assert auto.plan["choice"]["skipped"]["int8"] == "no int8 calibration beside the artifact"
     assert auto.plan["precision"] == "fp32"

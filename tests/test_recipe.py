@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from ifa_rt.cli import main as cli_main
-from ifa_rt.cli.train import configure_parser
+from ifa_rt.cli.train import config_from_args, configure_parser
 from ifa_rt.data import camvid, default_data_root
-from ifa_rt.deploy.artifact import file_sha256, load_artifact
+from ifa_rt.deploy.artifact import load_artifact
 from ifa_rt.recipes import load_recipe
+from ifa_rt.side_files import file_sha256
+from ifa_rt.training import TrainConfig
 
 DATA = default_data_root()
 needs_data = pytest.mark.skipif(
@@ -30,11 +32,13 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def test_recipe_sets_every_value_and_later_flags_override():
     recipe = load_recipe("camvid-lite0")
-    args = _parse("--config", "camvid-lite0", "--steps", "7")
-    assert args.steps == 7  # the flag after --config wins
-    assert args.crop == recipe["crop"] and args.holdout == recipe["holdout"]
-    assert args.class_weights == recipe["class-weights"] and args.amp == recipe["amp"]
-    assert args.train_split == "train+val" and args.config.endswith("camvid-lite0.toml")
+    config = config_from_args(_parse("--lr", "9", "--config", "camvid-lite0", "--steps", "7"))
+    assert config.steps == 7  # the flag after --config wins
+    assert config.lr == recipe["lr"]  # ... and the recipe wins over one before it
+    assert list(config.crop) == recipe["crop"] and config.holdout == recipe["holdout"]
+    assert config.class_weights == recipe["class-weights"] and config.amp == recipe["amp"]
+    assert config.train_split == "train+val" and config.recipe.endswith("camvid-lite0.toml")
+    assert config == TrainConfig.from_recipe("camvid-lite0", steps=7)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +51,10 @@ def test_recipe_sets_every_value_and_later_flags_override():
             'amp = "int4"\n',
             "recipe: 'amp': expected one of ['auto', 'off', 'bf16', 'fp16'], got 'int4'",
         ),
-        ('steps = "many"\n', "invalid literal for int()"),
+        ('steps = "many"\n', "recipe: 'steps': expected an integer, got 'many'"),
+        ("batch = 0\n", "recipe: 'batch': expected ≥ 1, got 0"),
+        ("holdout = [6]\n", "recipe: 'holdout': expected a string, got 6"),
+        ("config = 'x'\n", "recipe: unknown setting 'config'"),
         ("steps = \n", "recipe '"),
     ],
 )

@@ -19,7 +19,7 @@ import pytest
 
 from _reliability import run_threads
 from ifa_rt import Segmenter, SegmenterPool
-from ifa_rt.batcher import runner_batcher
+from ifa_rt.runtime.batcher import runner_batcher
 
 pytestmark = pytest.mark.slow
 

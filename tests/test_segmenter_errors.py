@@ -91,15 +91,15 @@ def test_option_errors(tiny):
         (
             dict(shapes="32x48"),
             TypeError,
-            "Segmenter: 'shapes': expected a list of (height, width) pairs, got str",
+            "Options: 'shapes': expected a list of (height, width) pairs, got str",
         ),
         (
             dict(shapes=[(32, 48.0)]),
             TypeError,
-            "Segmenter: 'shapes': expected a list of (height, width) int pairs, got (32, 48.0)",
+            "Options: 'shapes': expected a list of (height, width) int pairs, got (32, 48.0)",
         ),
-        (dict(threads="2"), TypeError, "Segmenter: 'threads': expected an int, got str"),
-        (dict(device=0), TypeError, "Segmenter: 'device': expected a str, got int"),
+        (dict(threads="2"), TypeError, "Options: 'threads': expected an int, got str"),
+        (dict(device=0), TypeError, "Options: 'device': expected a str, got int"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error) as err:

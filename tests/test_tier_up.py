@@ -18,7 +18,8 @@ import pytest
 
 import ifa_rt
 import ifa_rt.bundled  # ifa_rt loads it lazily: bound here, so a test run alone finds it
-from ifa_rt import prepare
+import ifa_rt.side_files
+from ifa_rt.runtime import prepare
 
 SHAPE = (32, 48)
 
@@ -131,9 +132,7 @@ def test_auto_skips_int8_without_torchao(monkeypatch):
     monkeypatch.setattr(
         prepare.importlib.util, "find_spec", lambda name: None if name == "torchao" else real(name)
     )
-    from ifa_rt.deploy import quantize
-
-    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"avx512_vnni"})
+    monkeypatch.setattr(ifa_rt.side_files, "cpu_flags", lambda: {"avx512_vnni"})
     choice = prepare.choose(ifa_rt.bundled.resolve("camvid"), {"shapes": [(360, 480)]})
     assert choice.precision == "fp32" and choice.runtime == "aoti"
     assert choice.skipped["int8"] == "torchao is not installed (pip install 'ifa-rt[quantize]')"
@@ -143,7 +142,7 @@ def test_auto_skips_what_the_runtime_cannot_build():
     camvid = ifa_rt.bundled.resolve("camvid")
     choice = prepare.choose(camvid, {"shapes": [(360, 480)], "runtime": "jit"})
     # Then bf16 where the CPU computes it natively (the shipped bf16 gate passed), else fp32.
-    native_bf16 = bool(prepare._cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    native_bf16 = prepare.cpu_has_native_bf16()
     assert choice.runtime == "jit" and choice.precision == ("bf16" if native_bf16 else "fp32")
     assert choice.skipped["int8"] == "int8 runs as a compiled package, and runtime is 'jit'"
 

@@ -24,7 +24,7 @@ def test_export_without_the_extension(tmp_path):
 
         sys.meta_path.insert(0, NoExtension())
         import torch
-        import ifa_rt, ifa_rt.data, ifa_rt.deploy, ifa_rt.model, ifa_rt.train  # noqa: F401
+        import ifa_rt, ifa_rt.data, ifa_rt.deploy, ifa_rt.model, ifa_rt.training  # noqa: F401
         from ifa_rt.deploy.artifact import load_artifact
 
         torch.manual_seed(0)

@@ -8,6 +8,7 @@
 
 #include <map>
 
+#include "bindings.h"
 #include "ifa_rt/batcher.h"
 #include "ifa_rt/segmenter.h"
 #include "ifa_rt/version.h"
@@ -75,12 +76,6 @@ auto without_gil(F&& f) {
   return f();
 }
 
-py::list shape_list(const std::vector<ifa_rt::Shape>& shapes) {
-  py::list l;
-  for (const auto& s : shapes) l.append(py::make_tuple(s.height, s.width));
-  return l;
-}
-
 py::dict stats_dict(const ifa_rt::Stats& s) {
   py::dict buckets;
   for (const auto& b : s.buckets)
@@ -94,12 +89,22 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
                   py::arg("unattributed_allocations_in_calls") = s.unattributed_allocations_in_calls,
-                  py::arg("shape_cache") = s.shape_cache, py::arg("learned_shapes") = shape_list(s.learned_shapes),
+                  py::arg("shape_cache") = s.shape_cache, py::arg("learned_shapes") = shapes_to_list(s.learned_shapes),
                   py::arg("heap_trims") = s.heap_trims, py::arg("construction_ms") = s.construction_ms,
                   py::arg("first_call_ms") = s.first_call_ms, py::arg("buckets") = buckets);
 }
 
 // The engine calls shared by Segmenter and SegmenterPool.
+template <class E>
+void logits_into(E& e, const py::array& images, py::array& out) {
+  const std::string where = "Segmenter.logits";
+  TensorView v = to_view(images, where, "images");
+  int64_t size = 0;
+  float* dst = output_ptr<float>(out, where, "logits", &size);
+  py::gil_scoped_release release;
+  e.logits(v, dst, size);
+}
+
 template <class E>
 void segment_into(E& e, const py::array& images, py::array& out) {
   const std::string where = "Segmenter.segment";
@@ -108,6 +113,32 @@ void segment_into(E& e, const py::array& images, py::array& out) {
   uint8_t* dst = output_ptr<uint8_t>(out, where, "labels", &size);
   py::gil_scoped_release release;
   e.segment(v, dst, size);
+}
+
+// The shape of a call's result for an input of `shape`: [H,W,3] -> [H,W] labels or [C,H,W]
+// logits, [B,H,W,3] -> [B,H,W] or [B,C,H,W]; an input of another rank gets an empty result and
+// the engine names what is wrong with it.
+std::vector<py::ssize_t> output_shape(const std::vector<py::ssize_t>& shape, bool logits, int64_t classes) {
+  if (shape.size() != 3 && shape.size() != 4) return {0};
+  std::vector<py::ssize_t> out(shape.begin(), shape.end() - 1);
+  if (logits) out.insert(out.end() - 2, static_cast<py::ssize_t>(classes));
+  return out;
+}
+
+std::vector<py::ssize_t> array_shape(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+template <class E>
+py::array segment_new(E& e, const py::array& images) {
+  py::array_t<uint8_t> out(output_shape(array_shape(images), false, 0));
+  segment_into(e, images, out);
+  return out;
+}
+
+template <class E>
+py::array logits_new(E& e, const py::array& images, int64_t classes) {
+  py::array_t<float> out(output_shape(array_shape(images), true, classes));
+  logits_into(e, images, out);
+  return out;
 }
 
 template <class E>
@@ -128,16 +159,6 @@ void segment_list(E& e, const py::list& images, const py::list& outs) {
   }
   py::gil_scoped_release release;
   e.segment(views, ptrs);
-}
-
-template <class E>
-void logits_into(E& e, const py::array& images, py::array& out) {
-  const std::string where = "Segmenter.logits";
-  TensorView v = to_view(images, where, "images");
-  int64_t size = 0;
-  float* dst = output_ptr<float>(out, where, "logits", &size);
-  py::gil_scoped_release release;
-  e.logits(v, dst, size);
 }
 
 // Device memory as the Python side describes it (a CUDA tensor's data_ptr, shape, strides in
@@ -189,31 +210,28 @@ struct PyRequest {
   py::object image, out, done;
 };
 
-// Calls done(kind, message) under the GIL: kind 0 ok, 1 ValueError, 2 RuntimeError,
-// 3 cancelled. Python exceptions are reported as unraisable: a worker thread has no caller.
+// Calls done(error) under the GIL: None on success, else the exception the Future raises
+// (ValueError for bad input, RuntimeError for a failure, CancelledError when close(false)
+// dropped the request). Python exceptions are reported as unraisable: a worker thread has no
+// caller.
 void complete_in_python(PyRequest& req, std::exception_ptr error) {
-  int kind = 0;
-  std::string message;
-  if (error) {
-    try {
-      std::rethrow_exception(error);
-    } catch (const ifa_rt::Cancelled& e) {
-      kind = 3;
-      message = e.what();
-    } catch (const std::invalid_argument& e) {
-      kind = 1;
-      message = e.what();
-    } catch (const std::exception& e) {
-      kind = 2;
-      message = e.what();
-    } catch (...) {
-      kind = 2;
-      message = "Batcher: unknown error";
-    }
-  }
   py::gil_scoped_acquire gil;
   try {
-    req.done(kind, message);
+    py::object outcome = py::none();
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const ifa_rt::Cancelled& e) {
+        outcome = py::module_::import("concurrent.futures").attr("CancelledError")(e.what());
+      } catch (const std::invalid_argument& e) {
+        outcome = py::reinterpret_borrow<py::object>(PyExc_ValueError)(e.what());
+      } catch (const std::exception& e) {
+        outcome = py::reinterpret_borrow<py::object>(PyExc_RuntimeError)(e.what());
+      } catch (...) {
+        outcome = py::reinterpret_borrow<py::object>(PyExc_RuntimeError)("Batcher: unknown error");
+      }
+    }
+    req.done(outcome);
   } catch (py::error_already_set& e) {
     e.discard_as_unraisable("ifa_rt Batcher completion");
   }
@@ -241,11 +259,8 @@ py::dict batcher_stats(const ifa_rt::BatcherStats& s) {
 }
 
 template <class E>
-PyBatcher* make_batcher(E& engine, int64_t max_batch, int64_t max_delay_us) {
-  ifa_rt::BatcherOptions o;
-  o.max_batch = max_batch;
-  o.max_delay_us = max_delay_us;
-  return new PyBatcher{std::make_unique<ifa_rt::Batcher>(engine, o)};
+PyBatcher* make_batcher(E& engine, const ifa_rt::BatcherOptions& options) {
+  return new PyBatcher{std::make_unique<ifa_rt::Batcher>(engine, options)};
 }
 
 }  // namespace
@@ -260,28 +275,7 @@ PYBIND11_MODULE(_core, m) {
       [](double seconds) { return without_gil([&] { return ifa_rt::Batcher::wait_for_workers(seconds); }); },
       py::arg("seconds"), "Wait (GIL released) until no Batcher worker runs; False on timeout.");
 
-  py::class_<ifa_rt::Options>(m, "Options", "Segmenter options; the defaults are declared once, in C++.")
-      .def(py::init<>(), "The default options.")
-      .def_static("from_map", &ifa_rt::Options::from_map, py::arg("values"),
-                  "Options from {name: string value}; unknown names and bad values raise ValueError.")
-      .def_readonly("device", &ifa_rt::Options::device)
-      .def_property_readonly("precision", [](const ifa_rt::Options& o) { return ifa_rt::to_string(o.precision); })
-      .def_readonly("max_batch", &ifa_rt::Options::max_batch)
-      .def_property_readonly("shapes", [](const ifa_rt::Options& o) { return shape_list(o.shapes); })
-      .def_readonly("threads", &ifa_rt::Options::threads)
-      .def_readonly("strict", &ifa_rt::Options::strict)
-      .def_readonly("plan_logits", &ifa_rt::Options::plan_logits)
-      .def_readonly("channels_last", &ifa_rt::Options::channels_last)
-      .def_readonly("tf32", &ifa_rt::Options::tf32)
-      .def_readonly("runtime", &ifa_rt::Options::runtime)
-      .def_readonly("optimize", &ifa_rt::Options::optimize)
-      .def_readonly("warmup", &ifa_rt::Options::warmup)
-      .def_readonly("shape_cache", &ifa_rt::Options::shape_cache)
-      .def_readonly("batch_invariant", &ifa_rt::Options::batch_invariant)
-      .def_readonly("learn_shapes", &ifa_rt::Options::learn_shapes)
-      .def_readonly("trim_heap_mb", &ifa_rt::Options::trim_heap_mb)
-      .def_readonly("mmap_threshold_kb", &ifa_rt::Options::mmap_threshold_kb)
-      .def_readonly("fuser", &ifa_rt::Options::fuser);
+  bind_options(m);
 
   py::class_<DeviceArray>(m, "DeviceArray", "Device memory handed to a device-memory call (no copy).")
       .def(py::init([](uintptr_t data, std::vector<int64_t> shape, std::vector<int64_t> strides, std::string dtype) {
@@ -296,6 +290,18 @@ PYBIND11_MODULE(_core, m) {
              return new ifa_rt::Segmenter(path, o);
            }),
            py::arg("path"), py::arg("options"), "Load, plan and warm up (GIL released).")
+      .def("segment", &segment_new<ifa_rt::Segmenter>, py::arg("images"),
+           "Labels (uint8 [H,W] / [B,H,W]) of uint8 [H,W,3] / [B,H,W,3] images, in a new array.")
+      .def(
+          "logits",
+          [](ifa_rt::Segmenter& s, const py::array& images) { return logits_new(s, images, s.metadata().num_classes); },
+          py::arg("images"), "float32 logits [C,H,W] / [B,C,H,W], in a new array.")
+      .def(
+          "output_shape",
+          [](const ifa_rt::Segmenter& s, const std::vector<py::ssize_t>& shape, bool logits) {
+            return output_shape(shape, logits, s.metadata().num_classes);
+          },
+          py::arg("input_shape"), py::arg("logits") = false, "The result's shape for an input of this shape.")
       .def("segment_into", &segment_into<ifa_rt::Segmenter>, py::arg("images"), py::arg("out"),
            "Labels of uint8 [H,W,3]/[B,H,W,3] images into `out` (uint8, C-contiguous).")
       .def("segment_list", &segment_list<ifa_rt::Segmenter>, py::arg("images"), py::arg("outs"),
@@ -328,6 +334,20 @@ PYBIND11_MODULE(_core, m) {
              return new ifa_rt::SegmenterPool(path, o, size);
            }),
            py::arg("path"), py::arg("options"), py::arg("size"), "Build `size` engines (GIL released).")
+      .def("segment", &segment_new<ifa_rt::SegmenterPool>, py::arg("images"),
+           "Labels in a new array, on an idle engine.")
+      .def(
+          "logits",
+          [](ifa_rt::SegmenterPool& p, const py::array& images) {
+            return logits_new(p, images, p.engine(0).metadata().num_classes);
+          },
+          py::arg("images"), "Logits in a new array, on an idle engine.")
+      .def(
+          "output_shape",
+          [](ifa_rt::SegmenterPool& p, const std::vector<py::ssize_t>& shape, bool logits) {
+            return output_shape(shape, logits, p.engine(0).metadata().num_classes);
+          },
+          py::arg("input_shape"), py::arg("logits") = false, "The result's shape for an input of this shape.")
       .def("segment_into", &segment_into<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("out"),
            "Labels into `out`, on an idle engine.")
       .def("segment_list", &segment_list<ifa_rt::SegmenterPool>, py::arg("images"), py::arg("outs"),
@@ -342,14 +362,13 @@ PYBIND11_MODULE(_core, m) {
       .def("engine", &ifa_rt::SegmenterPool::engine, py::arg("index"), py::return_value_policy::reference_internal,
            "The index-th engine.");
 
-  const ifa_rt::BatcherOptions bd;  // the defaults, declared once in C++
   py::class_<PyBatcher>(m, "Batcher", "Dynamic micro-batching over a Segmenter or SegmenterPool (ifa_rt::Batcher).")
-      .def(py::init(&make_batcher<ifa_rt::Segmenter>), py::arg("engine"), py::arg("max_batch") = bd.max_batch,
-           py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker over a Segmenter.")
-      .def(py::init(&make_batcher<ifa_rt::SegmenterPool>), py::arg("engine"), py::arg("max_batch") = bd.max_batch,
-           py::arg("max_delay_us") = bd.max_delay_us, py::keep_alive<1, 2>(), "One worker per engine of a pool.")
+      .def(py::init(&make_batcher<ifa_rt::Segmenter>), py::arg("engine"), py::arg("options"), py::keep_alive<1, 2>(),
+           "One worker over a Segmenter.")
+      .def(py::init(&make_batcher<ifa_rt::SegmenterPool>), py::arg("engine"), py::arg("options"),
+           py::keep_alive<1, 2>(), "One worker per engine of a pool.")
       .def("submit", &batcher_submit, py::arg("image"), py::arg("out"), py::arg("done"),
-           "Queue one uint8 [H,W,3] image; labels go to `out`, then done(kind, message) runs on a worker.")
+           "Queue one uint8 [H,W,3] image; labels go to `out`.\nThen done(error or None) runs on a worker.")
       .def("close", &PyBatcher::close, py::arg("drain") = true,
            "Stop accepting; drain (run queued requests) or cancel them; join the workers (GIL released).")
       .def_property_readonly(

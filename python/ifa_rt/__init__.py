@@ -5,31 +5,16 @@ from __future__ import annotations
 import importlib
 from importlib import metadata as _metadata
 
-import torch as _torch
-
-from ._torch_check import check_torch_matches
-
-try:
-    from . import _build_info
-except ImportError:  # no compiled extension: model, data, deploy and train still work
-    _build_info = None
-if _build_info is not None:
-    # Before anything loads `_core` (segmenter, batcher): a mismatch can fail to link.
-    check_torch_matches(_build_info.TORCH_VERSION, _torch.__version__)
-
 try:
     __version__ = _metadata.version("ifa-rt")
 except _metadata.PackageNotFoundError:  # a source tree, not installed
-    if _build_info is not None:
-        from . import _core
-
-        __version__ = _core.version()
-    else:
-        __version__ = "0+source"
+    __version__ = "0+source"
 
 __all__ = [
     "Segmenter",
     "SegmenterPool",
+    "Options",
+    "BatcherOptions",
     "export",
     "quantize",
     "load_checkpoint",
@@ -41,8 +26,10 @@ __all__ = [
 
 # Public names resolve lazily so `import ifa_rt` stays cheap for users of the runtime alone.
 _LAZY = {
-    "Segmenter": "ifa_rt.segmenter",
-    "SegmenterPool": "ifa_rt.segmenter",
+    "Segmenter": "ifa_rt.runtime.segmenter",
+    "SegmenterPool": "ifa_rt.runtime.segmenter",
+    "Options": "ifa_rt.runtime.options",
+    "BatcherOptions": "ifa_rt.runtime.options",
     "bundled_models": "ifa_rt.bundled",
     "export": "ifa_rt.deploy.export",
     "load_checkpoint": "ifa_rt.deploy.checkpoint",
@@ -53,9 +40,9 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    """Import a public name (or the `_core` extension) on first use."""
+    """Import a public name (or the `_core` extension, after its torch check) on first use."""
     if name == "_core":
-        return importlib.import_module("ifa_rt._core")
+        return importlib.import_module("ifa_rt.runtime.extension").core
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ifa_rt' has no attribute '{name}'")

@@ -52,7 +52,7 @@ def run_cli(args: argparse.Namespace) -> int:
         )
     if args.batch < 1 or args.reps < 1:
         raise ValueError(f"bench: '--batch'/'--reps': expected >= 1, got {args.batch}/{args.reps}")
-    from ..segmenter import Segmenter
+    from ..runtime.segmenter import Segmenter
 
     shape = parse_shape(args.shape)
     # Before the engine is built: a missing data folder fails in a second, not after a compile.

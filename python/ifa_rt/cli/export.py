@@ -191,7 +191,8 @@ def _onnx_source(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.model:
         from ..bundled import resolve
-        from ..deploy.artifact import beside, load_artifact
+        from ..deploy.artifact import load_artifact
+        from ..side_files import beside
 
         artifact = resolve(args.model, where="export")
         checkpoint = beside(artifact, ".ckpt.pt")

@@ -19,16 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..side_files import SIDE_FILES
+
 __all__ = ["collect_info", "configure_parser", "format_info", "run_cli"]
 
-# What each file beside an artifact is, by the suffix after its name.
-_ROLES = (
-    (".ifa.pt", "artifact (TorchScript)"),
-    (".ckpt.pt", "training checkpoint"),
-    (".int8.pt", "int8 recipe (calibration + gate)"),
-    (".bf16.json", "bf16 gate"),
-    (".fp16.json", "fp16 gate"),
-)
 _GATE_PRECISIONS = ("int8", "bf16", "fp16")
 
 
@@ -67,7 +61,7 @@ def collect_info(
 
     from .. import __version__
     from ..bundled import bundled_models, resolve
-    from ..deploy.artifact import file_sha256
+    from ..side_files import file_sha256
 
     names = models if models is not None else bundled_models()
     entries = [_model_info(name, resolve(name, where="info"), plan_shape) for name in names]
@@ -83,13 +77,13 @@ def collect_info(
 
 def _model_info(name: str, artifact: Path, plan_shape: tuple[int, int] | None) -> dict[str, Any]:
     """One model: its metadata, the files that go with it, its gates, and optionally its plan."""
-    from ..deploy.artifact import file_sha256
+    from ..side_files import file_sha256
 
     meta = _artifact_metadata(artifact)
     stem = artifact.name.removesuffix(".pt").removesuffix(".ifa")
     files = []
     for path in sorted(artifact.parent.glob(f"{stem}.*")):
-        role = next((r for suffix, r in _ROLES if path.name == stem + suffix), None)
+        role = next((r for suffix, r in SIDE_FILES if path.name == stem + suffix), None)
         if role is not None:
             files.append({"file": str(path), "role": role, "bytes": path.stat().st_size})
     entry: dict[str, Any] = {
@@ -125,22 +119,23 @@ def _artifact_metadata(artifact: Path) -> dict[str, Any]:
 def _gate(artifact: Path, precision: str) -> dict[str, Any] | None:
     """A precision's gate record (None when there is none): agreement, limits, passed, and
     whether it was measured on exactly this artifact (`usable`: both)."""
-    from ..deploy.artifact import file_sha256
+    from ..side_files import file_sha256
 
     if precision == "int8":
-        from ..deploy.int8_recipe import load_recipe, recipe_for
+        from ..side_files import calibration_for, load_calibration
 
-        recipe = recipe_for(artifact)
-        if recipe is None:
+        calibration = calibration_for(artifact)
+        if calibration is None:
             return None
         try:
-            gate = dict(load_recipe(recipe, artifact)["quantization"].get("gate") or {})
+            record = load_calibration(calibration, artifact)
+            gate = dict(record["quantization"].get("gate") or {})
             matches, why = True, None
-        except ValueError as exc:  # a recipe of another artifact (or version)
+        except ValueError as exc:  # a calibration of another artifact (or version)
             gate, matches, why = {}, False, str(exc)
-        record_file = recipe
+        record_file = calibration
     else:
-        from ..precision import GATE_VERSION, gate_file
+        from ..runtime.precision import GATE_VERSION, gate_file
 
         record_file = gate_file(artifact, precision)
         if not record_file.is_file():
@@ -170,7 +165,7 @@ def _gate(artifact: Path, precision: str) -> dict[str, Any] | None:
 
 def _plan(artifact: Path, shape: tuple[int, int]) -> dict[str, Any]:
     """The memory plan of a TorchScript fp32 engine at batch 1 for one input size."""
-    from ..segmenter import Segmenter
+    from ..runtime.segmenter import Segmenter
 
     t0 = time.perf_counter()
     seg = Segmenter(artifact, precision="fp32", runtime="jit", shapes=[shape], threads=1)
@@ -202,11 +197,12 @@ def _data_info() -> dict[str, Any]:
 
 def _cache_info(digests: dict[str, str]) -> dict[str, Any]:
     """The compiled-package cache: each package, which model it belongs to, what it holds."""
-    from ..deploy.aoti import SUFFIX, cache_dir, read_package_metadata
+    from ..deploy.aoti import read_package_metadata
+    from ..side_files import PACKAGE_SUFFIX, cache_dir
 
     folder = cache_dir()
     packages = []
-    for path in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
+    for path in sorted(folder.glob(f"*{PACKAGE_SUFFIX}")) if folder.is_dir() else []:
         entry: dict[str, Any] = {
             "file": str(path),
             "bytes": path.stat().st_size,

@@ -44,10 +44,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Compile into the cache, or list / clear it."""
-    from ..deploy.aoti import cache_dir
+    from ..side_files import PACKAGE_SUFFIX, cache_dir
 
     if args.list or args.clear:
-        packages = sorted(cache_dir().glob("*.pt2")) if cache_dir().is_dir() else []
+        packages = sorted(cache_dir().glob(f"*{PACKAGE_SUFFIX}")) if cache_dir().is_dir() else []
         for package in packages:
             print(f"{package}  {package.stat().st_size / 2**20:.1f} MiB")
             if args.clear:
@@ -59,7 +59,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.nice:
         os.nice(args.nice)  # a background tier-up compile yields the cores to serving
     from ..bundled import resolve
-    from ..prepare import choose, prepare_package
+    from ..deploy.packages import prepare_package
+    from ..runtime.prepare import choose, int8_blocker
 
     path = resolve(args.model, "prepare")
     settings = {
@@ -72,8 +73,6 @@ def run_cli(args: argparse.Namespace) -> int:
     }
     choice = choose(path, settings)
     if args.precision == "int8":
-        from ..prepare import int8_blocker
-
         why, _ = int8_blocker(path, settings, "aoti")
         if why:
             raise ValueError(f"prepare: 'precision': int8 cannot run here: {why}")

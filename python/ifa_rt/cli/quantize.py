@@ -1,8 +1,9 @@
 """`ifa-rt quantize`: an int8 AOTInductor package of an artifact, behind an accuracy gate.
 
-ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2 --recipe camvid.int8.pt
-    (calibrates on CamVid train frames, gates on the val frames with their labels; the recipe
-    lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any VNNI CPU)
+ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2 \
+    --save-calibration camvid.int8.pt
+    (calibrates on CamVid train frames, gates on the val frames with their labels; the saved
+    calibration lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any VNNI CPU)
 ifa-rt quantize --precision bf16 --model m.ifa.pt
     (measures bf16 against fp32 through the C++ runtime on the gate split; writes m.bf16.json
     beside the artifact, which precision="auto" requires before it considers bf16; for a
@@ -64,11 +65,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="write even if the gate fails")
     parser.add_argument(
-        "--recipe",
+        "--save-calibration",
         type=Path,
-        help="also write the int8 recipe (calibration + gate) here, e.g. NAME.int8.pt beside "
-        "NAME.ifa.pt",
+        metavar="PATH",
+        help="also write the int8 calibration (observers + gate) here, e.g. NAME.int8.pt beside "
+        "NAME.ifa.pt, where Segmenter(precision='int8' or 'auto') finds it",
     )
+    # The flag's former name, kept for scripts that use it.
+    parser.add_argument("--recipe", type=Path, dest="save_calibration", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -114,7 +118,7 @@ def run_cli(args: argparse.Namespace) -> int:
         keep_fp32=keep,
         force=args.force,
         progress=lambda message: tqdm.write(f"quantize: {message}"),
-        recipe=args.recipe,
+        save_calibration_to=args.save_calibration,
         provenance={
             "calibration_sequences": calibration_set.sequences(),
             "gate_sequences": gate_set.sequences(),
@@ -124,8 +128,8 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     passed = _print_gate(meta["quantization"]["gate"])
     print(f"wrote {args.output}: int8, {'passed' if passed else 'FAILED (forced)'} gate")
-    if args.recipe:
-        print(f"wrote {args.recipe}: the int8 recipe")
+    if args.save_calibration:
+        print(f"wrote {args.save_calibration}: the int8 calibration")
     return 0
 
 
@@ -157,12 +161,12 @@ def _held_out(calibration_set, gate_set, allow_overlap: bool):
 
 def _gate_only(args: argparse.Namespace, artifact, images, labels, gate) -> int:
     """`--precision bf16|fp16`: measure the gate through the runtime and write it."""
-    from ..precision import gate_output
-    from ..precision_gate import gate_precision
+    from ..deploy.precision_gate import gate_precision
+    from ..runtime.precision import gate_output
 
-    # --recipe named the record before -o did; either is an explicit path (`make model` writes
-    # the shipped record into the bundle that way), else nothing goes into the package.
-    out = args.output or args.recipe or gate_output(artifact, args.precision)
+    # -o is an explicit path (`make model` writes the shipped record into the bundle that
+    # way), else nothing goes into the package.
+    out = args.output or gate_output(artifact, args.precision)
     record = gate_precision(
         artifact,
         args.precision,

@@ -179,7 +179,7 @@ def _numbered(stems: list[str]) -> list[str]:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Segment every image and video source; 0, or 1 when an image failed."""
-    from ..segmenter import Segmenter
+    from ..runtime.segmenter import Segmenter
 
     paths, videos = collect_inputs(args.inputs)
     sizes = _frame_sizes(paths, videos)

@@ -18,7 +18,6 @@ oneDNN's prepacked weights, measured 1.2x slower).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -30,23 +29,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..side_files import PACKAGE_SUFFIX, compiled_cached_path
 from .aoti_cuda import compile_device, cuda_facts
-from .artifact import CoarseSegmenter, file_sha256
+from .artifact import CoarseSegmenter
 from .metadata import EXTRA_FILE
 from .rebuild import rebuild_from_artifact
 
 __all__ = [
     "FALLBACK_FILE",
     "bucket_batches",
-    "cache_dir",
-    "cache_facts",
-    "cache_key",
-    "cached_path",
     "compile_artifact",
     "compile_package",
     "compile_with_progress",
-    "compiled_cached_path",
-    "cpu_flags",
     "aot_compile",
     "export_graph",
     "machine_facts",
@@ -58,9 +52,6 @@ log = logging.getLogger(__name__)
 FALLBACK_FILE = "fallback.ifa.pt"
 # Not under extra/: torch.export.pt2_archive reads every extra file as UTF-8 text.
 FALLBACK_RECORD = f"ifa_rt/{FALLBACK_FILE}"
-SUFFIX = ".pt2"
-# Part of every cache key: packages of another form are compiled anew, not reused.
-PACKAGE_FORM = "coarse-logits-1"
 
 
 def bucket_batches(max_batch: int) -> list[int]:
@@ -89,32 +80,6 @@ def machine_facts(device: str = "cpu") -> dict[str, str]:
     return {
         "device": "cpu",
         "cpu_isa": str(isa) if isa else "none",
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": platform.machine(),
-        "torch_version": torch.__version__,
-    }
-
-
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags (/proc/cpuinfo "flags", or "Features" on Arm); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name.strip() in ("flags", "Features"):
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
-def cache_facts() -> dict[str, str]:
-    """What a cached package's name depends on, cheap to read in every process: the CPU's
-    flags decide inductor's vector ISA (`machine_facts` probes it by compiling, ~2.5 s), and
-    the C++ runtime checks the package's ISA against them again before loading."""
-    return {
-        "device": "cpu",
-        "cpu_flags": hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:16],
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
         "torch_version": torch.__version__,
@@ -184,8 +149,10 @@ def compile_package(
 
     device = compile_device(device, custom=compile_bucket is not None or precision == "int8")
     path = Path(path)
-    if path.suffix != SUFFIX:
-        raise ValueError(f"export: 'path': expected a file name ending in {SUFFIX}, got '{path}'")
+    if path.suffix != PACKAGE_SUFFIX:
+        raise ValueError(
+            f"export: 'path': expected a file name ending in {PACKAGE_SUFFIX}, got '{path}'"
+        )
     if not shapes:
         raise ValueError("export: 'shapes': expected at least one (height, width) to compile")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
@@ -244,15 +211,6 @@ def read_package_metadata(path: str | Path) -> dict[str, Any]:
     return parse_metadata(raw, source=str(path))
 
 
-def cache_dir() -> Path:
-    """Where compiled packages are kept: $IFA_RT_CACHE, else $XDG_CACHE_HOME/ifa_rt/aoti."""
-    explicit = os.environ.get("IFA_RT_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ifa_rt" / "aoti"
-
-
 def compile_with_progress(
     wrapper: nn.Module,
     meta: dict[str, Any],
@@ -288,48 +246,6 @@ def compile_with_progress(
         )
 
 
-def cache_key(
-    artifact: Path,
-    shapes: Sequence[tuple[int, int]],
-    max_batch: int,
-    threads: int,
-    variant: str = "",
-) -> str:
-    """The cache name of a package: artifact bytes, plan, machine, torch (and a variant)."""
-    digest = file_sha256(artifact)[:16]
-    facts = cache_facts()
-    plan = ",".join(f"{h}x{w}" for h, w in shapes)
-    raw = (
-        f"{digest}|{plan}|{max_batch}|{threads}|{json.dumps(facts, sort_keys=True)}|{variant}"
-        f"|{PACKAGE_FORM}"
-    )
-    return f"{digest}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
-
-
-def cached_path(
-    artifact: Path,
-    shapes: Sequence[tuple[int, int]],
-    max_batch: int,
-    threads: int,
-    variant: str = "",
-) -> Path:
-    """Where the cache keeps the package of this artifact and plan (it may not exist yet)."""
-    key = cache_key(artifact, [(int(h), int(w)) for h, w in shapes], max_batch, threads, variant)
-    return cache_dir() / f"{key}{SUFFIX}"
-
-
-def compiled_cached_path(
-    artifact: Path,
-    shapes: Sequence[tuple[int, int]],
-    max_batch: int,
-    threads: int,
-    precision: str = "fp32",
-) -> Path:
-    """Where the cache keeps `compile_artifact`'s package in `precision` (fp32 or bf16)."""
-    variant = "" if precision == "fp32" else precision
-    return cached_path(artifact, shapes, max_batch, threads, variant)
-
-
 def compile_artifact(
     artifact: str | Path,
     *,
@@ -344,9 +260,9 @@ def compile_artifact(
     `precision` "bf16" computes in bfloat16 (the graph follows `mean`; behind its gate, on
     CPUs with native bf16).
 
-    Without `output` the package goes to `cache_dir()` under a key of the artifact's bytes,
-    shapes, max batch, threads, CPU ISA and torch version (like a TensorRT engine cache): a
-    second call with the same key returns at once.
+    Without `output` the package goes to the cache (`ifa_rt.side_files.cache_dir()`) under a
+    key of the artifact's bytes, shapes, max batch, threads, CPU ISA and torch version (like a
+    TensorRT engine cache): a second call with the same key returns at once.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(

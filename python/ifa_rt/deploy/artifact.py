@@ -6,9 +6,6 @@ none of them imports another to get at these.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +18,9 @@ from .metadata import EXTRA_FILE, parse_metadata
 __all__ = [
     "CoarseSegmenter",
     "ImageSegmenter",
-    "beside",
-    "file_sha256",
     "labels_from_coarse",
     "load_artifact",
 ]
-
-
-def beside(artifact: str | os.PathLike, suffix: str) -> Path:
-    """The file that goes with an artifact: `name.ifa.pt` (or `name.pt`) -> `name<suffix>`."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name.removesuffix(".pt").removesuffix(".ifa") + suffix)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file, read once per (path, size, modification time): the
-    artifact is hashed by every cache key, recipe and gate check of one construction."""
-    stat = os.stat(path)
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ImageSegmenter(nn.Module):

@@ -167,7 +167,7 @@ def load_checkpoint(path: str, preset: str | None = None) -> IFASegmentor:
         model = IFASegmentor(cfg.replace(pretrained_backbone=False), preset=stored)
         model.cfg = cfg
         _load_into(model, dict(obj["state_dict"]), f"load_checkpoint: '{path}' (preset {stored!r})")
-        from .artifact import file_sha256
+        from ..side_files import file_sha256
 
         model.checkpoint_meta = {**(obj.get("meta") or {}), "checkpoint_sha256": file_sha256(path)}
         return model.eval()

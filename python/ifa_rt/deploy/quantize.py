@@ -27,22 +27,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .aoti import aot_compile, compile_package, cpu_flags, export_graph, model_name
-from .artifact import file_sha256, labels_from_coarse
+from ..runtime.precision import cpu_has_vnni
+from ..side_files import CALIBRATION_VERSION, file_sha256
+from .aoti import aot_compile, compile_package, export_graph, model_name
+from .artifact import labels_from_coarse
 from .gate import Gate, compare, describe
 from .rebuild import rebuild_from_artifact
 
 __all__ = [
     "GateFailed",
     "QuantizationGate",
-    "cpu_has_vnni",
     "quantize",
     "quantize_artifact",
-    "save_recipe",
+    "save_calibration",
 ]
-
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-RECIPE_VERSION = 1
 
 
 class GateFailed(ValueError):
@@ -50,11 +48,6 @@ class GateFailed(ValueError):
 
 
 QuantizationGate = Gate  # the name it had before bf16/fp16 were gated too
-
-
-def cpu_has_vnni(flags: set[str] | None = None) -> bool:
-    """True when this CPU (or the given /proc/cpuinfo flags) has int8 dot-product instructions."""
-    return any(f in (cpu_flags() if flags is None else flags) for f in VNNI_FLAGS)
 
 
 def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -130,7 +123,7 @@ class _Calibrated:
     def from_state(
         cls, wrapper: nn.Module, state: dict[str, torch.Tensor], keep_fp32: Sequence[str]
     ) -> _Calibrated:
-        """Statistics saved from an earlier calibration (an int8 recipe): no images needed."""
+        """Statistics saved from an earlier calibration (`NAME.int8.pt`): no images needed."""
         self = cls.__new__(cls)
         self.wrapper, self.state, self.keep_fp32 = wrapper, dict(state), list(keep_fp32)
         return self
@@ -265,7 +258,7 @@ def quantize_artifact(
     keep_fp32: Sequence[str] | str = "auto",
     force: bool = False,
     progress: Callable[[str], None] | None = None,
-    recipe: str | Path | None = None,
+    save_calibration_to: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the int8 AOTInductor package of a fused TorchScript artifact; return its metadata.
@@ -275,9 +268,9 @@ def quantize_artifact(
     must be held out of calibration and training. `keep_fp32`: module names of the artifact
     module (e.g. "net.encoder._conv_stem") that stay fp32, or "auto" (see `_calibrate`).
     `provenance` (e.g. the recordings calibration and gate came from) goes into the record.
-    `recipe`: also write the calibration (observer statistics, fp32 modules, gate) there, so
-    the same int8 model can be compiled on another machine without images
-    (`ifa_rt.deploy.int8_recipe`; `<name>.int8.pt` beside an artifact is found by
+    `save_calibration_to`: also write the calibration (observer statistics, fp32 modules,
+    gate) there, so the same int8 model can be compiled on another machine without images
+    (`ifa_rt.deploy.calibration`; `<name>.int8.pt` beside an artifact is found by
     `Segmenter(..., precision="int8")`).
     Raises GateFailed, without writing, when the gate is missed and `force` is false;
     RuntimeError on a CPU without VNNI.
@@ -328,18 +321,20 @@ def quantize_artifact(
         facts["gate"] = report
         # The gate is known only now: rewrite the package with it (the models are unchanged).
         package_meta = _with_metadata(staged, output, dict(package_meta, quantization=facts))
-    if recipe is not None:
-        save_recipe(recipe, artifact, calibrated, facts)
+    if save_calibration_to is not None:
+        save_calibration(save_calibration_to, artifact, calibrated, facts)
     return package_meta
 
 
-def save_recipe(path: str | Path, artifact: Path, calibrated: _Calibrated, facts: dict) -> None:
-    """The int8 recipe of `artifact`: what compiling its int8 model needs besides the artifact."""
+def save_calibration(
+    path: str | Path, artifact: Path, calibrated: _Calibrated, facts: dict
+) -> None:
+    """The int8 calibration of `artifact`: what compiling its int8 model needs besides it."""
     import json
 
     torch.save(
         {
-            "format_version": RECIPE_VERSION,
+            "format_version": CALIBRATION_VERSION,
             "artifact_sha256": file_sha256(artifact),
             "keep_fp32": list(calibrated.keep_fp32),
             "observers": {k: v.detach().clone() for k, v in calibrated.state.items()},

@@ -44,7 +44,7 @@ from ray.serve.config import BackpressureConfig
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from ..segmenter import Segmenter
+from ..runtime.segmenter import Segmenter
 from . import keep_replica_grpc_on_loopback, kserve
 from .admission import RETRY_AFTER_S, Admission
 from .codec import (

@@ -3,15 +3,17 @@
 `Segmenter(model)` with the defaults `precision="auto"`, `runtime="auto"` asks `choose` what
 to build, in this order of preference (the fastest first, measured on the bundled model):
 
-- CPU: int8 (an AOTInductor package from the artifact's int8 recipe: the recipe passed its
+- CPU: int8 (an AOTInductor package from the artifact's int8 calibration: it passed its
   gate, the CPU has VNNI, shapes are planned, torchao is installed) > bf16 (its gate passed
   and the CPU computes bf16 natively: AVX512_BF16 or AMX) > fp32; bf16 and fp32 run as an
   AOTInductor package when shapes are planned, else on TorchScript;
 - CUDA: fp16 > bf16 (gates passed) > fp32, on TorchScript graphs.
 
 A package already in the cache is used at once; otherwise TorchScript serves while
-`ifa_rt.tier_up.TierUp` compiles it in the background. `ifa-rt prepare` compiles ahead of time
-into the same cache (`prepare_package`).
+`ifa_rt.runtime.tier_up.TierUp` compiles it in the background. Compiling is deploy's work and
+runs in a child process (`ifa-rt prepare`, `compile_command`), also when a package is asked
+for by name (`compiled_for`): the runtime reads side files (`ifa_rt.side_files`) and never
+imports deploy. `ifa-rt prepare` compiles ahead of time into the same cache.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ import importlib.util
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .precision import gate_passed
+from ..side_files import (
+    calibration_for,
+    compiled_cached_path,
+    int8_cached_path,
+    load_calibration,
+)
+from .precision import cpu_has_native_bf16, cpu_has_vnni, gate_passed, int8_calibration
 
 __all__ = [
     "Choice",
@@ -32,8 +42,9 @@ __all__ = [
     "compiled_for",
     "compiler",
     "package_path",
+    "compile_command",
+    "int8_blocker",
     "plan_args",
-    "prepare_package",
 ]
 
 log = logging.getLogger("ifa_rt")
@@ -71,31 +82,23 @@ def compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++")
 
 
-def _cpu_flags() -> set[str]:
-    from .deploy.quantize import cpu_flags
-
-    return cpu_flags()
-
-
 def int8_blocker(path: Path, settings: dict[str, Any], runtime: str) -> tuple[str, Path | None]:
-    """Why int8 cannot serve here ('' when it can), and its recipe."""
-    from .deploy.int8_recipe import load_recipe, recipe_for
-    from .deploy.quantize import cpu_has_vnni
-
-    recipe = recipe_for(path)
+    """Why int8 cannot serve here ('' when it can), and its calibration file."""
+    calibration = calibration_for(path)
     if runtime not in ("auto", "aoti"):
-        return f"int8 runs as a compiled package, and runtime is '{runtime}'", recipe
-    if recipe is None:
-        return "no int8 recipe beside the artifact", None
+        return f"int8 runs as a compiled package, and runtime is '{runtime}'", calibration
+    if calibration is None:
+        return "no int8 calibration beside the artifact", None
     if not settings.get("shapes"):
-        return "int8 is compiled per planned shape and none were given", recipe
+        return "int8 is compiled per planned shape and none were given", calibration
     if not cpu_has_vnni():
-        return "this CPU has no VNNI (int8 would be slower than fp32)", recipe
+        return "this CPU has no VNNI (int8 would be slower than fp32)", calibration
     if importlib.util.find_spec("torchao") is None:
-        return "torchao is not installed (pip install 'ifa-rt[quantize]')", recipe
-    if not load_recipe(recipe, path)["quantization"].get("gate", {}).get("passed", False):
-        return "the int8 recipe failed its accuracy gate", recipe
-    return "", recipe
+        return "torchao is not installed (pip install 'ifa-rt[quantize]')", calibration
+    record = load_calibration(calibration, path)
+    if not record["quantization"].get("gate", {}).get("passed", False):
+        return "the int8 calibration failed its accuracy gate", calibration
+    return "", calibration
 
 
 def choose(path: Path, settings: dict[str, Any]) -> Choice:
@@ -124,18 +127,16 @@ def choose(path: Path, settings: dict[str, Any]) -> Choice:
             if precision == "fp32":
                 if not gate_passed(path, "bf16"):
                     skipped["bf16"] = "no passed bf16 gate for this artifact"
-                elif not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
-                    # Emulated bf16 is slower than fp32; native bf16 measured 1.8-2.0x faster
-                    # with AVX512_BF16 alone (docs/benchmarks.md) and faster again with AMX.
+                elif not cpu_has_native_bf16():
                     skipped["bf16"] = "this CPU has no native bf16 (AVX512_BF16 or AMX)"
                 else:
                     precision = "bf16"
     compiled = not cuda and precision in ("fp32", "int8", "bf16") and bool(settings.get("shapes"))
     if precision == "int8" or runtime == "aoti" or (runtime == "auto" and compiled):
-        from .deploy.int8_recipe import recipe_for
-
-        # Without shapes or a recipe there is nothing to compile: the Segmenter says why.
-        known = settings.get("shapes") and (precision != "int8" or recipe_for(path) is not None)
+        # Without shapes or a calibration there is nothing to compile: the Segmenter says why.
+        known = settings.get("shapes") and (
+            precision != "int8" or calibration_for(path) is not None
+        )
         package = package_path(path, settings, precision) if known else None
         return Choice(precision, "aoti", package, skipped)
     return Choice(precision, runtime, None, skipped)
@@ -146,11 +147,11 @@ def plan_args(settings: dict[str, Any]) -> dict[str, Any]:
     runs batch 1 only, so nothing else is compiled)."""
     import torch
 
-    from . import _core
+    from .extension import core
 
     invariant = settings.get("batch_invariant")
     if invariant is None:
-        invariant = _core.Options().batch_invariant
+        invariant = core.Options().batch_invariant
     return {
         "shapes": [(int(h), int(w)) for h, w in settings["shapes"]],
         "max_batch": 1 if invariant else int(settings.get("max_batch") or 1),
@@ -161,68 +162,72 @@ def plan_args(settings: dict[str, Any]) -> dict[str, Any]:
 def package_path(path: Path, settings: dict[str, Any], precision: str) -> Path:
     """Where the cache keeps the package of `path` for these settings (it may not exist)."""
     if precision == "int8":
-        from .deploy.int8_recipe import int8_cached_path, recipe_for
-
-        return int8_cached_path(path, recipe_for(path), **plan_args(settings))
-    from .deploy.aoti import compiled_cached_path
-
+        return int8_cached_path(path, calibration_for(path), **plan_args(settings))
     return compiled_cached_path(path, **plan_args(settings), precision=precision)
 
 
-def prepare_package(
-    path: Path, settings: dict[str, Any], precision: str, show_progress: bool = True
-) -> Path:
-    """Compile the package of `path` into the cache (once per machine: concurrent processes
-    wait on a lock and find it) and return its path."""
-    import fcntl
+def compile_command(
+    path: Path, precision: str, plan: dict[str, Any], quiet: bool = True, nice: int = 0
+) -> list[str]:
+    """The `ifa-rt prepare` command that compiles the package of `path` for `plan` into the
+    cache (`plan_args`): one child process, so a compile never shares the server's GIL."""
+    command = [sys.executable, "-m", "ifa_rt.cli", "prepare", str(path)]
+    command += ["--precision", precision, "--threads", str(plan["threads"])]
+    command += ["--shapes", ",".join(f"{h}x{w}" for h, w in plan["shapes"])]
+    if plan["max_batch"] > 1:
+        command += ["--batched", "--max-batch", str(plan["max_batch"])]
+    if quiet:
+        command.append("--quiet")
+    if nice:
+        command += ["--nice", str(nice)]
+    return command
 
-    target = package_path(path, settings, precision)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(target.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file():
-            return target
-        args = dict(plan_args(settings), show_progress=show_progress)
-        if precision == "int8":
-            from .deploy.int8_recipe import compile_int8, recipe_for
 
-            return compile_int8(path, recipe_for(path), **args)
-        from .deploy.aoti import compile_artifact
-
-        return compile_artifact(path, precision=precision, **args)
+def run_compile(command: list[str], env: dict[str, str] | None = None, show: bool = False) -> None:
+    """Run a `compile_command`; RuntimeError with its last line of output when it fails.
+    `show`: its progress goes to this process's stderr as it runs."""
+    stdout = None if show else subprocess.PIPE
+    done = subprocess.run(
+        command, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout or "").strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
 
 
 def compiled_for(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
     """The file the engine loads: the artifact, or its package compiled for this machine.
 
-    A TorchScript artifact with runtime="aoti" (or precision="int8", from the int8 recipe
-    beside it) is compiled on first use and cached (`ifa_rt.deploy.aoti.compile_artifact`,
-    `ifa_rt.deploy.int8_recipe.compile_int8`; progress shown); a `.pt2` is used as is.
+    A TorchScript artifact with runtime="aoti" (or precision="int8", from the int8
+    calibration beside it) is compiled on first use into the cache (`compile_command`,
+    progress shown); a `.pt2` is used as is.
     """
-    from .bundled import resolve
-    from .options import shapes_text
+    from ..bundled import resolve
 
     path = resolve(model, where)
     int8 = kwargs.get("precision") == "int8"
     if path.suffix == ".pt2" or (not int8 and kwargs.get("runtime") != "aoti"):
         return str(path)
     if int8:
-        from .precision import int8_recipe
-
-        recipe = int8_recipe(path, where, kwargs.get("runtime"))
+        calibration = int8_calibration(path, where, kwargs.get("runtime"))
+        if not load_calibration(calibration, path)["quantization"].get("gate", {}).get("passed"):
+            raise ValueError(
+                f"{where}: 'precision': int8 calibration '{calibration}': its accuracy gate "
+                "failed; it is not used"
+            )
     shapes = kwargs.get("shapes")
     if not shapes:
         raise ValueError(
             f"{where}: 'shapes': expected the (height, width) sizes to compile for "
             f"{'precision' if int8 else 'runtime'} '{'int8' if int8 else 'aoti'}', got none"
         )
-    shapes_text(shapes, where)  # type errors first, before a long compile
-    plan = plan_args(kwargs)
-    if int8:
-        from .deploy.int8_recipe import compile_int8
-
-        return str(compile_int8(path, recipe, **plan))
-    from .deploy.aoti import compile_artifact
-
+    if int8 and not cpu_has_vnni():
+        raise RuntimeError(
+            f"{where}: precision 'int8': int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or "
+            "amx_int8); this CPU has none, so int8 would be slower than fp32 here"
+        )
     precision = kwargs.get("precision") or "fp32"
-    return str(compile_artifact(path, precision=precision, **plan))
+    target = package_path(path, kwargs, precision)
+    if not target.is_file():
+        run_compile(compile_command(path, precision, plan_args(kwargs), quiet=False), show=True)
+    return str(target)

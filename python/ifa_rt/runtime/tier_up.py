@@ -1,6 +1,7 @@
 """Serving while a faster engine compiles: `Tiered` (the runner's engine slot) and `TierUp`.
 
-A runner (`Segmenter`, `SegmenterPool`) builds the engine `ifa_rt.prepare.choose` asks for.
+A runner (`Segmenter`, `SegmenterPool`) builds the engine `ifa_rt.runtime.prepare.choose` asks
+for.
 When that is a compiled package not yet in the cache, TorchScript serves at once and `TierUp`
 compiles the package in a child process (`ifa-rt prepare`, niced, one compile thread),
 builds its engine here (GIL released), checks it against the serving engine on the most
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from .bundled import resolve
-from .options import core_options, shapes_text
-from .prepare import Choice, choose, compiled_for, compiler, plan_args
+from ..bundled import resolve
+from .extension import core as _core
+from .inputs import type_name
+from .prepare import (
+    Choice,
+    choose,
+    compile_command,
+    compiled_for,
+    compiler,
+    plan_args,
+    run_compile,
+)
 
 __all__ = ["TIER_UP_ENV", "TierUp", "Tiered", "engine_calls", "engine_label"]
 
@@ -58,7 +65,7 @@ class Tiered:
 
     _engine: Any
     _tier: Any = None  # TierUp while a faster engine compiles
-    _choice: Any = None  # ifa_rt.prepare.Choice
+    _choice: Any = None  # ifa_rt.runtime.prepare.Choice
     _history: tuple[tuple[str, int], ...] = ()  # (engine label, calls) of swapped-out engines
     _planned: set[tuple[int, int]] | None = None  # sizes the serving engine plans (learned too)
 
@@ -72,44 +79,51 @@ class Tiered:
         self,
         model: str | os.PathLike,
         where: str,
-        settings: dict[str, Any],
-        make: Callable[[str | os.PathLike, dict[str, Any]], Any],
+        options: Any,
+        precision: str,
+        make: Callable[[str | os.PathLike, Any], Any],
     ) -> Callable[[], None]:
-        """Build the engine that serves now (`ifa_rt.prepare.choose`); returns what starts the
-        tier-up, to call once the runner is complete."""
+        """Build the engine that serves now (`ifa_rt.runtime.prepare.choose` decides from
+        `options`, an `ifa_rt.Options`, and `precision`, which may be "auto"); returns what
+        starts the tier-up, to call once the runner is complete."""
         path = resolve(model, where)
-        if settings.get("shapes") is not None:
-            shapes_text(settings["shapes"], where)  # type errors first
-        if settings["precision"] == "int8":  # CPU only: a CUDA device is refused before compiling
-            core_options(where, **settings)
-        runtime = settings.get("runtime")
+        if not isinstance(precision, str):
+            raise TypeError(f"{where}: 'precision': expected a str, got {type_name(precision)}")
+        if precision != "auto":
+            options = options.replace(precision=precision)  # a bad name: its ValueError now
+        settings = dict(options.to_dict(), precision=precision)
+        runtime = options.runtime
+
+        def built(file: str | os.PathLike, precision: str, runtime: str | None = None) -> Any:
+            return make(file, options.replace(precision=precision, runtime=runtime))
+
         if path.suffix == ".pt2":  # a package runs the precision it was compiled for
-            precision = "fp32" if settings["precision"] == "auto" else settings["precision"]
-            self._engine = make(path, dict(settings, precision=precision))
+            self._engine = built(path, "fp32" if precision == "auto" else precision)
             return lambda: None
         choice = self._choice = choose(path, settings)
-        if settings["precision"] == "int8" or runtime not in (None, "auto"):
+        if precision == "int8" or runtime != "auto":
             # Asked for by name: built now (an int8 or aoti compile shows its progress).
             chosen = dict(settings, precision=choice.precision)
-            self._engine = make(compiled_for(model, where, chosen), chosen)
+            self._engine = built(compiled_for(model, where, chosen), choice.precision)
             return lambda: None
         if choice.runtime != "aoti":
-            self._engine = make(path, dict(settings, precision=choice.precision))
+            self._engine = built(path, choice.precision)
             return lambda: None
-        compiled = dict(settings, precision=choice.precision, runtime="aoti")
         if choice.package.is_file():
             try:
-                self._engine = make(choice.package, compiled)
+                self._engine = built(choice.package, choice.precision, "aoti")
                 return lambda: None
             except RuntimeError as exc:  # corrupt, or compiled for another machine: rebuild
                 log.warning(
                     "ifa_rt: cached package %s refused (%s); rebuilding", choice.package, exc
                 )
                 choice.package.unlink(missing_ok=True)
-        self._engine = make(path, dict(settings, precision=choice.interim_precision, runtime=None))
+        self._engine = built(path, choice.interim_precision)
 
         def start_tier() -> None:
-            self._tier = TierUp(self, path, choice, settings, lambda p: make(p, compiled))
+            self._tier = TierUp(
+                self, path, choice, settings, lambda p: built(p, choice.precision, "aoti")
+            )
 
         return start_tier
 
@@ -164,7 +178,7 @@ class Tiered:
         return served
 
     def _choice_report(self) -> dict[str, Any]:
-        """plan["choice"]: what `ifa_rt.prepare.choose` decided, and the tier-up's state."""
+        """plan["choice"]: what `ifa_rt.runtime.prepare.choose` decided, and the tier-up's state."""
         if self._choice is None:  # precision int8 or a runtime asked for by name
             runtime, precision = engine_label(self._engine).split()
             return {"precision": precision, "runtime": runtime, "asked": True}
@@ -245,31 +259,12 @@ class TierUp:
         }
 
     def _compile(self) -> None:
-        plan = plan_args(self._settings)
-        command = [
-            sys.executable,
-            "-m",
-            "ifa_rt.cli",
-            "prepare",
-            str(self._path),
-            "--precision",
-            self._choice.precision,
-            "--threads",
-            str(plan["threads"]),
-            "--shapes",
-            ",".join(f"{h}x{w}" for h, w in plan["shapes"]),
-            "--max-batch",
-            str(plan["max_batch"]),
-            "--quiet",
-            "--nice",
-            "10",
-        ]
+        command = compile_command(
+            self._path, self._choice.precision, plan_args(self._settings), nice=10
+        )
         env = dict(os.environ, OMP_NUM_THREADS="1")
         env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
+        run_compile(command, env)
 
     def _run(self) -> None:
         t0 = time.perf_counter()

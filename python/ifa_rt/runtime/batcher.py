@@ -18,52 +18,36 @@ import atexit
 import functools
 import threading
 import weakref
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from .extension import core as _core
 from .inputs import as_array as _as_array
 from .inputs import type_name as _type_name
 
 __all__ = ["Batcher"]
 
-_MAX_DELAY_US = 60_000_000  # as ifa_rt::BatcherOptions::validate
 _live: weakref.WeakSet[Batcher] = weakref.WeakSet()
 _lazy_lock = threading.Lock()
 
 
-def _check_int(value: Any, where: str, name: str) -> int:
-    """An int option; a bool is rejected (True is an int to Python, not a count)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{where}: '{name}': expected an int, got {_type_name(value)}")
-    return int(value)
+def batcher_options(max_batch: Any = None, max_delay_us: Any = None) -> _core.BatcherOptions:
+    """Validated `ifa_rt::BatcherOptions` (None keeps the C++ default): TypeError for a wrong
+    type, ValueError for a bad value, named by the C++ side."""
+    return _core.BatcherOptions(max_batch=max_batch, max_delay_us=max_delay_us)
 
 
-def check_max_delay_us(value: Any, where: str) -> int | None:
-    """Validate a `max_delay_us` option early (at Segmenter construction); None: the default."""
-    if value is None:
-        return None
-    delay = _check_int(value, where, "max_delay_us")
-    if not 0 <= delay <= _MAX_DELAY_US:
-        raise ValueError(
-            f"{where}: 'max_delay_us': expected microseconds in [0, {_MAX_DELAY_US}], got {delay}"
-        )
-    return delay
-
-
-def _complete(future: Future, out: np.ndarray, kind: int, message: str) -> None:
+def _complete(future: Future, out: np.ndarray, error: BaseException | None) -> None:
     """Called by a C++ worker (GIL held) when a request is done: resolve its Future."""
     try:
-        if kind == 0:
+        if error is None:
             future.set_result(out)
-        elif kind == 1:
-            future.set_exception(ValueError(message))
-        elif kind == 2:
-            future.set_exception(RuntimeError(message))
-        else:
+        elif isinstance(error, CancelledError):
             future.cancel()  # result() then raises CancelledError
+        else:
+            future.set_exception(error)
     except InvalidStateError:
         pass  # the caller cancelled the Future itself; its result is dropped
 
@@ -87,12 +71,8 @@ class Batcher:
                 f"{where}: 'runner': expected an ifa_rt.Segmenter or SegmenterPool, "
                 f"got {_type_name(runner)}"
             )
-        kwargs = {}  # what is left out keeps the C++ default (ifa_rt::BatcherOptions)
-        if max_batch is not None:
-            kwargs["max_batch"] = _check_int(max_batch, where, "max_batch")
-        if max_delay_us is not None:
-            kwargs["max_delay_us"] = check_max_delay_us(max_delay_us, where)
-        self._core = _core.Batcher(engine, **kwargs)
+        self._core = _core.Batcher(engine, batcher_options(max_batch, max_delay_us))
+        self._output_shape = engine.output_shape
         _live.add(self)
 
     def submit(self, image: Any, copy: bool = True) -> Future:
@@ -111,7 +91,8 @@ class Batcher:
             if copy:
                 array = np.array(array, copy=True, order="C")
             # The labels are written here by the worker, so the result needs no copy.
-            out = np.empty(array.shape[:2] if array.ndim == 3 else (0,), np.uint8)
+            # One image a request: another rank gets an empty array, and C++ names the error.
+            out = np.empty(self._output_shape(array.shape) if array.ndim == 3 else (0,), np.uint8)
             self._core.submit(array, out, functools.partial(_complete, future, out))
         except (TypeError, ValueError, RuntimeError) as exc:
             future.set_exception(exc)

@@ -9,7 +9,7 @@ Inputs are not copied where the layout allows: a numpy array (any non-negative s
 CPU torch tensor or a host DLPack array is handed to C++ as a view; PIL images are converted
 once; a file path (str or pathlib.Path) is decoded with Pillow. RGBA drops its alpha and
 grayscale (H×W, H×W×1, B×H×W×1) is replicated to RGB, both as views (the rule and its
-limits: `ifa_rt.inputs`). On a CUDA engine, a CUDA torch tensor (or any DLPack array in CUDA
+limits: `ifa_rt.runtime.inputs`). On a CUDA engine, a CUDA torch tensor (or any DLPack array in CUDA
 memory: CuPy, JAX, ...) stays on the device: the labels come back as a CUDA torch tensor,
 computed in order on torch's current stream without a host round trip (`torch.from_dlpack`
 shares them onward).
@@ -30,16 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .batcher import batcher_options
+from .extension import core as _core
 from .inputs import as_array as _as_array
 from .inputs import cuda_tensor as _cuda_tensor
 from .inputs import type_name as _type_name
-from .options import core_options
+from .options import resolve_options
 from .tier_up import Tiered
 
 __all__ = ["Segmenter", "SegmenterPool"]
-
-_D = _core.Options()  # the C++ defaults, declared once there
 
 
 class _Runner(Tiered):
@@ -63,7 +62,9 @@ class _Runner(Tiered):
             arrays = [
                 _as_array(x, where, f"images[{i}]", batch=False) for i, x in enumerate(images)
             ]
-            outs = [np.empty(a.shape[:2] if a.ndim == 3 else (0,), np.uint8) for a in arrays]
+            # One image each: another rank gets an empty array, and C++ names the error.
+            shape = self._engine.output_shape
+            outs = [np.empty(shape(a.shape) if a.ndim == 3 else (0,), np.uint8) for a in arrays]
             self._engine.segment_list(arrays, outs)
             for a in arrays:
                 self._note_size(a.shape)
@@ -71,8 +72,7 @@ class _Runner(Tiered):
         array = _as_array(images, where, "images")
         if self._tier is not None:
             self._tier.offer(array)
-        out = np.empty(self._out_shape(array.shape, "labels"), np.uint8)
-        self._engine.segment_into(array, out)
+        out = self._engine.segment(array)
         self._note_size(array.shape)
         return out
 
@@ -90,18 +90,8 @@ class _Runner(Tiered):
             ]
         return self._logits_one(_as_array(images, where, "images"))
 
-    def _out_shape(self, shape: Sequence[int], what: str) -> tuple[int, ...]:
-        """The result's shape for an input [H,W,3] / [B,H,W,3]: labels drop the channels,
-        logits put the classes before H, W; (0,) for another rank (the engine names it)."""
-        if len(shape) not in (3, 4):
-            return (0,)
-        if what == "labels":
-            return tuple(shape[:-1])
-        return (*shape[:-3], self._num_classes, *shape[-3:-1])
-
     def _logits_one(self, array: np.ndarray) -> np.ndarray:
-        out = np.empty(self._out_shape(array.shape, "logits"), np.float32)
-        self._engine.logits_into(array, out)
+        out = self._engine.logits(array)
         self._note_size(array.shape)
         return out
 
@@ -124,7 +114,8 @@ class _Runner(Tiered):
         import torch
 
         dtype = torch.uint8 if what == "labels" else torch.float32
-        out = torch.empty(self._out_shape(images.shape, what), dtype=dtype, device=images.device)
+        shape = self._engine.output_shape(list(images.shape), what == "logits")
+        out = torch.empty(shape, dtype=dtype, device=images.device)
         view = _core.DeviceArray(
             images.data_ptr(), list(images.shape), list(images.stride()), "uint8"
         )
@@ -136,7 +127,7 @@ class _Runner(Tiered):
     def submit(self, image: Any, copy: bool = True) -> Future:
         """Queue one H×W×3 image for dynamic micro-batching; a Future of its H×W labels.
 
-        Concurrent submits of the same size run as one batched call (`ifa_rt.batcher`). The
+        Concurrent submits of the same size run as one batched call (`ifa_rt.runtime.batcher`). The
         image is copied unless `copy=False` (then keep the buffer unchanged until done).
         """
         while True:
@@ -151,7 +142,7 @@ class _Runner(Tiered):
 
     @property
     def batcher(self) -> Any:
-        """The `ifa_rt.batcher.Batcher` behind `submit` (made on first use): stats, close."""
+        """The `ifa_rt.runtime.batcher.Batcher` behind `submit` (made on first use): stats, close."""
         from .batcher import runner_batcher
 
         return runner_batcher(self)
@@ -163,12 +154,16 @@ class Segmenter(_Runner):
     Args:
         model: an artifact path (`.ifa.pt`, or an AOTInductor package `.pt2`) or a bundled
             model name (see `ifa_rt.bundled_models()`).
+        options: an `ifa_rt.Options` (None: the defaults); keyword arguments below override
+            its fields. Every field is typed, defaulted and validated once, in C++
+            (`ifa_rt::Options`): TypeError for a wrong type, ValueError for a bad value.
         device: "cpu", "cuda" or "cuda:N".
         precision: "fp32", "fp16" or "bf16" (the graph computes in the dtype of `mean`);
-            "int8": the artifact's int8 recipe compiled for this CPU (needs VNNI and `shapes`;
-            cached); "auto" (default): the fastest that passed its accuracy gate and that this
-            hardware runs natively, with why the others were skipped (`plan["choice"]`; see
-            `ifa_rt.prepare`).
+            "int8": the artifact's int8 calibration compiled for this CPU (needs VNNI and
+            `shapes`; cached); "auto" (default): the fastest that passed its accuracy gate and
+            that this hardware runs natively, with why the others were skipped
+            (`plan["choice"]`; decided in `ifa_rt.runtime.prepare`). It decides
+            `options.precision`.
         max_batch: most images per call run together (and per `submit` batch); bigger inputs
             are split. With batch_invariant=False: buckets 1, 2, 4, .., max_batch; a remainder
             runs as planned smaller batches on CPU (5 = 4 + 1) and is padded up to the next
@@ -196,7 +191,7 @@ class Segmenter(_Runner):
             slower than `trim_heap_mb` (docs/reliability.md); `ifa_rt::Options`.
         plan_logits, optimize, channels_last, warmup, tf32, fuser: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
-            (microseconds; default 0: batch only what is queued). See `ifa_rt.batcher`.
+            (microseconds; default 0: batch only what is queued). See `ifa_rt.runtime.batcher`.
         batch_invariant: True (default): every image of a batch runs on the batch-1 plan, so
             its labels never depend on what it was batched with, in any precision, on any
             CPU. False: batched buckets (more images/s for int8, ~1.2x at batch 4; labels may
@@ -206,57 +201,21 @@ class Segmenter(_Runner):
     def __init__(
         self,
         model: str | os.PathLike,
-        device: str = _D.device,
-        precision: str = "auto",
-        max_batch: int = _D.max_batch,
-        shapes: Sequence[tuple[int, int]] | None = None,
-        strict: bool = _D.strict,
-        threads: int | None = None,
+        options: _core.Options | None = None,
         *,
-        plan_logits: bool | None = None,
-        runtime: str | None = None,
-        optimize: bool | None = None,
-        channels_last: bool | None = None,
-        warmup: int | None = None,
-        shape_cache: int | None = None,
+        precision: str = "auto",
         max_delay_us: int | None = None,
-        tf32: bool | None = None,
-        batch_invariant: bool | None = None,
-        learn_shapes: int | None = None,
-        trim_heap_mb: int | None = None,
-        mmap_threshold_kb: int | None = None,
-        fuser: str | None = None,
+        **overrides: Any,
     ) -> None:
         where = "Segmenter"
-        from .batcher import check_max_delay_us
-
-        self._max_delay_us = check_max_delay_us(max_delay_us, where)
-        settings = dict(
-            device=device,
-            precision=precision,
-            max_batch=max_batch,
-            shapes=shapes,
-            strict=strict,
-            threads=threads,
-            plan_logits=plan_logits,
-            runtime=runtime,
-            optimize=optimize,
-            channels_last=channels_last,
-            warmup=warmup,
-            shape_cache=shape_cache,
-            tf32=tf32,
-            batch_invariant=batch_invariant,
-            learn_shapes=learn_shapes,
-            trim_heap_mb=trim_heap_mb,
-            mmap_threshold_kb=mmap_threshold_kb,
-            fuser=fuser,
-        )
         t0 = time.perf_counter()
+        self._max_delay_us = batcher_options(max_delay_us=max_delay_us).max_delay_us
+        typed = resolve_options(where, options, overrides)
 
-        def make(path: str | os.PathLike, chosen: dict[str, Any]) -> _core.Segmenter:
-            return _core.Segmenter(str(path), core_options(where, **chosen))
+        def make(path: str | os.PathLike, chosen: _core.Options) -> _core.Segmenter:
+            return _core.Segmenter(str(path), chosen)
 
-        start_tier = self._start(model, where, settings, make)
+        start_tier = self._start(model, where, typed, precision, make)
         self._device = self._engine.options.device
         self._metadata = json.loads(self._engine.metadata_json)
         self._num_classes = int(self._engine.num_classes)
@@ -323,24 +282,29 @@ class SegmenterPool(_Runner):
     """`size` independent engines on one artifact; each call runs on an idle one.
 
     Calls release the GIL, so `map` (or your own threads) keeps all engines busy.
-    Takes the same keyword arguments as `Segmenter`.
+    Takes the same options and keyword arguments as `Segmenter`.
     """
 
-    def __init__(self, model: str | os.PathLike, size: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        size: int = 2,
+        options: _core.Options | None = None,
+        *,
+        precision: str = "auto",
+        max_delay_us: int | None = None,
+        **overrides: Any,
+    ) -> None:
         where = "SegmenterPool"
-        from .batcher import check_max_delay_us
-
-        self._max_delay_us = check_max_delay_us(kwargs.pop("max_delay_us", None), where)
+        self._max_delay_us = batcher_options(max_delay_us=max_delay_us).max_delay_us
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
             raise TypeError(f"{where}: 'size': expected an int, got {_type_name(size)}")
-        settings = dict(kwargs)
-        settings.setdefault("precision", "auto")
-        settings.setdefault("shapes", None)
+        typed = resolve_options(where, options, overrides)
 
-        def make(path: str | os.PathLike, chosen: dict[str, Any]) -> _core.SegmenterPool:
-            return _core.SegmenterPool(str(path), core_options(where, **chosen), int(size))
+        def make(path: str | os.PathLike, chosen: _core.Options) -> _core.SegmenterPool:
+            return _core.SegmenterPool(str(path), chosen, int(size))
 
-        start_tier = self._start(model, where, settings, make)
+        start_tier = self._start(model, where, typed, precision, make)
         self._device = self._engine.engine(0).options.device
         self._metadata = json.loads(self._engine.engine(0).metadata_json)
         self._num_classes = int(self._engine.engine(0).num_classes)

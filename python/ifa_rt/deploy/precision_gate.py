@@ -1,8 +1,8 @@
 """Measure the accuracy gate of bf16 or fp16 for an artifact through the C++ runtime.
 
 The record it writes beside the artifact (for a bundled model: in the user cache, never into
-the installed package; `precision.gate_output`) is what `precision="auto"` requires before it
-considers that precision (`ifa_rt.precision`).
+the installed package; `ifa_rt.runtime.precision.gate_output`) is what `precision="auto"`
+requires before it considers that precision (`ifa_rt.runtime.prepare`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .precision import GATE_VERSION, gate_output
-from .segmenter import Segmenter
+from ..runtime.precision import GATE_VERSION, gate_output
+from ..side_files import file_sha256
+from .aoti import machine_facts
+from .gate import Gate, compare
 
 __all__ = ["gate_precision"]
 
@@ -32,9 +34,7 @@ def gate_precision(
 ) -> dict[str, Any]:
     """Measure the gate of bf16 or fp16 against fp32 through the C++ runtime; write it to
     `output` (default: `gate_output(artifact, precision)`) and return the written record."""
-    from .deploy.aoti import machine_facts
-    from .deploy.artifact import file_sha256
-    from .deploy.gate import Gate, compare
+    from ..runtime.segmenter import Segmenter  # loads the extension: only when measuring
 
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"gate: 'precision': expected 'bf16' or 'fp16', got '{precision}'")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .data import IGNORE_INDEX
+from ..data import IGNORE_INDEX
 
 __all__ = ["ohem_cross_entropy", "poly_lr", "param_groups"]
 
