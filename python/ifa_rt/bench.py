@@ -1,9 +1,9 @@
 """`ifa-rt bench`: latency of one artifact through `Segmenter`, and the statistics shared with
-the full interleaved benchmark of every runtime (`scripts/bench/run.py`, docs/benchmarks.md).
+the full interleaved benchmark of every runtime (docs/benchmarks.md), which is a script of the
+source checkout that imports this module (`python scripts/bench/run.py --model camvid ...`).
 
     ifa-rt bench camvid --shape 360x480 --batch 1 --reps 30
     ifa-rt bench cityscapes-r50 --shape 512x1024          # a preset: random weights, exported
-    ifa-rt bench --full --model camvid --shapes 360x480   # every runtime (source checkout)
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ __all__ = [
     "load_images",
     "parse_shape",
     "percentile",
-    "script_path",
     "summarize",
     "time_calls",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 DEMO_IMAGE = Path("cityscapes_sample") / "demo_frankfurt_1024x512.png"
 CAMVID_VAL = Path("camvid") / "images" / "val"
 
@@ -112,11 +110,6 @@ def time_calls(fn, images: Any, reps: int, *, sync=None, warmup: int = 0) -> lis
         if i >= warmup:
             ms.append((time.perf_counter() - t0) * 1e3)
     return ms
-
-
-def script_path() -> Path:
-    """The full benchmark's entry point, present in a source checkout (editable install)."""
-    return REPO / "scripts" / "bench" / "run.py"
 
 
 def bench_artifact(model: str, workdir: Path) -> tuple[str, str]:

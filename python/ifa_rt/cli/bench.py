@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ..bench import bench_artifact, load_images, script_path, summarize, time_calls
+from ..bench import bench_artifact, load_images, summarize, time_calls
 from ..shapes import parse_shape
 from .engine_args import add_engine_arguments, describe_engine
 
@@ -32,20 +30,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="real images to time (default: $IFA_RT_DATA, else ~/.local/share/ifa_rt/data)",
     )
-    parser.add_argument(
-        "--full",
-        nargs=argparse.REMAINDER,
-        help="run scripts/bench/run.py with the arguments that follow (every runtime)",
-    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Run `ifa-rt bench`: p50/p90/p99 and images/s of one artifact, or the full script."""
-    if args.full is not None:
-        script = script_path()
-        if not script.is_file():
-            raise FileNotFoundError(f"bench: '--full' needs a source checkout; {script} not found")
-        return subprocess.call([sys.executable, str(script), *args.full])
+    """Run `ifa-rt bench`: p50/p90/p99 and images/s of one artifact."""
     if not args.model:
         raise ValueError(
             "bench: 'model': expected an artifact path, bundled name or preset, got none"

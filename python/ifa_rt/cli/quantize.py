@@ -3,7 +3,8 @@
 ifa-rt quantize --model camvid --shapes 360x480 -o camvid-int8.pt2 \
     --save-calibration camvid.int8.pt
     (calibrates on CamVid train frames, gates on the val frames with their labels; the saved
-    calibration lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any VNNI CPU)
+    calibration lets `Segmenter(artifact, precision="int8")` compile the same int8 model on any
+    VNNI CPU)
 ifa-rt quantize --precision bf16 --model m.ifa.pt
     (measures bf16 against fp32 through the C++ runtime on the gate split; writes m.bf16.json
     beside the artifact, which precision="auto" requires before it considers bf16; for a

@@ -142,7 +142,7 @@ class _Runner(Tiered):
 
     @property
     def batcher(self) -> Any:
-        """The `ifa_rt.runtime.batcher.Batcher` behind `submit` (made on first use): stats, close."""
+        """The `ifa_rt.runtime.batcher.Batcher` behind `submit` (made on first use)."""
         from .batcher import runner_batcher
 
         return runner_batcher(self)
