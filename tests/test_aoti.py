@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import ifa_rt
 from ifa_rt import _core
@@ -226,6 +227,72 @@ def test_options_the_package_cannot_serve_are_refused(package, kwargs, message):
     with pytest.raises(ValueError) as err:
         ifa_rt.Segmenter(package, **kwargs)
     assert message in str(err.value)
+
+
+def test_a_cuda_package_is_served_by_the_cuda_engine_only(package, tmp_path):
+    """The `aoti` block's device picks the engine: a CUDA package is refused on the CPU by
+    name and goes to the CUDA engine otherwise (without a GPU: its clear error; with one, this
+    forged package's CPU models are refused by the CUDA runner), and a CPU package on CUDA is
+    refused."""
+    forged = _rewrite(package, tmp_path / "cuda.pt2", device="cuda", cpu_isa="avx512 amx_future")
+    with pytest.raises(ValueError) as err:
+        ifa_rt.Segmenter(forged)
+    assert str(err.value) == (
+        "Options: 'device': expected 'cuda' or 'cuda:N' (this package was compiled for CUDA), "
+        "got 'cpu'"
+    )
+    with pytest.raises(RuntimeError) as err:
+        ifa_rt.Segmenter(forged, device="cuda")
+    if torch.cuda.is_available() and _core.has_cuda_engine():
+        assert f"failed to load package '{forged}': model 'labels_1x360x480'" in str(err.value)
+    else:
+        assert "expected an available CUDA device, got 'cuda': no CUDA device" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        ifa_rt.Segmenter(package, device="cuda")
+    assert str(err.value) == (
+        "Options: 'device': expected 'cpu' (this package was compiled for the CPU), got 'cuda'"
+    )
+
+
+def test_compile_package_checks_its_device_before_compiling(tmp_path):
+    target = tmp_path / "never.pt2"
+    args = (None, {}, tmp_path / "fallback.ifa.pt", target)
+    with pytest.raises(ValueError) as err:
+        aoti.compile_package(*args, shapes=[SHAPE], device="tpu")
+    assert str(err.value) == "export: 'device': expected 'cpu', 'cuda' or 'cuda:N', got 'tpu'"
+    with pytest.raises(ValueError, match="int8 packages run on the CPU only"):
+        aoti.compile_package(*args, shapes=[SHAPE], device="cuda", precision="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match=r"expected an available CUDA device, got 'cuda:0'"):
+            aoti.compile_package(*args, shapes=[SHAPE], device="cuda:0")
+    assert not target.exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not _core.has_cuda_engine(),
+    reason="needs a CUDA device and the CUDA engine",
+)
+@pytest.mark.parametrize("coarse", [False, True], ids=["labels", "coarse_logits"])
+def test_a_package_compiled_for_cuda_agrees_with_the_cuda_graphs(tmp_path, frames, coarse):
+    from ifa_rt.deploy.rebuild import rebuild_from_artifact
+
+    artifact = resolve("camvid")
+    wrapper, meta = rebuild_from_artifact(artifact, coarse=coarse)
+    path = tmp_path / "camvid-cuda.pt2"
+    block = aoti.compile_package(
+        wrapper, meta, artifact, path, shapes=[SHAPE], max_batch=2, device="cuda"
+    )["aoti"]
+    assert block["device"] == "cuda" and block["cuda_capability"]
+    seg = ifa_rt.Segmenter(path, device="cuda", batch_invariant=False)
+    graphs = ifa_rt.Segmenter(
+        artifact, device="cuda", precision="fp32", shapes=[SHAPE], max_batch=2
+    )
+    assert seg.plan["runtime"] == "aoti" and seg.plan["device"] == "cuda"
+    got, want = seg(frames), graphs(frames)
+    assert (got == want).mean() >= 0.999
+    logits = seg.logits(frames[0])  # on the package's TorchScript fallback, on the GPU
+    assert logits.shape == (len(meta["classes"]), *SHAPE)
 
 
 def test_broken_packages_fail_cleanly(package, tmp_path, aoti_seg, frames):

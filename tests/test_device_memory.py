@@ -171,3 +171,43 @@ def test_cuda_engine_refuses_memory_in_the_wrong_place(tiny):
         "in CUDA memory, got a mix"
     )
     np.testing.assert_array_equal(seg(on_device).cpu().numpy(), seg(batch))
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_staging_is_pinned_at_its_planned_size(tiny):
+    """Pinned staging is allocated at exactly the planned bytes, not by torch's pinned caching
+    allocator (which rounds each block up to a power of two): building the engine takes
+    nothing from that allocator, and the plan's pinned bytes are the slots' exact sizes."""
+    stats = getattr(torch.cuda, "host_memory_stats", None)
+    if stats is None:
+        pytest.skip("torch.cuda.host_memory_stats needs torch >= 2.6")
+    before = stats()["allocated_bytes.allocated"]
+    seg = Segmenter(tiny, device="cuda", shapes=[(37, 53)], max_batch=3, batch_invariant=False)
+    assert stats()["allocated_bytes.allocated"] == before
+    pinned = [b for b in seg.plan["buffers"] if b["device"] == "cpu-pinned"]
+    assert sum(b["bytes"] for b in pinned) == 2 * (3 * 37 * 53 * 3 + 3 * 37 * 53)
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("fuser", ["on", "off"])
+def test_cuda_fuser_on_and_off_give_the_same_labels(tiny, fuser):
+    batch = rand_images(3, 32, 48, seed=16)
+    want = Segmenter(tiny, shapes=[(32, 48)])(batch)
+    seg = Segmenter(tiny, device="cuda", shapes=[(32, 48)], fuser=fuser)
+    assert seg.options.fuser == fuser
+    np.testing.assert_array_equal(seg(batch), want)
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_graphs_survive_more_unplanned_sizes_than_the_shape_cache(tiny):
+    """The captured graphs read the artifact's cached per-shape tensors of the planned size;
+    serving more unplanned sizes than `shape_cache` holds must not evict those."""
+    batch = rand_images(2, 32, 48, seed=17)
+    seg = Segmenter(tiny, device="cuda", shapes=[(32, 48)], max_batch=2, shape_cache=1)
+    want = seg(batch)
+    for k, (h, w) in enumerate([(40, 56), (24, 40), (48, 64)]):
+        seg(rand_images(1, h, w, seed=20 + k))
+    np.testing.assert_array_equal(seg(batch), want)

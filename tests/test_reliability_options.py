@@ -110,6 +110,27 @@ BAD_OPTIONS = [
         "Options: 'runtime': expected 'auto', 'static', 'jit' or 'aoti', got 'fast'",
     ),
     (
+        dict(fuser="fast"),
+        ValueError,
+        "Options: 'fuser': expected 'auto', 'on' or 'off', got 'fast'",
+    ),
+    (dict(fuser=1), TypeError, "Options: 'fuser': expected a str, got int"),
+    (
+        dict(fuser="on"),
+        ValueError,
+        "Options: 'fuser': expected 'auto' or 'off' on the CPU (TensorExpr fusion runs on CUDA only: torch's CPU builds have no LLVM), got 'on'",
+    ),
+    (
+        dict(device="cuda", precision="int8"),
+        ValueError,
+        "Options: 'precision': expected 'fp32', 'fp16' or 'bf16' on device 'cuda' (int8 runs on the CPU only, from a quantized AOTInductor package), got 'int8'",
+    ),
+    (
+        dict(device="cuda:1", precision="int8", shapes=[(32, 48)]),
+        ValueError,
+        "Options: 'precision': expected 'fp32', 'fp16' or 'bf16' on device 'cuda:1' (int8 runs on the CPU only, from a quantized AOTInductor package), got 'int8'",
+    ),
+    (
         dict(strict="maybe"),
         TypeError,
         "Options: 'strict': expected a bool, got str",

@@ -134,6 +134,7 @@ const std::vector<Field>& fields() {
       IFA_INT(trim_heap_mb),
       IFA_INT(mmap_threshold_kb),
       IFA_BOOL(batch_invariant),
+      IFA_STR(fuser),
   };
   return all;
 }

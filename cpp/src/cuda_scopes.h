@@ -1,13 +1,20 @@
 #pragma once
-// RAII pieces of the CUDA engine (engine_cuda.cpp): the TF32 policy around its work, the
-// stream it owns and the events that order it against its callers' streams. Include only from TUs compiled against a
-// CUDA torch.
+// RAII pieces of the CUDA engines (engine_cuda.cpp, engine_aoti_cuda.cpp): the device they
+// run on, the TF32, cuDNN and fuser policies around their work, the stream each owns and the
+// events that order it against its callers' streams. Include only from TUs compiled against
+// a CUDA torch.
 #include <ATen/Context.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+#include <torch/csrc/jit/codegen/fuser/interface.h>
+#include <torch/csrc/jit/passes/tensorexpr_fuser.h>
 
 #include <optional>
+#include <string>
+
+#include "options.h"
 
 namespace ifa_rt::detail {
 
@@ -29,6 +36,64 @@ class Tf32Scope {
 
  private:
   bool cudnn_, cublas_;
+};
+
+// The CUDA device an engine's `device` option names; Error when there is none or too few.
+inline at::Device checked_cuda_device(const std::string& device) {
+  const int index = parse_device(device).index;
+  const int count = static_cast<int>(at::cuda::device_count());
+  if (count == 0)
+    throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + device + "': no CUDA device");
+  if (index >= count)
+    throw Error("Segmenter: option 'device': expected cuda:0..cuda:" + std::to_string(count - 1) + ", got '" + device +
+                "'");
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+// cuDNN autotuning for warm-up and capture (process-wide flags, restored afterwards). With
+// benchmark on, warm-up times the candidate algorithms and caches the fastest per convolution
+// in the capturing thread's plan cache, so the capture that follows hits that cache instead
+// of running timed trials (which synchronise, and would fail the capture). Off: the same with
+// heuristic choices. Deterministic mode is off either way: it excludes algorithms.
+class CudnnTuneScope {
+ public:
+  explicit CudnnTuneScope(bool benchmark)
+      : benchmark_(at::globalContext().benchmarkCuDNN()), deterministic_(at::globalContext().deterministicCuDNN()) {
+    at::globalContext().setBenchmarkCuDNN(benchmark);
+    at::globalContext().setDeterministicCuDNN(false);
+  }
+  ~CudnnTuneScope() {
+    at::globalContext().setBenchmarkCuDNN(benchmark_);
+    at::globalContext().setDeterministicCuDNN(deterministic_);
+  }
+  CudnnTuneScope(const CudnnTuneScope&) = delete;
+  CudnnTuneScope& operator=(const CudnnTuneScope&) = delete;
+
+ private:
+  bool benchmark_, deterministic_;
+};
+
+// Options::fuser for TorchScript calls on CUDA: the TensorExpr fuser and its GPU backend set
+// for the scope (process-wide flags, restored afterwards). The profiling executor fuses when
+// it optimises a graph (the 2nd warm-up call, or an unplanned shape's), so every call runs
+// inside one: a host that changed the flags cannot change what the engine compiles.
+class FuserScope {
+ public:
+  explicit FuserScope(const std::string& fuser)
+      : enabled_(torch::jit::tensorExprFuserEnabled()), gpu_(torch::jit::canFuseOnGPU()) {
+    const bool on = fuser != "off";  // "auto" = "on": torch's default on CUDA, pinned
+    torch::jit::setTensorExprFuserEnabled(on);
+    torch::jit::overrideCanFuseOnGPU(on);
+  }
+  ~FuserScope() {
+    torch::jit::setTensorExprFuserEnabled(enabled_);
+    torch::jit::overrideCanFuseOnGPU(gpu_);
+  }
+  FuserScope(const FuserScope&) = delete;
+  FuserScope& operator=(const FuserScope&) = delete;
+
+ private:
+  bool enabled_, gpu_;
 };
 
 // A stream of the engine's own, destroyed with it (after its work has finished).

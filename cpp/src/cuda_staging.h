@@ -1,11 +1,14 @@
 #pragma once
-// Pinned host staging of the CUDA engine (engine_cuda.cpp): two slots per planned input
+// Pinned host staging of the CUDA engines (engine_cuda.cpp, engine_aoti_cuda.cpp): two slots per planned input
 // shape, so that one run is staged and copied out on the host while the other's copies and
 // replay run on the device. Include only from TUs compiled against a CUDA torch.
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime_api.h>
 
 #include <array>
 #include <condition_variable>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -28,11 +31,32 @@ inline at::Tensor staged(const at::Tensor& flat, const at::Tensor& output) {
   return flat.as_strided(output.sizes(), output.strides());
 }
 
+// True when image i of a [B,...] tensor is the i-th of B equal blocks, so that the first n
+// images are one flat block (a batch dimension with the largest stride).
+inline bool batch_outermost(const at::Tensor& t) {
+  return t.dim() > 0 && t.stride(0) * t.size(0) == t.numel() && t.is_non_overlapping_and_dense();
+}
+
 // Elements a tensor's strides reach (what `staged` needs of a flat buffer).
 inline int64_t span(const at::Tensor& t) {
   int64_t last = 0;
   for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
   return last + 1;
+}
+
+// Pinned host memory of exactly `elements` elements of `dtype`, zero-filled and freed with
+// the tensor. Not torch's pinned caching allocator: it rounds every block up to a power of
+// two (R50 1024x2048 logits for batch 8: 1.27 GB -> 2 GiB per slot), which the plan would not
+// show.
+inline at::Tensor pinned_exact(at::IntArrayRef sizes, at::ScalarType dtype) {
+  int64_t elements = 1;
+  for (int64_t d : sizes) elements *= d;
+  const size_t bytes = static_cast<size_t>(elements) * c10::elementSize(dtype);
+  void* data = nullptr;
+  C10_CUDA_CHECK(cudaHostAlloc(&data, bytes > 0 ? bytes : 1, cudaHostAllocDefault));
+  std::memset(data, 0, bytes);
+  return at::from_blob(
+      data, sizes, [](void* p) { (void)cudaFreeHost(p); }, at::TensorOptions(dtype));
 }
 
 // The slots of every planned shape, handed to one run at a time.
@@ -44,10 +68,9 @@ class StagingSlots {
   void add_shape(int64_t max_batch, int64_t height, int64_t width, int64_t labels, int64_t logits) {
     shapes_.emplace_back();
     for (Slot& slot : shapes_.back()) {
-      auto pinned = at::TensorOptions(at::kByte).pinned_memory(true);
-      slot.host_in = at::zeros({max_batch, height, width, 3}, pinned);
-      slot.host_labels = at::empty({labels}, pinned);
-      if (logits > 0) slot.host_logits = at::empty({logits}, pinned.dtype(at::kFloat));
+      slot.host_in = pinned_exact({max_batch, height, width, 3}, at::kByte);
+      slot.host_labels = pinned_exact({labels}, at::kByte);
+      if (logits > 0) slot.host_logits = pinned_exact({logits}, at::kFloat);
       slot.done = std::make_unique<Event>();
     }
   }

@@ -2,6 +2,8 @@
 // torch here).
 #include "engine.h"
 
+#include "aoti_common.h"
+
 namespace ifa_rt::detail {
 
 int overlapping_calls(const Segmenter& segmenter) { return segmenter.plan().runtime == "cuda-graph" ? 2 : 1; }
@@ -21,6 +23,10 @@ bool Engine::add_shape(const Shape&) { return false; }
 std::unique_ptr<Engine> make_cuda_engine(const std::string&, const Options& options, Metadata*) {
   throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + options.device +
               "': no CUDA device (this ifa_rt was built without the CUDA engine; torch has no CUDA)");
+}
+std::unique_ptr<Engine> make_aoti_cuda_engine(const std::string& path, const Options& options, Metadata* metadata,
+                                              const PackageContents&, Options*) {
+  return make_cuda_engine(path, options, metadata);  // throws the same "no CUDA device" error
 }
 #endif
 

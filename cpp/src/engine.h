@@ -1,7 +1,8 @@
 #pragma once
 // The engine interface the Segmenter drives: one per device kind and artifact form
-// (engine_cpu.cpp, engine_cuda.cpp, engine_aoti.cpp). An engine owns the frozen module, the per-bucket buffers and the
-// warm-up; the Segmenter owns validation, batching, locking and stats. No torch here.
+// (engine_cpu.cpp, engine_cuda.cpp, engine_aoti.cpp, engine_aoti_cuda.cpp). An engine owns
+// the frozen module, the per-bucket buffers and the warm-up; the Segmenter owns validation,
+// batching, locking and stats. No torch here.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -90,8 +91,9 @@ int overlapping_calls(const Segmenter& segmenter);
 std::unique_ptr<Engine> make_cpu_engine(const std::string& path, const Options& options, Metadata* metadata,
                                         Options* resolved);
 
-/// Builds the AOTInductor engine (engine_aoti.cpp) for a `.pt2` package: checks the package
-/// against this machine and the options, loads one compiled model per bucket, warms up.
+/// Builds the AOTInductor engine (engine_aoti.cpp; a package compiled for CUDA:
+/// engine_aoti_cuda.cpp) for a `.pt2` package: checks the package against this machine and
+/// the options, loads one compiled model per bucket, warms up.
 std::unique_ptr<Engine> make_aoti_engine(const std::string& path, const Options& options, Metadata* metadata,
                                          Options* resolved);
 

@@ -1,5 +1,6 @@
 // The AOTInductor engine: one compiled model per planned bucket from a `.pt2` package, run
-// through LibTorch's AOTIModelPackageLoader, with the CPU engine's memory plan.
+// through LibTorch's AOTIModelPackageLoader, with the CPU engine's memory plan. A package
+// compiled for CUDA goes to engine_aoti_cuda.cpp after step 1.
 //
 // Construction:
 //   1. read `extra/ifa_rt.json` from the archive; validate it like an artifact's metadata,
@@ -26,6 +27,7 @@
 #include <fstream>
 
 #include "alloc_counter.h"
+#include "aoti_common.h"
 #include "artifact.h"
 #include "engine.h"
 #include "engine_common.h"
@@ -71,59 +73,63 @@ class TempFile {
   std::string path_;
 };
 
+// Step 1: the package's metadata and fallback bytes, and whether it can run here.
+PackageContents read_package(const std::string& path, const Options& options, Metadata* metadata) {
+  const std::string where = "failed to load package '" + path + "': ";
+  if (options.runtime != "auto" && options.runtime != "aoti")
+    throw InvalidArgument("Options: 'runtime': expected 'auto' or 'aoti' for an AOTInductor package (.pt2), got '" +
+                          options.runtime + "'");
+  PackageContents contents;
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(where + "no such file or not readable");
+  }
+  try {
+    try {
+      check_zip(path);  // bounds and CRCs first: LibTorch trusts every length it reads
+    } catch (const Error& e) {
+      throw Error(where + "not a readable PT2 archive: " + e.what());
+    }
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    const std::string meta_record = std::string("extra/") + kMetadataFile;
+    if (!reader.hasRecord(meta_record))
+      throw Error(where + "metadata '" + kMetadataFile + "': expected an extra file (an ifa_rt package), got none");
+    const std::string json = read_record(reader, meta_record);
+    *metadata = parse_metadata(json);
+    contents.info = parse_package_info(json);
+    if (!reader.hasRecord(contents.info.fallback))
+      throw Error(where + "expected the fallback artifact '" + contents.info.fallback + "' inside, got none");
+    contents.fallback_bytes = read_record(reader, contents.info.fallback);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    throw Error(what.rfind(where, 0) == 0 ? what : where + what);
+  } catch (const c10::Error& e) {
+    throw Error(where + "not a readable PT2 archive: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw Error(where + "not a readable PT2 archive: " + first_line(e.what()));
+  }
+  const std::string mismatch =
+      package_mismatch(contents.info, host_cpu_flags(), host_machine(), ifa_rt::torch_version());
+  if (!mismatch.empty())
+    throw Error("Segmenter: package '" + path + "' cannot run on this machine: " + mismatch +
+                "; compile it here (ifa_rt.Segmenter(artifact, runtime='aoti') or "
+                "`ifa-rt export --format aoti`)");
+  const bool cuda = parse_device(options.device).cuda;
+  if (contents.info.device == "cuda" && !cuda)
+    throw InvalidArgument("Options: 'device': expected 'cuda' or 'cuda:N' (this package was compiled for CUDA), got '" +
+                          options.device + "'");
+  if (contents.info.device == "cpu" && cuda)
+    throw InvalidArgument("Options: 'device': expected 'cpu' (this package was compiled for the CPU), got '" +
+                          options.device + "'");
+  return contents;
+}
+
 class AotiEngine final : public Engine {
  public:
-  AotiEngine(const std::string& path, const Options& options, Metadata* metadata) : options_(options) {
+  AotiEngine(const std::string& path, const Options& options, Metadata* metadata, const PackageContents& contents)
+      : options_(options), package_(contents.info) {
     const std::string where = "failed to load package '" + path + "': ";
-    if (options_.runtime != "auto" && options_.runtime != "aoti")
-      throw InvalidArgument("Options: 'runtime': expected 'auto' or 'aoti' for an AOTInductor package (.pt2), got '" +
-                            options_.runtime + "'");
-    std::string json, fallback_bytes;
-    {
-      std::ifstream f(path, std::ios::binary);
-      if (!f) throw Error(where + "no such file or not readable");
-    }
-    try {
-      try {
-        check_zip(path);  // bounds and CRCs first: LibTorch trusts every length it reads
-      } catch (const Error& e) {
-        throw Error(where + "not a readable PT2 archive: " + e.what());
-      }
-      caffe2::serialize::PyTorchStreamReader reader(path);
-      const std::string meta_record = std::string("extra/") + kMetadataFile;
-      if (!reader.hasRecord(meta_record))
-        throw Error(where + "metadata '" + kMetadataFile + "': expected an extra file (an ifa_rt package), got none");
-      json = read_record(reader, meta_record);
-      *metadata = parse_metadata(json);
-      package_ = parse_package_info(json);
-      if (!reader.hasRecord(package_.fallback))
-        throw Error(where + "expected the fallback artifact '" + package_.fallback + "' inside, got none");
-      fallback_bytes = read_record(reader, package_.fallback);
-    } catch (const Error& e) {
-      const std::string what = e.what();
-      throw Error(what.rfind(where, 0) == 0 ? what : where + what);
-    } catch (const c10::Error& e) {
-      throw Error(where + "not a readable PT2 archive: " + first_line(e.what_without_backtrace()));
-    } catch (const std::exception& e) {
-      throw Error(where + "not a readable PT2 archive: " + first_line(e.what()));
-    }
-    const std::string mismatch = package_mismatch(package_, host_cpu_flags(), host_machine(), ifa_rt::torch_version());
-    if (!mismatch.empty())
-      throw Error("Segmenter: package '" + path + "' cannot run on this machine: " + mismatch +
-                  "; compile it here (ifa_rt.Segmenter(artifact, runtime='aoti') or "
-                  "`ifa-rt export --format aoti`)");
-    // A package runs in the precision it was compiled for; the default (fp32) means "the
-    // package's", so an int8 or bf16 package needs no option.
-    if (options_.precision == Precision::fp32 && package_.precision != "fp32")
-      options_.precision = parse_precision(package_.precision);
-    if (to_string(options_.precision) != package_.precision)
-      throw InvalidArgument("Options: 'precision': expected '" + package_.precision +
-                            "' (the precision this package was compiled for), got '" + to_string(options_.precision) +
-                            "'");
-    if (parse_device(options_.device).cuda)
-      throw InvalidArgument("Options: 'device': expected 'cpu' (this package was compiled for the CPU), got '" +
-                            options_.device + "'");
-    resolve_plan(path);
+    buckets_ = resolve_package_plan(package_, path, &options_);
     check_plan(options_, *metadata);
     num_classes_ = metadata->num_classes;
 
@@ -132,12 +138,11 @@ class AotiEngine final : public Engine {
     fallback_options.runtime = "auto";
     fallback_options.plan_logits = false;
     fallback_options.precision = Precision::fp32;  // the fallback artifact is fp32 (int8 packages too)
-    {
-      TempFile file(fallback_bytes);
+    fallback_ = make_fallback_engine(contents.fallback_bytes, [&](const std::string& file) {
       Metadata fallback_meta;
       Options resolved;
-      fallback_ = make_cpu_engine(file.path(), fallback_options, &fallback_meta, &resolved);
-    }
+      return make_cpu_engine(file, fallback_options, &fallback_meta, &resolved);
+    });
     options_.runtime = "aoti";
 
     TorchScope scope(options_.threads);
@@ -204,33 +209,6 @@ class AotiEngine final : public Engine {
   const Options& options() const { return options_; }
 
  private:
-  // The plan's buckets, each checked against the package's.
-  void resolve_plan(const std::string& path) {
-    auto compiled = [&](const Bucket& b) {
-      for (const Bucket& p : package_.buckets)
-        if (p.batch == b.batch && p.height == b.height && p.width == b.width) return true;
-      return false;
-    };
-    if (options_.shapes.empty()) {
-      int64_t max_batch = 1;
-      for (const Bucket& p : package_.buckets) {
-        max_batch = std::max(max_batch, p.batch);
-        const Shape s{p.height, p.width};
-        if (std::find(options_.shapes.begin(), options_.shapes.end(), s) == options_.shapes.end())
-          options_.shapes.push_back(s);
-      }
-      // A batch-invariant engine runs batch 1 only, whatever else the package holds.
-      options_.max_batch = options_.batch_invariant ? 1 : max_batch;
-    }
-    std::string have;
-    for (const Bucket& p : package_.buckets) have += (have.empty() ? "" : ", ") + p.name();
-    for (const Bucket& b : make_buckets(options_.shapes, options_.max_batch))
-      if (!compiled(b))
-        throw InvalidArgument("Options: 'shapes'/'max_batch': expected buckets compiled into package '" + path + "' (" +
-                              have + "), got " + b.name() + " (recompile with these shapes and max_batch)");
-    buckets_ = make_buckets(options_.shapes, options_.max_batch);
-  }
-
   // Writes the labels of the first n images of a bucket's result into outs: copied, or
   // finished from coarse logits (upsample + first maximum, upsample_labels.h).
   void labels_out(size_t bucket, const at::Tensor& out, int64_t n, void* const* outs) {
@@ -314,9 +292,51 @@ class AotiEngine final : public Engine {
 
 }  // namespace
 
+std::vector<Bucket> resolve_package_plan(const PackageInfo& package, const std::string& path, Options* options) {
+  // A package runs in the precision it was compiled for; the default (fp32) means "the
+  // package's", so an int8 or bf16 package needs no option.
+  if (options->precision == Precision::fp32 && package.precision != "fp32")
+    options->precision = parse_precision(package.precision);
+  if (to_string(options->precision) != package.precision)
+    throw InvalidArgument("Options: 'precision': expected '" + package.precision +
+                          "' (the precision this package was compiled for), got '" + to_string(options->precision) +
+                          "'");
+  auto compiled = [&](const Bucket& b) {
+    for (const Bucket& p : package.buckets)
+      if (p.batch == b.batch && p.height == b.height && p.width == b.width) return true;
+    return false;
+  };
+  if (options->shapes.empty()) {
+    int64_t max_batch = 1;
+    for (const Bucket& p : package.buckets) {
+      max_batch = std::max(max_batch, p.batch);
+      const Shape s{p.height, p.width};
+      if (std::find(options->shapes.begin(), options->shapes.end(), s) == options->shapes.end())
+        options->shapes.push_back(s);
+    }
+    // A batch-invariant engine runs batch 1 only, whatever else the package holds.
+    options->max_batch = options->batch_invariant ? 1 : max_batch;
+  }
+  std::string have;
+  for (const Bucket& p : package.buckets) have += (have.empty() ? "" : ", ") + p.name();
+  for (const Bucket& b : make_buckets(options->shapes, options->max_batch))
+    if (!compiled(b))
+      throw InvalidArgument("Options: 'shapes'/'max_batch': expected buckets compiled into package '" + path + "' (" +
+                            have + "), got " + b.name() + " (recompile with these shapes and max_batch)");
+  return make_buckets(options->shapes, options->max_batch);
+}
+
+std::unique_ptr<Engine> make_fallback_engine(const std::string& bytes,
+                                             const std::function<std::unique_ptr<Engine>(const std::string&)>& make) {
+  TempFile file(bytes);
+  return make(file.path());
+}
+
 std::unique_ptr<Engine> make_aoti_engine(const std::string& path, const Options& options, Metadata* metadata,
                                          Options* resolved) {
-  auto engine = std::make_unique<AotiEngine>(path, options, metadata);
+  const PackageContents contents = read_package(path, options, metadata);
+  if (contents.info.device == "cuda") return make_aoti_cuda_engine(path, options, metadata, contents, resolved);
+  auto engine = std::make_unique<AotiEngine>(path, options, metadata, contents);
   *resolved = engine->options();
   return engine;
 }

@@ -39,6 +39,10 @@ class CpuEngine final : public Engine {
           "Options: 'precision': 'int8' runs from a quantized AOTInductor package (.pt2; "
           "ifa-rt quantize), got the TorchScript artifact '" +
           path + "'");
+    if (options_.fuser == "on")
+      throw InvalidArgument(
+          "Options: 'fuser': expected 'auto' or 'off' on the CPU (TensorExpr fusion runs on CUDA only: "
+          "torch's CPU builds have no LLVM), got 'on'");
     if (options_.runtime == "aoti")
       throw InvalidArgument(
           "Options: 'runtime': 'aoti' expects an AOTInductor package (.pt2), got the "

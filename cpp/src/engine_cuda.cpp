@@ -8,17 +8,21 @@
 //   2. create the engine's own stream (not one of torch's shared pool streams, which Python's
 //      torch.cuda.Stream() also hands out); allocate per bucket a device input;
 //   3. warm up every bucket `warmup` times on the stream (the profiling executor specialises
-//      and fuses on the 2nd call);
+//      and fuses on the 2nd call, with the TensorExpr fuser as Options::fuser says) with cuDNN
+//      benchmark on, so each convolution's fastest algorithm is timed and cached;
 //   4. capture each bucket's graph(s) on the stream into one private memory pool
 //      (graph_pool_handle), one capture at a time in the process, in thread-local capture
-//      mode; a failed capture is ended and its pool use released before the error is thrown;
+//      mode, after returning the device's merely cached memory; a failed capture is ended and
+//      its pool use released, then 3-4 are redone once with benchmark off (cuda_graphs.cpp);
 //      the captured outputs are the device output buffers;
 //   5. allocate per planned shape two pinned staging slots (input, labels, logits when
-//      planned, each for max_batch images); replay each bucket once.
+//      planned, each for max_batch images, sized exactly); replay each bucket once.
 // A run on a planned bucket is then started (Segmenter's lock held): take a free slot of its
-// shape, copy the images into its pinned input (host), queue on the stream the H2D copy, the
-// replay, the D2H copy into the slot's pinned output and an event; and finished (lock free):
-// wait for the event, copy out, free the slot. With two slots, one run is staged on the host
+// shape, copy the images into its pinned input (host), queue on the stream the H2D copy of
+// those n images, the replay, the D2H copy of their n outputs into the slot's pinned output
+// (a padded bucket's other rows keep earlier inputs, whose outputs nobody reads) and an
+// event; and finished (lock free): wait for the event, copy out, free the slot. With two
+// slots, one run is staged on the host
 // while the other's copies and replay run on the device: consecutive calls and batches
 // overlap (the Batcher runs two workers over a CUDA engine). The stream orders the device
 // buffers: a run's H2D copy into the bucket's input follows the previous replay. No
@@ -30,7 +34,6 @@
 // Replays are serialised by the Segmenter's mutex, so buckets may share the graph pool.
 // TF32 is off unless Options::tf32: cuDNN's default would let fp32 differ from CPU fp32.
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -38,15 +41,14 @@
 #include <torch/script.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "artifact.h"
 #include "cuda_capture.h"
 #include "cuda_device_io.h"
+#include "cuda_graphs.h"
 #include "cuda_scopes.h"
 #include "cuda_staging.h"
 #include "engine.h"
@@ -58,45 +60,13 @@
 namespace ifa_rt::detail {
 namespace {
 
-struct AllocSnapshot {
-  int64_t count = 0, bytes = 0;
-};
-
-// Device-wide: CUDA has no per-stream allocation statistics, so another engine or Python
-// torch allocating on the same device during a call shows up here too. A planned call itself
-// allocates nothing (its work is a graph replay and copies into preallocated buffers).
-// Under PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync these statistics are not kept at all,
-// and the engine reports -1 ("not tracked") instead of a reassuring 0.
-AllocSnapshot device_allocations(int device) {
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
-  const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-  return {stats.allocation[agg].allocated, stats.allocated_bytes[agg].allocated};
-}
-
-struct CudaBucket {
-  Bucket bucket;
-  size_t shape = 0;                   // index of its input shape in Options::shapes
-  at::Tensor dev_in;                  // uint8 [B,H,W,3], the graphs' input
-  at::Tensor dev_labels, dev_logits;  // captured outputs: uint8 [B,H,W], float [B,C,H,W]
-  std::unique_ptr<at::cuda::CUDAGraph> labels_graph, logits_graph;
-};
-
 class CudaEngine final : public Engine {
  public:
   CudaEngine(const std::string& path, const Options& options, Metadata* metadata)
-      : options_(options), device_index_(parse_device(options.device).index) {
-    const int count = static_cast<int>(at::cuda::device_count());
-    if (count == 0)
-      throw Error("Segmenter: option 'device': expected an available CUDA device, got '" + options.device +
-                  "': no CUDA device");
-    if (device_index_ >= count)
-      throw Error("Segmenter: option 'device': expected cuda:0..cuda:" + std::to_string(count - 1) + ", got '" +
-                  options.device + "'");
-    device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index_));
+      : options_(options), device_(checked_cuda_device(options.device)) {
     c10::cuda::CUDAGuard device_guard(device_);
     torch::jit::Module module = load_artifact(path, metadata);
     check_plan(options_, *metadata);
-    num_classes_ = metadata->num_classes;
     TorchScope scope(options_.threads);
     Tf32Scope tf32(options_.tf32);
     try {
@@ -116,13 +86,14 @@ class CudaEngine final : public Engine {
     stream_.emplace(own_stream_->stream());
     inputs_ready_.emplace();  // on device_ (the guard above): events belong to a device
     outputs_ready_.emplace();
+    graphs_ = std::make_unique<CudaGraphs>(options_, device_, metadata->num_classes);
+    num_classes_ = metadata->num_classes;
     const std::vector<Bucket> buckets = make_buckets(options_.shapes, options_.max_batch);
     const size_t per_shape = bucket_batches(options_.max_batch).size();
-    for (size_t i = 0; i < buckets.size(); ++i) allocate(buckets[i], i / per_shape);
-    warm_up();
-    capture();
+    for (size_t i = 0; i < buckets.size(); ++i) graphs_->allocate(buckets[i], i / per_shape);
+    graphs_->build(forward_, logits_, *stream_);
     allocate_staging();
-    for (size_t i = 0; i < buckets_.size(); ++i) settle(i);  // then start counting
+    for (size_t i = 0; i < graphs_->buckets().size(); ++i) settle(i);  // then start counting
   }
 
   // Device calls return with work queued that reads the buckets' buffers; those are freed
@@ -143,13 +114,14 @@ class CudaEngine final : public Engine {
         p.buffers.push_back({name, dev, std::string(c10::toString(t.scalar_type())), t.sizes().vec(),
                              static_cast<int64_t>(t.nbytes())});
     };
-    for (const auto& cb : buckets_) {
+    for (const auto& cb : graphs_->buckets()) {
       p.buckets.push_back(cb.bucket);
       const std::string n = cb.bucket.name();
       add("input " + n + "x3", cb.dev_in, options_.device);
       add("labels " + n + " (graph output)", cb.dev_labels, options_.device);
       add("logits " + n + " (graph output)", cb.dev_logits, options_.device);
     }
+    // Pinned slots are allocated at exactly these sizes (cuda_staging.h: pinned_exact).
     for (size_t k = 0; k < slots_.shapes(); ++k)
       for (size_t j = 0; j < slots_.shape(k).size(); ++j) {
         const Shape& s = options_.shapes[k];
@@ -160,11 +132,12 @@ class CudaEngine final : public Engine {
         add("logits " + n + " (staging)", slot.host_logits, "cpu-pinned");
       }
     // The private pool holds every captured intermediate: the reserved bytes after capture.
-    p.buffers.push_back({"graph pool + weights (device memory reserved after capture)",
+    p.buffers.push_back({std::string("graph pool + weights (device memory reserved after capture") +
+                             (graphs_->tuned() ? ")" : "; cuDNN benchmark off after a failed capture)"),
                          options_.device,
                          "mixed",
                          {},
-                         reserved_after_capture_});
+                         graphs_->reserved_after_capture()});
     return p;
   }
 
@@ -178,7 +151,7 @@ class CudaEngine final : public Engine {
   bool start(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
              std::unique_ptr<PendingRun>* pending) override {
     pending->reset();
-    CudaBucket& cb = buckets_[bucket];
+    CudaBucket& cb = graphs_->buckets()[bucket];
     if (what == Output::logits && !cb.logits_graph) {
       run_unplanned(images, n, what, outs);
       return false;
@@ -186,14 +159,14 @@ class CudaEngine final : public Engine {
     TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
     c10::cuda::CUDAGuard device_guard(device_);
     auto run = std::make_unique<CudaRun>(this, slots_.acquire(cb.shape), cb, n, what, outs);
-    const AllocSnapshot before = device_allocations(device_index_);
+    const AllocSnapshot before = device_allocations(device_.index());
     try {
       for (int64_t i = 0; i < n; ++i) run->slot()->host_in.select(0, i).copy_(image_tensor(images[i]));
-      enqueue(cb, *run->slot(), what);
+      enqueue(cb, *run->slot(), n, what);
     } catch (const std::exception& e) {  // the run's destructor waits for the stream, frees the slot
       throw Error(replay_failed(cb, what, e.what()));
     }
-    const AllocSnapshot after = device_allocations(device_index_);
+    const AllocSnapshot after = device_allocations(device_.index());
     new_blocks_ += after.count - before.count;
     new_bytes_ += after.bytes - before.bytes;
     *pending = std::move(run);
@@ -203,6 +176,7 @@ class CudaEngine final : public Engine {
   void run_unplanned(const ImageRef* images, int64_t n, Output what, void* const* outs) override {
     TorchScope scope;  // no thread count: intra-op threads do not matter on CUDA
     Tf32Scope tf32(options_.tf32);
+    FuserScope fuser(options_.fuser);  // a new shape may be optimised (and fused) by this call
     c10::cuda::CUDAGuard device_guard(device_);
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
     const int64_t h = images[0].height, w = images[0].width;
@@ -228,17 +202,18 @@ class CudaEngine final : public Engine {
 
   bool run_device(size_t bucket, const ImageRef* images, int64_t n, Output what, void* const* outs,
                   void* stream) override {
-    const bool planned = bucket != kUnplanned && (what == Output::labels || buckets_[bucket].logits_graph != nullptr);
+    const bool planned =
+        bucket != kUnplanned && (what == Output::labels || graphs_->buckets()[bucket].logits_graph != nullptr);
     const int64_t h = images[0].height, w = images[0].width;
     TorchScope scope;
     c10::cuda::CUDAGuard device_guard(device_);
     const auto caller = static_cast<cudaStream_t>(stream);
-    const AllocSnapshot before = device_allocations(device_index_);
+    const AllocSnapshot before = device_allocations(device_.index());
     try {
       inputs_ready_->order(caller, stream_->stream());  // the caller's work wrote the images
       c10::cuda::CUDAStreamGuard stream_guard(*stream_);
       if (planned) {
-        CudaBucket& cb = buckets_[bucket];
+        CudaBucket& cb = graphs_->buckets()[bucket];
         stage_on_device(images, n, cb.dev_in, device_);
         if (what == Output::labels) {
           cb.labels_graph->replay();
@@ -249,9 +224,10 @@ class CudaEngine final : public Engine {
         }
       } else {
         Tf32Scope tf32(options_.tf32);  // the unplanned path runs kernels chosen now
+        FuserScope fuser(options_.fuser);
         at::Tensor input = at::empty({n, h, w, 3}, at::TensorOptions(at::kByte).device(device_));
         stage_on_device(images, n, input, device_);
-        at::Tensor out = call(what == Output::labels ? forward_ : logits_, input);
+        at::Tensor out = (what == Output::labels ? forward_ : logits_).forward({input}).toTensor();
         check_result(out, what, n, h, w, num_classes_);
         copy_out_on_device(out, n, what, outs, device_);
       }
@@ -266,7 +242,7 @@ class CudaEngine final : public Engine {
                   "): " + error_summary(e.what()));
     }
     if (planned) {
-      const AllocSnapshot after = device_allocations(device_index_);
+      const AllocSnapshot after = device_allocations(device_.index());
       new_blocks_ += after.count - before.count;
       new_bytes_ += after.bytes - before.bytes;
     }
@@ -280,23 +256,14 @@ class CudaEngine final : public Engine {
     (void)cudaGetLastError();
   }
 
-  int memory_device(const void* p) const override {
-    c10::cuda::CUDAGuard device_guard(device_);  // no context made on device 0 for a cuda:N engine
-    cudaPointerAttributes attributes{};
-    if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
-      (void)cudaGetLastError();  // not an error of the engine's: the pointer is not CUDA's
-      return kHostMemory;
-    }
-    if (attributes.type == cudaMemoryTypeManaged) return kManagedMemory;
-    return attributes.type == cudaMemoryTypeDevice ? attributes.device : kHostMemory;
-  }
+  int memory_device(const void* p) const override { return cuda_memory_device(p, device_); }
 
   AllocCounters counters() const override {
-    if (!allocator_tracked_) return {-1, -1, 0, reserved_after_capture_};
-    return {new_blocks_, new_bytes_, 0, reserved_after_capture_};
+    if (!allocator_tracked_) return {-1, -1, 0, graphs_->reserved_after_capture()};
+    return {new_blocks_, new_bytes_, 0, graphs_->reserved_after_capture()};
   }
 
-  double first_call_ms() const override { return first_call_ms_; }
+  double first_call_ms() const override { return graphs_->first_call_ms(); }
 
  private:
   // A run queued on the engine's stream; holds its staging slot until finished.
@@ -343,19 +310,11 @@ class CudaEngine final : public Engine {
            cb.bucket.name() + " (" + options_.device + "): " + error_summary(why);
   }
 
-  void allocate(const Bucket& b, size_t shape) {
-    CudaBucket cb;
-    cb.bucket = b;
-    cb.shape = shape;
-    cb.dev_in = at::zeros({b.batch, b.height, b.width, 3}, at::TensorOptions(at::kByte).device(device_));
-    buckets_.push_back(std::move(cb));
-  }
-
   // Two slots per planned shape, each sized for the largest of its buckets' outputs.
   void allocate_staging() {
     for (size_t k = 0; k < options_.shapes.size(); ++k) {
       int64_t labels = 0, logits = 0;
-      for (const CudaBucket& cb : buckets_)
+      for (const CudaBucket& cb : graphs_->buckets())
         if (cb.shape == k) {
           labels = std::max(labels, span(cb.dev_labels));
           if (cb.dev_logits.defined()) logits = std::max(logits, span(cb.dev_logits));
@@ -365,26 +324,29 @@ class CudaEngine final : public Engine {
     }
   }
 
-  // Queues on the stream: H2D of the slot's input, the replay, D2H into the slot, its event.
-  void enqueue(CudaBucket& cb, Slot& slot, Output what) {
+  // Queues on the stream: H2D of the n images in the slot, the replay, D2H of their outputs
+  // into the slot, its event.
+  void enqueue(CudaBucket& cb, Slot& slot, int64_t n, Output what) {
     c10::cuda::CUDAStreamGuard stream_guard(*stream_);
-    cb.dev_in.copy_(slot.host_in.narrow(0, 0, cb.bucket.batch), /*non_blocking=*/true);
-    if (what == Output::labels) {
-      cb.labels_graph->replay();
-      staged(slot.host_labels, cb.dev_labels).copy_(cb.dev_labels, /*non_blocking=*/true);
-    } else {
-      cb.logits_graph->replay();
-      staged(slot.host_logits, cb.dev_logits).copy_(cb.dev_logits, /*non_blocking=*/true);
-    }
+    cb.dev_in.narrow(0, 0, n).copy_(slot.host_in.narrow(0, 0, n), /*non_blocking=*/true);
+    const bool labels = what == Output::labels;
+    (labels ? cb.labels_graph : cb.logits_graph)->replay();
+    const at::Tensor& out = labels ? cb.dev_labels : cb.dev_logits;
+    at::Tensor host = staged(labels ? slot.host_labels : slot.host_logits, out);
+    if (batch_outermost(out))  // the n images' outputs are one block: copy only those
+      host.narrow(0, 0, n).copy_(out.narrow(0, 0, n), /*non_blocking=*/true);
+    else
+      host.copy_(out, /*non_blocking=*/true);
     slot.done->record(stream_->stream());
   }
 
   // One replay of bucket i through a slot, waited for: settles the stream and the allocator
   // before the counters start.
   void settle(size_t i) {
-    Slot* slot = slots_.acquire(buckets_[i].shape);
+    CudaBucket& cb = graphs_->buckets()[i];
+    Slot* slot = slots_.acquire(cb.shape);
     try {
-      enqueue(buckets_[i], *slot, Output::labels);
+      enqueue(cb, *slot, cb.bucket.batch, Output::labels);
       slot->done->synchronize();
     } catch (...) {
       slots_.release(slot);
@@ -393,113 +355,17 @@ class CudaEngine final : public Engine {
     slots_.release(slot);
   }
 
-  at::Tensor call(torch::jit::Module& m, const at::Tensor& input) {
-    return m.forward(std::vector<c10::IValue>{input}).toTensor();
-  }
-
-  void warm_up() {
-    TorchScope scope;
-    Tf32Scope tf32(options_.tf32);
-    // Setup (moving weights, freezing, zero-filled buffers) ran on the current stream, not on
-    // stream_: finish it before work on stream_ reads those tensors.
-    c10::cuda::device_synchronize();
-    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
-    bool first = true;
-    for (auto& cb : buckets_) {
-      cb.dev_in.copy_(at::randint(0, 256, cb.dev_in.sizes(), at::TensorOptions(at::kByte)), true);
-      try {
-        for (int k = 0; k < options_.warmup; ++k) {
-          auto t0 = Clock::now();
-          call(forward_, cb.dev_in);
-          if (options_.plan_logits) call(logits_, cb.dev_in);
-          stream_->synchronize();
-          if (first) first_call_ms_ = ms_since(t0);
-          first = false;
-        }
-      } catch (const std::exception& e) {
-        throw Error("Segmenter: warm-up of bucket " + cb.bucket.name() + " on " + options_.device +
-                    " failed: " + error_summary(e.what()));
-      }
-    }
-  }
-
-  void capture() {
-    TorchScope scope;
-    Tf32Scope tf32(options_.tf32);
-    std::lock_guard<std::mutex> one_capture(capture_mutex());
-    c10::cuda::device_synchronize();  // as torch.cuda.graph does: nothing pending before capture
-    c10::cuda::CUDAStreamGuard stream_guard(*stream_);
-    pool_ = at::cuda::graph_pool_handle();
-    for (auto& cb : buckets_) {
-      try {
-        cb.dev_labels = capture_one(cb.labels_graph, forward_, cb.dev_in);
-        if (options_.plan_logits) cb.dev_logits = capture_one(cb.logits_graph, logits_, cb.dev_in);
-      } catch (const std::exception& e) {
-        throw Error("Segmenter: CUDA graph capture of bucket " + cb.bucket.name() + " on " + options_.device +
-                    " failed (is every op capturable?); the capture was ended and its memory pool " +
-                    "released: " + error_summary(e.what()));
-      }
-      const Bucket& b = cb.bucket;
-      // The staging copies are flat memcpys of the outputs: gaps would make torch copy through
-      // temporaries (allocating, and synchronously) on every call.
-      for (const at::Tensor* out : {&cb.dev_labels, &cb.dev_logits})
-        if (out->defined() && !out->is_non_overlapping_and_dense())
-          throw Error("Segmenter: bucket " + b.name() + ": expected dense graph outputs, got strides " +
-                      shape_string(out->strides().vec()) + " for sizes " + shape_string(out->sizes().vec()));
-      if (cb.dev_labels.scalar_type() != at::kByte ||
-          cb.dev_labels.sizes().vec() != std::vector<int64_t>{b.batch, b.height, b.width})
-        throw Error("Segmenter: bucket " + b.name() + ": forward: expected uint8 " +
-                    shape_string({b.batch, b.height, b.width}) + ", got " +
-                    std::string(c10::toString(cb.dev_labels.scalar_type())) + " " +
-                    shape_string(cb.dev_labels.sizes().vec()));
-      if (cb.logits_graph &&
-          (cb.dev_logits.scalar_type() != at::kFloat ||
-           cb.dev_logits.sizes().vec() != std::vector<int64_t>{b.batch, num_classes_, b.height, b.width}))
-        throw Error("Segmenter: bucket " + b.name() + ": logits: expected float32 " +
-                    shape_string({b.batch, num_classes_, b.height, b.width}) + ", got " +
-                    std::string(c10::toString(cb.dev_logits.scalar_type())) + " " +
-                    shape_string(cb.dev_logits.sizes().vec()));
-    }
-    stream_->synchronize();
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
-    reserved_after_capture_ =
-        stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].current;
-  }
-
-  // Captures one call of `method` into `graph` (thread-local capture mode: CUDA work on other
-  // threads neither fails nor invalidates it). On failure the capture is ended, the partial
-  // graph destroyed and this graph's use of the pool released, so the process's CUDA state
-  // (the stream, the device and pinned caching allocators) is as before, then the error
-  // propagates.
-  at::Tensor capture_one(std::unique_ptr<at::cuda::CUDAGraph>& graph, torch::jit::Module& method,
-                         const at::Tensor& input) {
-    graph = std::make_unique<at::cuda::CUDAGraph>();
-    graph->capture_begin(pool_, cudaStreamCaptureModeThreadLocal);
-    try {
-      at::Tensor out = call(method, input);
-      graph->capture_end();
-      return out;
-    } catch (...) {
-      abandon_capture(*graph, stream_->stream(), device_.index(), pool_);
-      graph.reset();
-      throw;
-    }
-  }
-
   Options options_;
-  int device_index_ = 0;
-  at::Device device_{at::kCUDA, 0};
+  at::Device device_;
   int64_t num_classes_ = 0;
   torch::jit::Module forward_, logits_;
   std::unique_ptr<OwnStream> own_stream_;  // outlives the buckets' graphs and buffers
   std::optional<c10::cuda::CUDAStream> stream_;
   std::optional<Event> inputs_ready_, outputs_ready_;  // device calls: caller -> engine -> caller
-  c10::MempoolId_t pool_{0, 0};
-  std::vector<CudaBucket> buckets_;
+  std::unique_ptr<CudaGraphs> graphs_;
   StagingSlots slots_;
-  int64_t new_blocks_ = 0, new_bytes_ = 0, reserved_after_capture_ = 0;
+  int64_t new_blocks_ = 0, new_bytes_ = 0;
   bool allocator_tracked_ = true;
-  double first_call_ms_ = 0;
 };
 
 }  // namespace

@@ -13,9 +13,9 @@ namespace {
 }
 
 const char* const kKnownKeys[] = {
-    "device",      "precision",       "max_batch",    "shapes",       "threads",          "strict",
-    "plan_logits", "channels_last",   "runtime",      "optimize",     "warmup",           "shape_cache",
-    "tf32",        "batch_invariant", "learn_shapes", "trim_heap_mb", "mmap_threshold_kb"};
+    "device",        "precision",    "max_batch",         "shapes", "threads",     "strict", "plan_logits",
+    "channels_last", "runtime",      "optimize",          "warmup", "shape_cache", "tf32",   "batch_invariant",
+    "learn_shapes",  "trim_heap_mb", "mmap_threshold_kb", "fuser"};
 
 int64_t parse_int(const std::string& key, const std::string& value) {
   char* end = nullptr;
@@ -127,6 +127,13 @@ void Options::validate() const {
   if (mmap_threshold_kb < 0 || mmap_threshold_kb > 32768)
     bad("mmap_threshold_kb", "an integer in [0, 32768] (0 = leave the allocator as it is)",
         std::to_string(mmap_threshold_kb));
+  if (fuser != "auto" && fuser != "on" && fuser != "off") bad("fuser", "'auto', 'on' or 'off'", "'" + fuser + "'");
+  // int8 exists only as a quantized CPU package; a CUDA engine would silently run fp32.
+  if (precision == Precision::int8 && detail::parse_device(device).cuda)
+    bad("precision",
+        "'fp32', 'fp16' or 'bf16' on device '" + device +
+            "' (int8 runs on the CPU only, from a quantized AOTInductor package)",
+        "'int8'");
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
 }
@@ -166,6 +173,8 @@ Options Options::from_map(const std::map<std::string, std::string>& values) {
       o.learn_shapes = static_cast<int>(parse_int(key, value));
     else if (key == "trim_heap_mb")
       o.trim_heap_mb = static_cast<int>(parse_int(key, value));
+    else if (key == "fuser")
+      o.fuser = value;
     else if (key == "mmap_threshold_kb")
       o.mmap_threshold_kb = static_cast<int>(parse_int(key, value));
     else {

@@ -103,13 +103,14 @@ std::string package_model_name(const Bucket& bucket) {
 
 std::string package_mismatch(const PackageInfo& package, const std::set<std::string>& cpu_flags,
                              const std::string& machine, const std::string& torch_version) {
-  if (package.device != "cpu")
-    return "it was compiled for device '" + package.device + "'; this runtime runs CPU packages only";
+  if (package.device != "cpu" && package.device != "cuda")
+    return "it was compiled for device '" + package.device + "'; this runtime runs CPU and CUDA packages";
   if (!machine.empty() && package.machine != machine)
     return "it was compiled for a " + package.machine + " machine, this one is " + machine;
   if (minor_version(package.torch_version) != minor_version(torch_version))
     return "it was compiled with torch " + package.torch_version + ", this runtime has torch " + torch_version;
-  if (cpu_flags.empty() || package.cpu_isa == "none") return "";
+  // A CUDA package's kernels are cubins for its GPU, which the CUDA engine checks on load.
+  if (package.device == "cuda" || cpu_flags.empty() || package.cpu_isa == "none") return "";
   std::istringstream tokens(package.cpu_isa);
   for (std::string token; tokens >> token;)
     for (const std::string& flag : flags_for(token))

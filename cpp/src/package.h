@@ -11,8 +11,8 @@ namespace ifa_rt::detail {
 
 /// The `aoti` block of a package's `ifa_rt.json`.
 struct PackageInfo {
-  std::string device;         ///< "cpu"
-  std::string cpu_isa;        ///< inductor's vector ISA, e.g. "avx512 avx512_vnni"
+  std::string device;         ///< "cpu" or "cuda"
+  std::string cpu_isa;        ///< inductor's vector ISA, e.g. "avx512 avx512_vnni" ("none": CUDA)
   std::string machine;        ///< e.g. "x86_64"
   std::string torch_version;  ///< the torch that compiled it
   std::string precision;      ///< "fp32"
@@ -34,7 +34,7 @@ PackageInfo parse_package_info(const std::string& text);
 std::string package_model_name(const Bucket& bucket);
 
 /// Why this package cannot run on a machine with `cpu_flags` (/proc/cpuinfo names),
-/// `machine` and `torch_version`; empty when it can.
+/// `machine` and `torch_version`; empty when it can. A CUDA package's CPU ISA is not checked.
 std::string package_mismatch(const PackageInfo& package, const std::set<std::string>& cpu_flags,
                              const std::string& machine, const std::string& torch_version);
 

@@ -318,7 +318,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
   impl_->latency.resize(impl_->buckets.size());
   // A call (and a Batcher batch) is still bounded by the caller's max_batch.
   if (options.batch_invariant) impl_->options.max_batch = options.max_batch;
-  if (device.cuda && !detail::is_package_path(artifact_path)) impl_->cuda_device = device.index;
+  if (device.cuda) impl_->cuda_device = device.index;
   detail::fix_mmap_threshold(options.mmap_threshold_kb);
   impl_->heap = detail::HeapTrimmer(options.trim_heap_mb);
   impl_->construction_ms = ms_since(t0);

@@ -53,6 +53,18 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, o.validate(),
                  "Options: 'optimize': expected false with runtime 'static' (Static Runtime cannot run the "
                  "MKLDNN graph optimize_for_inference makes; use runtime 'jit'), got true");
+    CHECK(Options().fuser == "auto");
+    CHECK(Options::from_map({{"fuser", "off"}}).fuser == "off");
+    CHECK_THROWS(InvalidArgument, Options::from_map({{"fuser", "nvfuser"}}),
+                 "Options: 'fuser': expected 'auto', 'on' or 'off', got 'nvfuser'");
+    // int8 is a quantized CPU package: on CUDA it is refused, not silently run in fp32.
+    o = Options();
+    o.precision = ifa_rt::Precision::int8;
+    o.validate();
+    o.device = "cuda:0";
+    CHECK_THROWS(InvalidArgument, o.validate(),
+                 "Options: 'precision': expected 'fp32', 'fp16' or 'bf16' on device 'cuda:0' (int8 runs on the CPU "
+                 "only, from a quantized AOTInductor package), got 'int8'");
     o = Options();
     o.threads = -1;
     CHECK_THROWS(InvalidArgument, o.validate(),
@@ -72,7 +84,7 @@ int main(int argc, char** argv) {
     CHECK_THROWS(InvalidArgument, Options::from_map({{"batch", "2"}}),
                  "Options: unknown option 'batch' (known: device, precision, max_batch, shapes, threads, "
                  "strict, plan_logits, channels_last, runtime, optimize, warmup, shape_cache, tf32, batch_invariant, "
-                 "learn_shapes, trim_heap_mb, mmap_threshold_kb)");
+                 "learn_shapes, trim_heap_mb, mmap_threshold_kb, fuser)");
     CHECK_THROWS(InvalidArgument, Options::from_map({{"mmap_threshold_kb", "40000"}}),
                  "Options: 'mmap_threshold_kb': expected an integer in [0, 32768] (0 = leave the allocator as it "
                  "is), got 40000");

@@ -58,8 +58,13 @@ int main(int argc, char** argv) {
           "it was compiled with torch 2.13.0+cpu, this runtime has torch 2.11.0+cu130");
     PackageInfo cuda = p;
     cuda.device = "cuda";
-    CHECK(package_mismatch(cuda, avx512_vnni, "x86_64", "2.13.0") ==
-          "it was compiled for device 'cuda'; this runtime runs CPU packages only");
+    CHECK(package_mismatch(cuda, avx2_only, "x86_64", "2.13.0").empty());  // no CPU ISA check
+    CHECK(package_mismatch(cuda, avx512_vnni, "x86_64", "2.11.0+cu130") ==
+          "it was compiled with torch 2.13.0+cpu, this runtime has torch 2.11.0+cu130");
+    PackageInfo mps = p;
+    mps.device = "mps";
+    CHECK(package_mismatch(mps, avx512_vnni, "x86_64", "2.13.0") ==
+          "it was compiled for device 'mps'; this runtime runs CPU and CUDA packages");
     // Unknown flags (no /proc/cpuinfo) cannot be checked: the package is tried.
     CHECK(package_mismatch(p, {}, "x86_64", "2.13.0").empty());
     // This machine's facts are readable on Linux.

@@ -139,6 +139,20 @@ int main(int argc, char** argv) {
       built = true;
       CHECK(ifa_rt::has_cuda_engine());
       check_reference(gpu, "ref_5x32x48", {5, 32, 48, 3});
+      // A padded run copies only its n images to the device (the pad rows keep the previous
+      // run's), and still returns exactly their labels.
+      Options b = c;
+      b.max_batch = 4;
+      b.batch_invariant = false;
+      Segmenter batched(check::path("tiny.ifa.pt"), b);
+      const auto input = check::read_bin<uint8_t>("ref_5x32x48.input.bin");
+      const auto labels = check::read_bin<uint8_t>("ref_5x32x48.labels.bin");
+      const size_t px = 32 * 48;
+      CHECK(batched.segment(check::view(input, {4, 32, 48, 3})).labels ==
+            std::vector<uint8_t>(labels.begin(), labels.begin() + 4 * px));
+      const std::vector<uint8_t> last3(input.begin() + 2 * px * 3, input.end());
+      CHECK(batched.segment(check::view(last3, {3, 32, 48, 3})).labels ==
+            std::vector<uint8_t>(labels.begin() + 2 * px, labels.end()));
     } catch (const ifa_rt::Error& e) {
       CHECK(!built);
       CHECK(std::string(e.what()).find("no CUDA device") != std::string::npos);

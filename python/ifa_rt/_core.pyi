@@ -83,6 +83,13 @@ class Options:
     @device.setter
     def device(self, arg1: typing.Any) -> None: ...
     @property
+    def fuser(self) -> typing.Any:
+        """
+        See ifa_rt::Options in segmenter.h.
+        """
+    @fuser.setter
+    def fuser(self, arg1: typing.Any) -> None: ...
+    @property
     def learn_shapes(self) -> typing.Any:
         """
         See ifa_rt::Options in segmenter.h.

@@ -119,6 +119,13 @@ struct Options {
   /// makes invariance true by design. false: batched buckets 1, 2, 4, .., max_batch (measured
   /// on 2 cores, batch 4 of 360x480: int8 1.22x, TorchScript 1.09x, AOTI 1.0x the images/s).
   bool batch_invariant = true;
+  /// TorchScript's TensorExpr fuser on the CUDA engine: "auto" (default) = "on", pinned for
+  /// the engine's warm-up, capture and unplanned calls whatever the host process set; "on"
+  /// fuses elementwise chains into NVRTC kernels (compiled during warm-up, seconds per
+  /// engine); "off" runs every op as its own kernel (faster to build). The CPU engine never
+  /// fuses (torch's CPU wheels have no LLVM): "auto" and "off" are accepted, "on" is refused.
+  /// AOTInductor packages ignore it (their kernels are compiled ahead of time).
+  std::string fuser = "auto";
 
   /// Build Options from key=value strings (tools, config files). Unknown keys and bad values
   /// are rejected by name: `Options: unknown option 'x' (known: device, ...)`.

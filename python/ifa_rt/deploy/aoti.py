@@ -1,10 +1,11 @@
 """AOTInductor packages (`.pt2`): the artifact compiled ahead of time for this machine.
 
-A package holds, in one PT2 archive (docs/artifact.md, "AOTInductor packages"):
+A package holds, in one PT2 archive (docs/artifact.md, "AOTInductor packages"), compiled for
+the CPU or (``compile_package(..., device="cuda")``) for this machine's GPU:
   - one compiled model per planned bucket, named ``labels_<B>x<H>x<W>`` (static shapes: they
     measured faster than one model with a dynamic batch, 35 vs 42 ms on camvid-lite0);
   - ``extra/ifa_rt.json``: the artifact metadata plus an ``aoti`` block (buckets, precision,
-    device, CPU ISA, torch version, threads) that the C++ runtime checks before loading;
+    device, CPU ISA or GPU, torch version, threads) that the C++ runtime checks before loading;
   - ``ifa_rt/fallback.ifa.pt``: the portable TorchScript artifact, which the runtime uses for
     what was not compiled (unplanned shapes, logits), so the Segmenter API stays whole.
 
@@ -16,6 +17,7 @@ oneDNN's prepacked weights, measured 1.2x slower).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from ..side_files import PACKAGE_SUFFIX, compiled_cached_path
+from .aoti_cuda import compile_device, cuda_facts
 from .artifact import CoarseSegmenter
 from .metadata import EXTRA_FILE
 from .rebuild import rebuild_from_artifact
@@ -37,7 +40,6 @@ __all__ = [
     "bucket_batches",
     "compile_artifact",
     "compile_package",
-    "compile_triton_model",
     "compile_with_progress",
     "aot_compile",
     "export_graph",
@@ -67,8 +69,11 @@ def model_name(batch: int, height: int, width: int) -> str:
     return f"labels_{batch}x{height}x{width}"
 
 
-def machine_facts() -> dict[str, str]:
-    """What a CPU package depends on: the vector ISA inductor compiled for, the machine, torch."""
+def machine_facts(device: str = "cpu") -> dict[str, str]:
+    """What a package depends on: the vector ISA inductor compiled for (a CUDA package: the
+    GPU, `aoti_cuda.cuda_facts`), the machine, torch."""
+    if device != "cpu":
+        return cuda_facts(device)
     from torch._inductor import cpu_vec_isa
 
     isa = cpu_vec_isa.pick_vec_isa()
@@ -101,10 +106,13 @@ def aot_compile(graph: nn.Module, images: torch.Tensor) -> list:
         return torch._inductor.aot_compile(graph, (images,), options=options)
 
 
-def _compile_bucket(wrapper: nn.Module, batch: int, height: int, width: int, max_batch: int = 0):
-    """AOTInductor files of one labels model: static shape, or a dynamic batch up to
-    `max_batch` when that is given (what Triton's dynamic batcher needs)."""
-    images = torch.zeros(batch, height, width, 3, dtype=torch.uint8)
+def _compile_bucket(
+    wrapper: nn.Module, batch: int, height: int, width: int, max_batch: int = 0, device: str = "cpu"
+):
+    """AOTInductor files of one labels model on `device` (where `wrapper` is): static shape,
+    or a dynamic batch up to `max_batch` when that is given (what Triton's dynamic batcher
+    needs)."""
+    images = torch.zeros(batch, height, width, 3, dtype=torch.uint8, device=device)
     dynamic = None
     if max_batch:
         dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=max_batch)}}
@@ -125,16 +133,21 @@ def compile_package(
     precision: str = "fp32",
     compile_bucket: Callable[[int, int, int], list] | None = None,
     extra: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Compile one model per (batch, shape) bucket into the package at `path`; its metadata.
 
     `wrapper` is the eager `ImageSegmenter` of the fused form, `meta` its artifact metadata and
     `fallback` the TorchScript artifact stored inside the package. `compile_bucket(b, h, w)`
     replaces the fp32 compile of one bucket (the int8 path, `deploy/quantize.py`), `precision`
-    names what it produces and `extra` is merged into the metadata.
+    names what it produces and `extra` is merged into the metadata. `device` "cuda" (or
+    "cuda:N") compiles on that GPU, for GPUs of its kind: a copy of `wrapper` is moved there,
+    each bucket is exported and compiled with inputs on it (freezing on), and the package is
+    served by `ifa_rt.Segmenter(path, device="cuda")`.
     """
     from torch.export.pt2_archive._package import PT2ArchiveWriter, _package_aoti_files
 
+    device = compile_device(device, custom=compile_bucket is not None or precision == "int8")
     path = Path(path)
     if path.suffix != PACKAGE_SUFFIX:
         raise ValueError(
@@ -146,9 +159,11 @@ def compile_package(
         raise ValueError(f"export: 'max_batch': expected an int >= 1, got {max_batch!r}")
     threads = int(threads or torch.get_num_threads())
     if compile_bucket is None:
+        if device != "cpu":
+            wrapper = copy.deepcopy(wrapper).to(device)  # the caller's module stays where it is
 
         def compile_bucket(b: int, h: int, w: int) -> list:
-            return _compile_bucket(wrapper, b, h, w)
+            return _compile_bucket(wrapper, b, h, w, device=device)
 
     buckets = [(b, int(h), int(w)) for h, w in shapes for b in bucket_batches(max_batch)]
     files: dict[str, list] = {}
@@ -165,7 +180,7 @@ def compile_package(
     package_meta.update(extra or {})
     package_meta["engine"] = "aoti"
     package_meta["aoti"] = {
-        **machine_facts(),
+        **machine_facts(device),
         "precision": precision,
         # What each model returns: "coarse_logits" (the runtime upsamples and takes labels,
         # CoarseSegmenter) or "labels".
@@ -182,43 +197,6 @@ def compile_package(
         writer.write_file(FALLBACK_RECORD, str(fallback))
     os.replace(partial, path)  # a reader never sees a half-written package
     return package_meta
-
-
-def compile_triton_model(
-    artifact: str | Path,
-    path: str | Path,
-    *,
-    shape: tuple[int, int],
-    max_batch: int,
-    threads: int | None = None,
-) -> Path:
-    """A `.pt2` for Triton's `torch_aoti` platform: one model named "model", batch dynamic.
-
-    Triton's dynamic batcher sends any batch size up to max_batch_size, and its PyTorch
-    backend loads the package's default model, so this package has one model whose batch is
-    symbolic (1..max_batch) at one input shape (Triton batches only equal-shaped requests).
-    """
-    from torch.export.pt2_archive._package import PT2ArchiveWriter, _package_aoti_files
-
-    wrapper, meta = rebuild_from_artifact(artifact)
-    threads = int(threads or torch.get_num_threads())
-    height, width = int(shape[0]), int(shape[1])
-    # An example batch of 1 would specialise the batch dimension (0/1 specialisation).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        files = _compile_bucket(wrapper, 2, height, width, max_batch=max(max_batch, 2))
-    finally:
-        torch.set_num_threads(previous)
-    meta = dict(meta)
-    meta["engine"] = "aoti-triton"
-    meta["triton"] = {**machine_facts(), "shape": [height, width], "max_batch": max_batch}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with PT2ArchiveWriter(str(path)) as writer:
-        _package_aoti_files(writer, {"model": files})
-        writer.write_string(f"extra/{EXTRA_FILE}", json.dumps(meta))
-    return path
 
 
 def read_package_metadata(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .artifact import load_artifact
 
-__all__ = ["triton_config", "write_triton_repository"]
+__all__ = ["compile_triton_model", "triton_config", "write_triton_repository"]
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
@@ -113,10 +113,52 @@ def write_triton_repository(
     if shape is None:
         shutil.copyfile(artifact, model_dir / "1" / "model.pt")
     else:
-        from .aoti import compile_triton_model
-
         compile_triton_model(
             artifact, model_dir / "1" / "model.pt2", shape=shape, max_batch=max_batch_size
         )
     (model_dir / "config.pbtxt").write_text(config)
     return model_dir
+
+
+def compile_triton_model(
+    artifact: str | Path,
+    path: str | Path,
+    *,
+    shape: tuple[int, int],
+    max_batch: int,
+    threads: int | None = None,
+) -> Path:
+    """A `.pt2` for Triton's `torch_aoti` platform: one model named "model", batch dynamic.
+
+    Triton's dynamic batcher sends any batch size up to max_batch_size, and its PyTorch
+    backend loads the package's default model, so this package has one model whose batch is
+    symbolic (1..max_batch) at one input shape (Triton batches only equal-shaped requests).
+    """
+    import json
+
+    import torch
+    from torch.export.pt2_archive._package import PT2ArchiveWriter, _package_aoti_files
+
+    from .aoti import _compile_bucket, machine_facts
+    from .metadata import EXTRA_FILE
+    from .rebuild import rebuild_from_artifact
+
+    wrapper, meta = rebuild_from_artifact(artifact)
+    threads = int(threads or torch.get_num_threads())
+    height, width = int(shape[0]), int(shape[1])
+    # An example batch of 1 would specialise the batch dimension (0/1 specialisation).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        files = _compile_bucket(wrapper, 2, height, width, max_batch=max(max_batch, 2))
+    finally:
+        torch.set_num_threads(previous)
+    meta = dict(meta)
+    meta["engine"] = "aoti-triton"
+    meta["triton"] = {**machine_facts(), "shape": [height, width], "max_batch": max_batch}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PT2ArchiveWriter(str(path)) as writer:
+        _package_aoti_files(writer, {"model": files})
+        writer.write_string(f"extra/{EXTRA_FILE}", json.dumps(meta))
+    return path

@@ -189,7 +189,7 @@ class Segmenter(_Runner):
         mmap_threshold_kb: fix glibc's mmap threshold at this many KiB (default 0: leave the
             allocator alone). PROCESS-WIDE. Another way to bound RSS over many sizes, measured
             slower than `trim_heap_mb` (docs/reliability.md); `ifa_rt::Options`.
-        plan_logits, optimize, channels_last, warmup, tf32: see `ifa_rt::Options`.
+        plan_logits, optimize, channels_last, warmup, tf32, fuser: see `ifa_rt::Options`.
         max_delay_us: how long `submit` lets the oldest request wait for others of its size
             (microseconds; default 0: batch only what is queued). See `ifa_rt.runtime.batcher`.
         batch_invariant: True (default): every image of a batch runs on the batch-1 plan, so
