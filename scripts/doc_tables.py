@@ -115,7 +115,7 @@ CORRECTNESS_NOTE = (
     "Labels = eager counts every pixel; with random weights many are near-ties, so it is no "
     "accuracy. The check for these weights (logits tolerance + labels on clear-margin pixels, "
     "`scripts/bench/correctness.py`) is not in this result file: rerun its command to add it. "
-    "A measured run of the check: the correctness table of docs/benchmarks.md."
+    "Measured runs of the check: the correctness tables of docs/benchmarks.md."
 )
 
 
@@ -257,6 +257,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "peers-cityscapes-r50-512x1024": peers,
     "shape-memory-camvid": shape_memory,
     "correctness-cityscapes-r50-256x512": correctness,
+    "correctness-cityscapes-r50-512x1024": correctness,
 }
 
 
