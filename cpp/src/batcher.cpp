@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "batcher_request.h"
+#include "batcher_workers.h"
 #include "engine.h"
 #include "options.h"
 
@@ -18,39 +19,10 @@ namespace {
 using detail::Clock;
 using detail::complete;
 using detail::Request;
+using detail::RunningWorker;
 using detail::same_kind;
 
-constexpr int64_t kMaxBatch = 1024;          // as Options::max_batch
-constexpr int64_t kMaxDelayUs = 60'000'000;  // one minute: anything longer is a unit mix-up
-
-// Worker threads of every Batcher in the process (Batcher::wait_for_workers).
-std::mutex g_workers_mutex;
-std::condition_variable g_workers_done;
-int64_t g_workers_running = 0;
-
-// Counts one worker thread for as long as it lives.
-struct RunningWorker {
-  RunningWorker() {
-    std::lock_guard<std::mutex> lock(g_workers_mutex);
-    ++g_workers_running;
-  }
-  ~RunningWorker() {
-    std::lock_guard<std::mutex> lock(g_workers_mutex);
-    if (--g_workers_running == 0) g_workers_done.notify_all();
-  }
-};
-
 }  // namespace
-
-void BatcherOptions::validate() const {
-  auto bad = [](const std::string& key, const std::string& what, int64_t got) {
-    throw InvalidArgument("BatcherOptions: '" + key + "': expected " + what + ", got " + std::to_string(got));
-  };
-  if (max_batch < 0 || max_batch > kMaxBatch)
-    bad("max_batch", "an integer in [0, " + std::to_string(kMaxBatch) + "] (0: the engine's)", max_batch);
-  if (max_delay_us < 0 || max_delay_us > kMaxDelayUs)
-    bad("max_delay_us", "microseconds in [0, " + std::to_string(kMaxDelayUs) + "]", max_delay_us);
-}
 
 double BatcherStats::mean_batch_size() const {
   return batches == 0 ? 0.0 : static_cast<double>(batched_requests) / static_cast<double>(batches);
@@ -423,9 +395,6 @@ BatcherStats Batcher::stats() const {
 
 const BatcherOptions& Batcher::options() const { return impl_->options; }
 
-bool Batcher::wait_for_workers(double seconds) {
-  std::unique_lock<std::mutex> lock(g_workers_mutex);
-  return g_workers_done.wait_for(lock, std::chrono::duration<double>(seconds), [] { return g_workers_running == 0; });
-}
+bool Batcher::wait_for_workers(double seconds) { return detail::wait_for_no_workers(seconds); }
 
 }  // namespace ifa_rt

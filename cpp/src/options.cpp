@@ -1,9 +1,12 @@
-// Options: defaults live in segmenter.h; here they are validated and parsed by name.
+// Options and BatcherOptions: defaults live in the public headers; here they are validated
+// (the one place) and Options parsed by name.
 #include "options.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
+
+#include "ifa_rt/batcher.h"
 
 namespace ifa_rt {
 namespace {
@@ -136,6 +139,18 @@ void Options::validate() const {
         "'int8'");
   if (warmup < 2 || warmup > 100)
     bad("warmup", "an integer in [2, 100] (the profiling executor needs 2 calls)", std::to_string(warmup));
+}
+
+void BatcherOptions::validate() const {
+  auto bad_int = [](const std::string& key, const std::string& what, int64_t got) {
+    throw InvalidArgument("BatcherOptions: '" + key + "': expected " + what + ", got " + std::to_string(got));
+  };
+  constexpr int64_t kMaxBatch = 1024;          // as Options::max_batch
+  constexpr int64_t kMaxDelayUs = 60'000'000;  // one minute: anything longer is a unit mix-up
+  if (max_batch < 0 || max_batch > kMaxBatch)
+    bad_int("max_batch", "an integer in [0, " + std::to_string(kMaxBatch) + "] (0: the engine's)", max_batch);
+  if (max_delay_us < 0 || max_delay_us > kMaxDelayUs)
+    bad_int("max_delay_us", "microseconds in [0, " + std::to_string(kMaxDelayUs) + "]", max_delay_us);
 }
 
 Options Options::from_map(const std::map<std::string, std::string>& values) {
