@@ -1,16 +1,14 @@
 // Segmenter: validation, batching, locking and stats around an Engine (no torch here).
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstdio>
 #include <exception>
 #include <map>
 #include <mutex>
 
 #include "alloc_counter.h"
 #include "artifact.h"
+#include "call_checks.h"
 #include "engine.h"
 #include "heap_trim.h"
 #include "in_flight.h"
@@ -22,6 +20,8 @@
 namespace ifa_rt {
 namespace {
 
+using detail::bad_input;
+using detail::hxw;
 using detail::ImageRef;
 using detail::InFlight;
 using detail::LatencyRing;
@@ -33,36 +33,6 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxUnplannedSeen = 64;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-[[noreturn]] void bad_input(const std::string& where, const std::string& name, const std::string& what,
-                            const std::string& got) {
-  throw InvalidArgument(where + ": input '" + name + "': expected " + what + ", got " + got);
-}
-
-std::string hxw(int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
-
-std::string gib(double bytes) {
-  char s[32];
-  std::snprintf(s, sizeof s, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
-  return s;
-}
-
-// Refuses a plan whose input buffers alone exceed physical memory: allocating them would get
-// the process OOM-killed (Linux overcommits) rather than raise (found by
-// tests/test_reliability_inputs.py).
-void check_plan_memory(const Options& o) {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return;
-  const double physical = static_cast<double>(pages) * static_cast<double>(page);
-  double bytes = 0;
-  for (const Bucket& b : detail::make_buckets(o.shapes, o.max_batch))
-    bytes += static_cast<double>(b.batch) * static_cast<double>(b.height) * static_cast<double>(b.width) * 3;
-  if (bytes > physical)
-    throw InvalidArgument(
-        "Options: 'shapes': expected planned input buffers (max_batch x shapes) that fit in "
-        "memory (" +
-        gib(physical) + "), got " + gib(bytes));
-}
 
 // Where a call's images and outputs live: host memory (the default), or memory on the CUDA
 // engine's device, ordered on the caller's stream.
@@ -96,42 +66,6 @@ struct Segmenter::Impl {
   // The CUDA engine's device index; -1 for CPU and AOTInductor engines. CUDA pads a remainder
   // up to a captured bucket; CPU splits it (plan.h).
   int cuda_device = -1;
-
-  // Validates one [H,W,3] or [B,H,W,3] view and appends one ImageRef per image.
-  void collect(const TensorView& v, const std::string& where, bool allow_batch, std::vector<ImageRef>* out) const {
-    const std::string name = allow_batch ? "images" : "images[" + std::to_string(out->size()) + "]";
-    if (v.dtype != DType::uint8) bad_input(where, name, "dtype uint8", to_string(v.dtype));
-    const size_t rank = v.shape.size();
-    if (rank != 3 && !(allow_batch && rank == 4))
-      bad_input(where, name, allow_batch ? "shape [H,W,3] or [B,H,W,3]" : "shape [H,W,3]",
-                detail::shape_string(v.shape) + " (rank " + std::to_string(rank) + ")");
-    if (v.shape[rank - 1] != 3)
-      bad_input(where, name, "3 channels (RGB, last dimension)",
-                std::to_string(v.shape[rank - 1]) + " (shape " + detail::shape_string(v.shape) + ")");
-    std::vector<int64_t> strides = v.strides;
-    if (strides.empty()) {
-      strides.assign(rank, 1);
-      for (size_t k = rank - 1; k > 0; --k) strides[k - 1] = strides[k] * v.shape[k];
-    }
-    if (strides.size() != rank)
-      bad_input(where, name, "one stride per dimension (" + std::to_string(rank) + ")", std::to_string(strides.size()));
-    for (int64_t s : strides)
-      if (s < 0) bad_input(where, name, "non-negative strides", detail::shape_string(strides));
-    const int64_t batch = rank == 4 ? v.shape[0] : 1;
-    const int64_t h = v.shape[rank - 3], w = v.shape[rank - 2];
-    if (batch < 1 || h < 1 || w < 1)
-      bad_input(where, name, "a non-empty image batch", "shape " + detail::shape_string(v.shape));
-    if (h > detail::kMaxSide || w > detail::kMaxSide)
-      bad_input(where, name, "height and width <= " + std::to_string(detail::kMaxSide), hxw(h, w));
-    if (h < metadata.min_size || w < metadata.min_size)
-      bad_input(where, name, "height and width >= " + std::to_string(metadata.min_size) + " (the artifact's min_size)",
-                hxw(h, w));
-    if (v.data == nullptr) bad_input(where, name, "data", "a null pointer");
-    const int64_t sb = rank == 4 ? strides[0] : 0;
-    const size_t k = rank - 3;
-    for (int64_t i = 0; i < batch; ++i)
-      out->push_back({static_cast<const uint8_t*>(v.data) + i * sb, h, w, strides[k], strides[k + 1], strides[k + 2]});
-  }
 
   int shape_index(int64_t h, int64_t w) const {
     for (size_t i = 0; i < shapes.size(); ++i)
@@ -268,7 +202,7 @@ struct Segmenter::Impl {
   void call(const TensorView& v, Output what, void* dst, int64_t size, const std::string& where,
             const Memory& memory = {}) {
     std::vector<ImageRef> ims;
-    collect(v, where, true, &ims);
+    detail::collect_images(v, where, true, metadata.min_size, &ims);
     const int64_t h = ims[0].height, w = ims[0].width, n = static_cast<int64_t>(ims.size());
     const int64_t need = n * per_image(what, h, w);
     const std::string out_name = what == Output::labels ? "labels" : "logits";
@@ -299,7 +233,7 @@ Segmenter::Segmenter(const std::string& artifact_path, const Options& options) :
   // Batch-invariant: the engine plans batch 1 only and every image runs alone (Options).
   Options planned = options;
   if (options.batch_invariant) planned.max_batch = 1;
-  check_plan_memory(planned);
+  detail::check_plan_memory(planned);
   impl_->path = artifact_path;
   impl_->options = planned;
   const detail::DeviceSpec device = detail::parse_device(options.device);
@@ -334,7 +268,7 @@ Result Segmenter::segment(const TensorView& images) {
   // rejected, not first allocate and zero-fill gigabytes.
   {
     std::vector<ImageRef> check;
-    impl_->collect(images, "Segmenter.segment", true, &check);
+    detail::collect_images(images, "Segmenter.segment", true, impl_->metadata.min_size, &check);
   }
   Result r;
   const size_t rank = images.shape.size();
@@ -359,7 +293,7 @@ void Segmenter::segment(const std::vector<TensorView>& images, const std::vector
     throw InvalidArgument(where + ": output 'labels': expected " + std::to_string(images.size()) +
                           " buffers (one per image), got " + std::to_string(labels.size()));
   std::vector<ImageRef> ims;
-  for (const TensorView& v : images) impl_->collect(v, where, false, &ims);
+  for (const TensorView& v : images) detail::collect_images(v, where, false, impl_->metadata.min_size, &ims);
   // Group by shape, in order of first appearance; each group keeps input order.
   std::vector<std::pair<Shape, std::vector<size_t>>> groups;
   for (size_t i = 0; i < ims.size(); ++i) {
@@ -402,7 +336,7 @@ LogitsResult Segmenter::logits(const TensorView& images) {
   // Validate before sizing the result from the shape (see segment).
   {
     std::vector<ImageRef> check;
-    impl_->collect(images, "Segmenter.logits", true, &check);
+    detail::collect_images(images, "Segmenter.logits", true, impl_->metadata.min_size, &check);
   }
   LogitsResult r;
   const size_t rank = images.shape.size();
