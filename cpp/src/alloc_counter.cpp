@@ -1,21 +1,18 @@
 // The counting allocator and the per-engine arenas of the CPU memory plan (alloc_counter.h).
 //
-// Why one slab per engine, laid out per call: a CPU engine's planned calls never overlap
-// (the Segmenter runs them under its mutex; a SegmenterPool has one engine, so one arena,
-// per seat), so every tensor of one planned call is freed before the next call starts, on
-// whatever bucket or shape. Per-size free lists made each bucket keep blocks of its own sizes
-// (batch 4's tensors are 4x batch 1's), and a freed block only served a request it fitted:
-// the plan was the sum of every bucket's blocks, 2x their peak live memory and more. Here
-// the calling thread's large tensors get offsets in one slab (ArenaLayout: best-fit gaps
-// that merge when freed), and each call starts from an empty layout. The same call makes the
-// same requests in the same order, so it gets the same offsets every time, whatever ran
-// before: the slab is sized by the largest high-water mark of warm-up's last pass over every
-// bucket (about the largest bucket's peak live bytes) and no later call outgrows it. A range
-// past the slab's end is still served (new memory, a counted miss), and the next call that
-// finds the slab unused grows it. Requests made inside parallel regions, whose order between
-// threads varies, come from a pool of cached blocks instead (best fit, at most 2x the
-// request). Simpler than recording every bucket's trace and solving an offline layout, and
-// a layout that a call could not reproduce costs a counted allocation, never a failure.
+// Why one slab per engine, laid out per call: an engine's planned calls never overlap (the
+// Segmenter runs them under its mutex; a SegmenterPool has one engine per seat), so each call
+// starts with the whole arena free, on whatever bucket or shape. Per-size free lists kept
+// each bucket's blocks apart (batch 4's tensors are 4x batch 1's): the plan was their sum,
+// 4.7x the peak live memory for camvid at 360x480 and max_batch 4. Here the calling thread's
+// tensors get offsets in one slab (ArenaLayout: best fit over gaps that merge when freed).
+// A call makes the same requests in the same order every time, so it gets the same offsets
+// whatever ran before, and a slab sized by warm-up's last pass over every bucket holds every
+// later call. A range past the slab's end is still served (new memory, a counted miss) and
+// the next call grows the slab. Allocations inside parallel regions, whose order between
+// threads varies, come from a pool of cached blocks (best fit, at most 2x the request).
+// Simpler than recording each bucket's trace for an offline layout, and a call that does not
+// reproduce its layout costs a counted allocation, never a failure.
 #include "alloc_counter.h"
 
 #include <ATen/Parallel.h>
@@ -25,46 +22,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <mutex>
+#include <new>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
-#include "arena_layout.h"
+#include "alloc_arena.h"
 
 namespace ifa_rt::detail {
 
-// One engine's arena: the slab, its layout, and the pool of blocks for parallel regions.
-struct CacheState {
-  std::multimap<size_t, void*> free;  // the pool's free blocks by size: best fit is lower_bound
-  ArenaLayout layout;                 // offsets of the caller's tensors in use, slab or beyond
-  uint8_t* slab = nullptr;
-  size_t slab_bytes = 0;
-  size_t slab_ranges = 0;  // ranges in use inside the slab
-  // Ranges in use past the slab's end, each in a block of its own. One that outlives its call
-  // (a cache a first call makes, e.g. reordered weights) is detached from the layout when the
-  // next call starts: left there, it would split every later call's layout.
-  std::unordered_set<void*> overflow;
-  BlockCache::Counters counters;
-  bool alive = true;
-  uint64_t epoch = 0;
-};
-
 namespace {
-
-// overflow: a range past the slab's end, in a block of its own; detached: an overflow block
-// that outlived its call, out of the layout.
-enum class Kind { pool, slab, overflow, detached };
-
-struct BlockInfo {
-  CacheState* cache;
-  size_t size;       // the block's (or range's) bytes
-  size_t requested;  // the bytes of the request it serves now (live-memory accounting)
-  uint64_t epoch;    // the last epoch it was handed out in
-  Kind kind;
-  size_t offset;  // slab and overflow: the range in the layout
-};
 
 constexpr size_t kPoolMaxFit = 2;  // a pool block serves requests of at least half its size
 
@@ -116,20 +83,27 @@ void hand_out(CacheState* cache, size_t requested) {
 void resize_slab(CacheState* cache, size_t bytes) {
   auto& c = cache->counters;
   if (cache->slab != nullptr) {
+    auto& reg = registry();
+    for (auto it = reg.begin(); it != reg.end();)
+      it = it->second.cache == cache && it->second.kind == Kind::slab_free ? reg.erase(it) : std::next(it);
     c10::free_cpu(cache->slab);
     c.held_bytes -= static_cast<int64_t>(cache->slab_bytes);
     c.blocks--;
+    cache->slab = nullptr;
+    cache->slab_bytes = 0;
+    c.slab_bytes = 0;
   }
-  cache->slab = bytes > 0 ? static_cast<uint8_t*>(c10::alloc_cpu(bytes)) : nullptr;
+  if (bytes == 0) return;
+  cache->slab = static_cast<uint8_t*>(c10::alloc_cpu(bytes));  // on bad_alloc: no slab
   cache->slab_bytes = bytes;
-  if (bytes > 0) count_miss(cache, bytes);
   c.slab_bytes = static_cast<int64_t>(bytes);
+  count_miss(cache, bytes);
 }
 
 // Takes the overflow blocks still in use out of the layout (g_mutex held; between calls).
 void detach_overflow(CacheState* cache) {
   for (void* p : cache->overflow) {
-    BlockInfo& info = registry()[p];
+    BlockInfo& info = registry().find(p)->second;
     cache->layout.release(info.offset, info.size);
     info.kind = Kind::detached;
   }
@@ -167,37 +141,57 @@ class CountingAllocator final : public c10::Allocator {
         return wrapped_->allocate(n);
       }
     }
+    // Whatever may throw (std::bad_alloc) comes before a change it would leave half done.
     void* ptr = nullptr;
     if (caller && !at::in_parallel_region()) {
       const size_t size = ArenaLayout::rounded(n), offset = cache->layout.place(n);
       cache->counters.slab_high_water = static_cast<int64_t>(cache->layout.high_water());
       if (offset + size <= cache->slab_bytes) {
         ptr = cache->slab + offset;
-        registry()[ptr] = {cache, size, n, cache->epoch, Kind::slab, offset};
+        try {
+          registry()[ptr] = {cache, size, n, cache->epoch, Kind::slab, offset};  // usually a kept entry
+        } catch (...) {
+          cache->layout.release(offset, n);
+          throw;
+        }
         cache->slab_ranges++;
         cache->counters.hits++;
       } else {
-        lock.unlock();
-        ptr = c10::alloc_cpu(size);
-        lock.lock();
-        registry()[ptr] = {cache, size, n, cache->epoch, Kind::overflow, offset};
-        cache->overflow.insert(ptr);
+        try {
+          ptr = c10::alloc_cpu(size);  // under the lock: overflow is a warm-up event
+          registry()[ptr] = {cache, size, n, cache->epoch, Kind::overflow, offset};
+          cache->overflow.insert(ptr);
+        } catch (...) {
+          cache->layout.release(offset, n);
+          if (ptr != nullptr) {
+            registry().erase(ptr);
+            c10::free_cpu(ptr);
+          }
+          throw;
+        }
         count_miss(cache, size);
       }
     } else {
-      auto it = cache->free.lower_bound(n);
-      if (it != cache->free.end() && it->first <= n * kPoolMaxFit) {
-        ptr = it->second;
-        cache->free.erase(it);
-        BlockInfo& info = registry()[ptr];
+      auto it = cache->pool.lower_bound(n);
+      while (it != cache->pool.end() && it->first <= n * kPoolMaxFit && it->second.free.empty()) ++it;
+      if (it != cache->pool.end() && it->first <= n * kPoolMaxFit) {
+        ptr = it->second.free.back();
+        it->second.free.pop_back();
+        BlockInfo& info = registry().find(ptr)->second;
         info.epoch = cache->epoch;
         info.requested = n;
         cache->counters.hits++;
       } else {
-        lock.unlock();
+        PoolClass& cls = cache->pool[n];
+        cls.free.reserve(cls.blocks + 1);
         ptr = c10::alloc_cpu(n);
-        lock.lock();
-        registry()[ptr] = {cache, n, n, cache->epoch, Kind::pool, 0};
+        try {
+          registry()[ptr] = {cache, n, n, cache->epoch, Kind::pool, 0};
+        } catch (...) {
+          c10::free_cpu(ptr);
+          throw;
+        }
+        cls.blocks++;
         count_miss(cache, n);
       }
     }
@@ -236,24 +230,32 @@ void release_block(void* ptr) {
   auto& c = cache->counters;
   c.outstanding--;
   c.live_bytes -= static_cast<int64_t>(info.requested);
+  // Nothing here allocates: a deleter must not throw.
   void* to_free = nullptr;
   if (info.kind == Kind::pool) {
     if (cache->alive) {
-      cache->free.emplace(info.size, ptr);
+      cache->pool.find(info.size)->second.free.push_back(ptr);  // within its reserve
       return;
     }
     to_free = ptr;
-  } else {
-    if (info.kind != Kind::detached) cache->layout.release(info.offset, info.size);
-    if (info.kind == Kind::slab) cache->slab_ranges--;
-    if (info.kind == Kind::overflow) cache->overflow.erase(ptr);
-    if (info.kind != Kind::slab) {
-      to_free = ptr;
-      c.held_bytes -= static_cast<int64_t>(info.size);
-      c.blocks--;
+    reg.erase(it);
+  } else if (info.kind == Kind::slab) {
+    cache->layout.release(info.offset, info.size);
+    cache->slab_ranges--;
+    if (cache->alive)
+      it->second.kind = Kind::slab_free;
+    else
+      reg.erase(it);
+  } else {  // overflow, detached
+    if (info.kind == Kind::overflow) {
+      cache->layout.release(info.offset, info.size);
+      cache->overflow.erase(ptr);
     }
+    to_free = ptr;
+    c.held_bytes -= static_cast<int64_t>(info.size);
+    c.blocks--;
+    reg.erase(it);
   }
-  reg.erase(it);
   const bool last = !cache->alive && c.outstanding == 0;
   if (last && cache->slab != nullptr) resize_slab(cache, 0);
   lock.unlock();
@@ -278,11 +280,12 @@ BlockCache::~BlockCache() {
   bool last = false;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    for (const auto& [size, p] : state_->free) {
-      registry().erase(p);
-      to_free.push_back(p);
-    }
-    state_->free.clear();
+    for (auto& [size, cls] : state_->pool)
+      for (void* p : cls.free) {
+        registry().erase(p);
+        to_free.push_back(p);
+      }
+    state_->pool.clear();
     state_->alive = false;
     if (state_->slab_ranges == 0) resize_slab(state_, 0);
     last = state_->counters.outstanding == 0;
@@ -313,17 +316,14 @@ int64_t BlockCache::trim() {
   int64_t bytes = 0;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    auto& reg = registry();
-    for (auto it = state_->free.begin(); it != state_->free.end();) {
-      auto info = reg.find(it->second);
-      if (info->second.epoch == state_->epoch) {
-        ++it;
-        continue;
+    for (auto& [size, cls] : state_->pool) {
+      auto old = std::stable_partition(cls.free.begin(), cls.free.end(),
+                                       [&](void* p) { return registry().find(p)->second.epoch == state_->epoch; });
+      for (auto it = old; it != cls.free.end(); ++it, --cls.blocks, bytes += static_cast<int64_t>(size)) {
+        registry().erase(*it);
+        to_free.push_back(*it);
       }
-      reg.erase(info);
-      to_free.push_back(it->second);
-      bytes += static_cast<int64_t>(it->first);
-      it = state_->free.erase(it);
+      cls.free.erase(old, cls.free.end());
     }
     state_->counters.held_bytes -= bytes;
     state_->counters.blocks -= static_cast<int64_t>(to_free.size());
@@ -332,36 +332,45 @@ int64_t BlockCache::trim() {
   return bytes;
 }
 
+namespace {
+
+// Registers an outermost scope's call as running, or no longer (g_mutex taken).
+void start_call(CacheState* call) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  active_calls().push_back(call);
+  try {
+    if (call != &g_unplanned) grow_slab(call);
+  } catch (const std::bad_alloc&) {
+    // The slab stays as it is; this call's overflow is served and counted as before.
+  }
+}
+void end_call(const CacheState* call) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto& active = active_calls();
+  active.erase(std::find(active.begin(), active.end(), call));
+}
+
+}  // namespace
+
 BlockCache::Scope::Scope(BlockCache& cache) : previous_(t_cache) {
   t_cache = cache.state_;
-  if (previous_ != nullptr) return;  // nested on this thread: the call is already registered
-  std::lock_guard<std::mutex> lock(g_mutex);
-  active_calls().push_back(cache.state_);
-  grow_slab(cache.state_);
+  if (previous_ == nullptr) start_call(cache.state_);  // nested on this thread: registered
 }
 
 BlockCache::Scope::~Scope() {
   const CacheState* mine = t_cache;
   t_cache = previous_;
-  if (previous_ != nullptr) return;
-  std::lock_guard<std::mutex> lock(g_mutex);
-  auto& active = active_calls();
-  active.erase(std::find(active.begin(), active.end(), mine));
+  if (previous_ == nullptr) end_call(mine);
 }
 
 UnplannedScope::UnplannedScope() : previous_(t_cache) {
   t_cache = &g_unplanned;
-  if (previous_ != nullptr) return;
-  std::lock_guard<std::mutex> lock(g_mutex);
-  active_calls().push_back(&g_unplanned);
+  if (previous_ == nullptr) start_call(&g_unplanned);
 }
 
 UnplannedScope::~UnplannedScope() {
   t_cache = previous_;
-  if (previous_ != nullptr) return;
-  std::lock_guard<std::mutex> lock(g_mutex);
-  auto& active = active_calls();
-  active.erase(std::find(active.begin(), active.end(), &g_unplanned));
+  if (previous_ == nullptr) end_call(&g_unplanned);
 }
 
 bool counting_allocator_installed() { return g_allocator != nullptr && c10::GetCPUAllocator() == g_allocator; }

@@ -11,7 +11,8 @@
 // a slab sized by one warm-up call of each bucket holds every later call of any bucket
 // (calls of one engine never overlap, so each starts from an empty layout).
 #include <cstddef>
-#include <map>
+#include <utility>
+#include <vector>
 
 namespace ifa_rt::detail {
 
@@ -23,10 +24,12 @@ class ArenaLayout {
   /// `bytes` rounded up to kAlign.
   static size_t rounded(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
-  /// Reserves rounded(bytes) and returns its offset.
+  /// Reserves rounded(bytes) and returns its offset. May throw std::bad_alloc (growing its
+  /// gap list), then with nothing changed.
   size_t place(size_t bytes);
-  /// Frees the range place() returned at `offset` for `bytes`.
-  void release(size_t offset, size_t bytes);
+  /// Frees the range place() returned at `offset` for `bytes`. Never allocates (a deleter
+  /// calls it): there are never more gaps than ranges in use, and place() reserved those.
+  void release(size_t offset, size_t bytes) noexcept;
 
   /// Ranges in use now.
   size_t in_use() const { return in_use_; }
@@ -35,11 +38,13 @@ class ArenaLayout {
   /// The most `top()` reached since the last restart_high_water().
   size_t high_water() const { return high_water_; }
   void restart_high_water() { high_water_ = top_; }
-  /// Free gaps below the top (for tests): offset -> bytes.
-  const std::map<size_t, size_t>& gaps() const { return gaps_; }
+  /// Free gaps below the top, by offset: (offset, bytes).
+  const std::vector<std::pair<size_t, size_t>>& gaps() const { return gaps_; }
 
  private:
-  std::map<size_t, size_t> gaps_;  // never touches top_: a gap there lowers the top instead
+  // Sorted by offset; never touches top_ (a gap there lowers the top instead), so each gap
+  // is followed by a range in use.
+  std::vector<std::pair<size_t, size_t>> gaps_;
   size_t top_ = 0, high_water_ = 0, in_use_ = 0;
 };
 

@@ -20,7 +20,7 @@ void layout_checks() {
   a.release(y, 1000);  // a gap in the middle
   CHECK_EQ(a.gaps().size(), size_t{1});
   CHECK_EQ(a.place(200), size_t{128});  // best fit takes the gap, not the top
-  CHECK_EQ(a.gaps().begin()->first, size_t{384});
+  CHECK_EQ(a.gaps().front().first, size_t{384});
   const size_t big = a.place(5000);  // fits no gap: above the top
   CHECK_EQ(big, size_t{1216});
   CHECK_EQ(a.high_water(), size_t{1216 + 5056});
