@@ -19,6 +19,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -62,6 +63,18 @@ CountingAllocator* g_allocator = nullptr;
 
 void release_block(void* ptr);
 
+// The slab and overflow blocks come from mmap: freeing them (a slab resized, warm-up's
+// overflow) must not raise glibc's dynamic mmap threshold, which then keeps the unplanned
+// path's multi-MB temporaries in the heap (RSS growth: reliability.md). Small ones: c10's.
+constexpr size_t kMapMin = size_t{64} << 10;
+void* map(size_t bytes) {
+  if (bytes < kMapMin) return c10::alloc_cpu(bytes);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+void unmap(void* p, size_t bytes) { bytes < kMapMin ? c10::free_cpu(p) : static_cast<void>(munmap(p, bytes)); }
+
 // Memory taken from the system for `cache` (g_mutex held).
 void count_miss(CacheState* cache, size_t bytes) {
   auto& c = cache->counters;
@@ -86,7 +99,7 @@ void resize_slab(CacheState* cache, size_t bytes) {
     auto& reg = registry();
     for (auto it = reg.begin(); it != reg.end();)
       it = it->second.cache == cache && it->second.kind == Kind::slab_free ? reg.erase(it) : std::next(it);
-    c10::free_cpu(cache->slab);
+    unmap(cache->slab, cache->slab_bytes);
     c.held_bytes -= static_cast<int64_t>(cache->slab_bytes);
     c.blocks--;
     cache->slab = nullptr;
@@ -94,7 +107,7 @@ void resize_slab(CacheState* cache, size_t bytes) {
     c.slab_bytes = 0;
   }
   if (bytes == 0) return;
-  cache->slab = static_cast<uint8_t*>(c10::alloc_cpu(bytes));  // on bad_alloc: no slab
+  cache->slab = static_cast<uint8_t*>(map(bytes));  // on bad_alloc: no slab
   cache->slab_bytes = bytes;
   c.slab_bytes = static_cast<int64_t>(bytes);
   count_miss(cache, bytes);
@@ -158,14 +171,14 @@ class CountingAllocator final : public c10::Allocator {
         cache->counters.hits++;
       } else {
         try {
-          ptr = c10::alloc_cpu(size);  // under the lock: overflow is a warm-up event
+          ptr = map(size);  // under the lock: overflow is a warm-up event
           registry()[ptr] = {cache, size, n, cache->epoch, Kind::overflow, offset};
           cache->overflow.insert(ptr);
         } catch (...) {
           cache->layout.release(offset, n);
           if (ptr != nullptr) {
             registry().erase(ptr);
-            c10::free_cpu(ptr);
+            unmap(ptr, size);
           }
           throw;
         }
@@ -232,6 +245,7 @@ void release_block(void* ptr) {
   c.live_bytes -= static_cast<int64_t>(info.requested);
   // Nothing here allocates: a deleter must not throw.
   void* to_free = nullptr;
+  size_t to_unmap = 0;  // overflow and detached blocks: their bytes
   if (info.kind == Kind::pool) {
     if (cache->alive) {
       cache->pool.find(info.size)->second.free.push_back(ptr);  // within its reserve
@@ -252,6 +266,7 @@ void release_block(void* ptr) {
       cache->overflow.erase(ptr);
     }
     to_free = ptr;
+    to_unmap = info.size;
     c.held_bytes -= static_cast<int64_t>(info.size);
     c.blocks--;
     reg.erase(it);
@@ -259,7 +274,7 @@ void release_block(void* ptr) {
   const bool last = !cache->alive && c.outstanding == 0;
   if (last && cache->slab != nullptr) resize_slab(cache, 0);
   lock.unlock();
-  if (to_free != nullptr) c10::free_cpu(to_free);
+  if (to_free != nullptr) to_unmap > 0 ? unmap(to_free, to_unmap) : c10::free_cpu(to_free);
   if (last) delete cache;
 }
 
@@ -340,7 +355,7 @@ void start_call(CacheState* call) {
   active_calls().push_back(call);
   try {
     if (call != &g_unplanned) grow_slab(call);
-  } catch (const std::bad_alloc&) {
+  } catch (...) {  // std::bad_alloc, or c10's out-of-memory error
     // The slab stays as it is; this call's overflow is served and counted as before.
   }
 }
