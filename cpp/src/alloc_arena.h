@@ -26,7 +26,7 @@ struct CacheState {
   size_t slab_bytes = 0;
   size_t slab_ranges = 0;  // ranges in use inside the slab
   // Ranges in use past the slab's end, each in a block of its own. One that outlives its call
-  // (a cache a first call makes, e.g. reordered weights) is detached from the layout when the
+  // (a cache the first call makes) is detached from the layout when the
   // next call starts: left there, it would split every later call's layout.
   std::unordered_set<void*> overflow;
   BlockCache::Counters counters;
