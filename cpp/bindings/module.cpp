@@ -65,7 +65,9 @@ py::dict plan_dict(const ifa_rt::Plan& p) {
                             py::arg("shape") = py::tuple(py::cast(b.shape)), py::arg("bytes") = b.bytes));
   return py::dict(py::arg("device") = p.device, py::arg("precision") = ifa_rt::to_string(p.precision),
                   py::arg("runtime") = p.runtime, py::arg("buckets") = buckets, py::arg("buffers") = buffers,
-                  py::arg("total_bytes") = p.total_bytes());
+                  py::arg("total_bytes") = p.total_bytes(),
+                  py::arg("arena") = py::dict(py::arg("bytes") = p.arena_bytes, py::arg("blocks") = p.arena_blocks,
+                                              py::arg("peak_live_bytes") = p.peak_live_bytes));
 }
 
 // f() with the GIL released: engine queries wait for the engine's mutex while a call is in
@@ -89,9 +91,11 @@ py::dict stats_dict(const ifa_rt::Stats& s) {
                   py::arg("bytes_allocated_after_warmup") = s.bytes_allocated_after_warmup,
                   py::arg("cached_allocations_after_warmup") = s.cached_allocations_after_warmup,
                   py::arg("unattributed_allocations_in_calls") = s.unattributed_allocations_in_calls,
-                  py::arg("shape_cache") = s.shape_cache, py::arg("learned_shapes") = shapes_to_list(s.learned_shapes),
-                  py::arg("heap_trims") = s.heap_trims, py::arg("construction_ms") = s.construction_ms,
-                  py::arg("first_call_ms") = s.first_call_ms, py::arg("buckets") = buckets);
+                  py::arg("arena_bytes") = s.arena_bytes, py::arg("arena_blocks") = s.arena_blocks,
+                  py::arg("arena_peak_live_bytes") = s.arena_peak_live_bytes, py::arg("shape_cache") = s.shape_cache,
+                  py::arg("learned_shapes") = shapes_to_list(s.learned_shapes), py::arg("heap_trims") = s.heap_trims,
+                  py::arg("construction_ms") = s.construction_ms, py::arg("first_call_ms") = s.first_call_ms,
+                  py::arg("buckets") = buckets);
 }
 
 // The engine calls shared by Segmenter and SegmenterPool.

@@ -27,8 +27,10 @@ enum class Output { labels, logits };
 struct AllocCounters {
   int64_t new_blocks = 0;  ///< memory taken from the system / device allocator
   int64_t new_bytes = 0;
-  int64_t cached_hits = 0;   ///< CPU: requests served from the engine's block cache
-  int64_t cached_bytes = 0;  ///< CPU: bytes the cache holds (free + in use)
+  int64_t cached_hits = 0;   ///< CPU: requests served from the engine's arena
+  int64_t cached_bytes = 0;  ///< CPU: bytes the arena holds (free + in use)
+  int64_t cached_blocks = 0;
+  int64_t peak_live_bytes = 0;  ///< CPU: most bytes alive in one planned call since warm-up's last pass
 };
 
 /// run_device's bucket for an input size no bucket was planned for.

@@ -167,9 +167,11 @@ class AotiEngine final : public Engine {
     for (size_t i = 0; i < buckets_.size(); ++i)
       p.buffers.push_back({"input " + buckets_[i].name() + "x3", "cpu", "uint8", inputs_[i].sizes().vec(),
                            static_cast<int64_t>(inputs_[i].nbytes())});
-    p.buffers.push_back(
-        {"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {}, cache_.counters().held_bytes});
+    arena_info(cache_, &p);
     const Plan learned = fallback_->plan();  // sizes learned at run time (TorchScript fp32)
+    p.arena_bytes += learned.arena_bytes;
+    p.arena_blocks += learned.arena_blocks;
+    p.peak_live_bytes = std::max(p.peak_live_bytes, learned.peak_live_bytes);
     for (const Bucket& b : learned.buckets) p.buckets.push_back(b);
     for (const BufferInfo& b : learned.buffers)
       if (b.name.rfind("input ", 0) == 0 || b.bytes > 0)
@@ -200,8 +202,9 @@ class AotiEngine final : public Engine {
   AllocCounters counters() const override {
     AllocCounters c = counters_since(cache_, warm_);
     const AllocCounters f = fallback_->counters();
-    return {c.new_blocks + f.new_blocks, c.new_bytes + f.new_bytes, c.cached_hits + f.cached_hits,
-            c.cached_bytes + f.cached_bytes};
+    return {c.new_blocks + f.new_blocks,       c.new_bytes + f.new_bytes,
+            c.cached_hits + f.cached_hits,     c.cached_bytes + f.cached_bytes,
+            c.cached_blocks + f.cached_blocks, std::max(c.peak_live_bytes, f.peak_live_bytes)};
   }
 
   double first_call_ms() const override { return first_call_ms_; }

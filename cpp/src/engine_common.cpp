@@ -1,5 +1,6 @@
 #include "engine_common.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "options.h"
@@ -72,18 +73,31 @@ void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_
 
 BlockCache::Counters settle(BlockCache& cache, const std::function<void()>& pass) {
   for (int k = 0; k < 4; ++k) {
-    cache.next_epoch();
+    cache.next_epoch();  // the slab is fitted to the calls before this pass
     const int64_t before = cache.counters().misses;
     pass();
-    if (cache.counters().misses == before) break;
+    const BlockCache::Counters c = cache.counters();
+    // Done when a pass took nothing new and needed the whole slab: the first pass usually
+    // runs in a slab sized by the profiling calls of warm-up, larger than a call needs.
+    if (c.misses == before && c.slab_high_water == c.slab_bytes) break;
   }
   cache.trim();
   return cache.counters();
 }
 
+void arena_info(const BlockCache& cache, Plan* plan) {
+  const BlockCache::Counters c = cache.counters();
+  plan->buffers.push_back(
+      {"arena (intermediates and outputs; every bucket's planned calls share it)", "cpu", "mixed", {}, c.held_bytes});
+  plan->arena_bytes += c.held_bytes;
+  plan->arena_blocks += c.blocks;
+  plan->peak_live_bytes = std::max(plan->peak_live_bytes, c.peak_live_bytes);
+}
+
 AllocCounters counters_since(const BlockCache& cache, const BlockCache::Counters& warm) {
   const auto c = cache.counters();
-  return {c.misses - warm.misses, c.miss_bytes - warm.miss_bytes, c.hits - warm.hits, c.held_bytes};
+  return {c.misses - warm.misses, c.miss_bytes - warm.miss_bytes, c.hits - warm.hits, c.held_bytes, c.blocks,
+          c.peak_live_bytes};
 }
 
 }  // namespace ifa_rt::detail

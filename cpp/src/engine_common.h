@@ -47,10 +47,14 @@ void copy_out(const at::Tensor& result, int64_t n, Output what, void* const* out
 void check_result(const at::Tensor& t, Output what, int64_t b, int64_t h, int64_t w, int64_t c);
 
 /// The end of a CPU engine's warm-up: runs `pass` (every planned bucket once) in new epochs
-/// of `cache` until a whole pass takes no new block (at most 4 passes), then frees the cached
-/// blocks that pass did not use (what only the first calls needed). Returns the counters that
-/// steady-state counts start from.
+/// of `cache` (each fits the slab to the calls before it) until a whole pass takes no new
+/// memory and fills the slab to its end (at most 4 passes), then frees the small blocks that
+/// pass did not use. Returns the counters that steady-state counts start from; their
+/// peak_live_bytes is the largest bucket's peak live memory.
 BlockCache::Counters settle(BlockCache& cache, const std::function<void()>& pass);
+
+/// Adds `cache`'s arena to a CPU plan: one buffer, and the arena/peak figures.
+void arena_info(const BlockCache& cache, Plan* plan);
 
 /// An engine's allocation counters since warm-up (`warm` from `settle`).
 AllocCounters counters_since(const BlockCache& cache, const BlockCache::Counters& warm);

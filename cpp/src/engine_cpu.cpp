@@ -115,8 +115,7 @@ class CpuEngine final : public Engine {
     for (size_t i = 0; i < buckets_.size(); ++i)
       p.buffers.push_back({"input " + buckets_[i].name() + "x3", "cpu", "uint8", inputs_[i].sizes().vec(),
                            static_cast<int64_t>(inputs_[i].nbytes())});
-    p.buffers.push_back(
-        {"block cache (intermediates and outputs after warm-up)", "cpu", "mixed", {}, cache_.counters().held_bytes});
+    arena_info(cache_, &p);
     p.buffers.push_back(
         {"weights (frozen constants, before freezing)", "cpu", to_string(options_.precision), {}, weight_bytes_});
     return p;

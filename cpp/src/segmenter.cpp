@@ -379,6 +379,9 @@ Stats Segmenter::stats() const {
   s.bytes_allocated_after_warmup = c.new_bytes;
   s.cached_allocations_after_warmup = c.cached_hits;
   s.unattributed_allocations_in_calls = detail::unattributed_allocations_in_calls();
+  s.arena_bytes = c.cached_bytes;
+  s.arena_blocks = c.cached_blocks;
+  s.arena_peak_live_bytes = c.peak_live_bytes;
   s.shape_cache = impl_->options.shape_cache;
   s.learned_shapes.assign(impl_->shapes.begin() + static_cast<std::ptrdiff_t>(impl_->options.shapes.size()),
                           impl_->shapes.end());

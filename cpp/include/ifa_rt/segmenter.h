@@ -162,7 +162,7 @@ struct Bucket {
 
 /// One preallocated buffer of the plan.
 struct BufferInfo {
-  std::string name;            ///< e.g. "input 2x360x480" or "cpu arena (cached blocks)"
+  std::string name;            ///< e.g. "input 2x360x480x3" or "arena (...)"
   std::string device;          ///< "cpu", "cpu-pinned", "cuda:0"
   std::string dtype;           ///< "uint8", "float32", ...
   std::vector<int64_t> shape;  ///< empty for arenas
@@ -176,6 +176,10 @@ struct Plan {
   std::string runtime;  ///< "static-runtime", "jit", "cuda-graph"
   std::vector<Bucket> buckets;
   std::vector<BufferInfo> buffers;
+  /// CPU: the arena every bucket and shape shares (one of `buffers`): its bytes and blocks,
+  /// and the most bytes alive in one planned call (the largest bucket's peak live memory,
+  /// measured in warm-up's last pass over every bucket). 0 on CUDA (graph pools).
+  int64_t arena_bytes = 0, arena_blocks = 0, peak_live_bytes = 0;
   int64_t total_bytes() const;
 };
 
@@ -206,6 +210,9 @@ struct Stats {
   /// (several calls at once, or threads outside the running call's parallel regions, such as
   /// the host's own); they bypass every block cache. Not counted in any engine's figures.
   int64_t unattributed_allocations_in_calls = 0;
+  /// CPU: the engine's arena now (bytes, blocks) and the most bytes alive in one planned call
+  /// since warm-up's last pass (Plan::peak_live_bytes, raised if a later call needs more).
+  int64_t arena_bytes = 0, arena_blocks = 0, arena_peak_live_bytes = 0;
   int64_t shape_cache = 0;            ///< unplanned sizes whose per-shape constants stay cached (Options)
   std::vector<Shape> learned_shapes;  ///< sizes planned at run time (Options::learn_shapes)
   int64_t heap_trims = 0;             ///< free heap memory returned to the system (trim_heap_mb)

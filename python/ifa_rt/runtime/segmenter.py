@@ -224,8 +224,10 @@ class Segmenter(_Runner):
 
     @property
     def plan(self) -> dict[str, Any]:
-        """Every preallocated buffer with its bytes, the buckets, the engine serving now, and
-        `choice`: the precision and runtime chosen, what was skipped and why, the tier-up."""
+        """Every preallocated buffer with its bytes, the buckets, the engine serving now,
+        `arena` (CPU: the bytes and blocks every bucket shares, and `peak_live_bytes`, the most
+        one planned call had alive), and `choice`: the precision and runtime chosen, what was
+        skipped and why, the tier-up."""
         plan = self._engine.plan()
         plan["choice"] = self._choice_report()
         return plan
