@@ -286,14 +286,17 @@ def test_installed_cmake_package_names_the_models_folder(installed, tmp_path):
 
 @pytest.mark.slow
 def test_installed_wheel_refuses_another_torch(installed, tmp_path):
-    """The import-time check holds for the wheel: it records the torch it was built with."""
+    """The import-time check holds for the wheel: it records the torch it was built with, and
+    importing the runtime refuses another one (exporting and training, which never load the
+    extension, still import)."""
     venv, _, _ = installed
     code = """
         import torch
         built_with = torch.__version__
         torch.__version__ = "2.12.0"  # as if another torch were installed after the wheel
+        import ifa_rt.deploy.export
         try:
-            import ifa_rt
+            from ifa_rt import Segmenter
         except ImportError as e:
             print(e)
         else:
