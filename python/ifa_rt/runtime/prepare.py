@@ -185,14 +185,21 @@ def compile_command(
 
 def run_compile(command: list[str], env: dict[str, str] | None = None, show: bool = False) -> None:
     """Run a `compile_command`; RuntimeError with its last line of output when it fails.
-    `show`: its progress goes to this process's stderr as it runs."""
-    stdout = None if show else subprocess.PIPE
-    done = subprocess.run(
-        command, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True, check=False
-    )
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout or "").strip().splitlines()
-        raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
+    `show`: its progress (stderr) is passed on to this process's stderr as it comes."""
+    if not show:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        code, output = done.returncode, done.stderr or done.stdout or ""
+    else:
+        tail = b""
+        with subprocess.Popen(command, env=env, stderr=subprocess.PIPE) as child:
+            while chunk := child.stderr.read1(1 << 12):
+                sys.stderr.write(chunk.decode(errors="replace"))
+                sys.stderr.flush()
+                tail = (tail + chunk)[-(1 << 13) :]
+        code, output = child.returncode, tail.decode(errors="replace")
+    if code != 0:
+        lines = output.strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"exit status {code}")
 
 
 def compiled_for(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:

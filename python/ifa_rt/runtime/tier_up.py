@@ -1,11 +1,10 @@
 """Serving while a faster engine compiles: `Tiered` (the runner's engine slot) and `TierUp`.
 
-A runner (`Segmenter`, `SegmenterPool`) builds the engine `ifa_rt.runtime.prepare.choose` asks
-for.
-When that is a compiled package not yet in the cache, TorchScript serves at once and `TierUp`
-compiles the package in a child process (`ifa-rt prepare`, niced, one compile thread),
-builds its engine here (GIL released), checks it against the serving engine on the most
-recent real frame of a planned shape, and hands it to `Tiered._swap` between calls.
+A runner (`Segmenter`, `SegmenterPool`) builds the engine `ifa_rt.runtime.prepare.choose`
+asks for. When that is a compiled package not yet in the cache, TorchScript serves at once
+and `TierUp` compiles the package in a child process (`ifa-rt prepare`, niced, one compile
+thread), builds its engine here (GIL released), checks it against the serving engine on the
+most recent real frame of a planned shape, and hands it to `Tiered._swap` between calls.
 """
 
 from __future__ import annotations
