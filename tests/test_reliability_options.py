@@ -228,3 +228,25 @@ def test_cuda_bad_index(tiny):
     assert str(err.value) == (
         f"Segmenter: option 'device': expected cuda:0..cuda:{count - 1}, got 'cuda:{count}'"
     )
+
+
+def test_options_are_typed_values_and_each_engine_keeps_its_own(tiny):
+    """`ifa_rt.Options` objects cross into C++ once: overrides make a validated copy, and the
+    options an engine reports are a copy, so writing to them changes nothing that serves."""
+    opts = ifa_rt.Options(shapes=[(32, 48)], threads=1, runtime="jit")
+    seg = Segmenter(tiny, opts, max_batch=2, precision="fp32")
+    assert opts.max_batch == 1 and seg.options.max_batch == 2
+    reported = seg.options
+    reported.threads = 2
+    assert reported.threads == 2 and seg.options.threads == 1
+    assert seg.options.shapes == [(32, 48)] and seg.options.runtime == "jit"
+    assert ifa_rt.Options(**opts.to_dict()) == opts and opts.replace(threads=3) != opts
+    assert ifa_rt.Options.field_names()[:3] == ["device", "precision", "max_batch"]
+    with pytest.raises(
+        TypeError, match=r"^Segmenter: 'options': expected an ifa_rt.Options, got dict$"
+    ):
+        Segmenter(tiny, {"threads": 1})
+    with pytest.raises(
+        ValueError, match=r"^Options: 'threads': expected an integer in \[-2147483648, "
+    ):
+        ifa_rt.Options(threads=2**40)  # named, not wrapped around to a valid count

@@ -329,7 +329,9 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly(
           "num_classes", [](const ifa_rt::Segmenter& s) { return s.metadata().num_classes; },
           "Number of classes (channels of the logits).")
-      .def_property_readonly("options", &ifa_rt::Segmenter::options, "Options after resolution.")
+      // A copy: the fields are writable from Python, and the engine's own must not change.
+      .def_property_readonly(
+          "options", [](const ifa_rt::Segmenter& s) { return s.options(); }, "A copy of the options after resolution.")
       .def_property_readonly("path", &ifa_rt::Segmenter::path, "The artifact path.");
 
   py::class_<ifa_rt::SegmenterPool>(m, "SegmenterPool", "N engines; each call runs on an idle one.")

@@ -293,7 +293,7 @@ class Segmenter:
     @property
     def options(self) -> Options:
         """
-        Options after resolution.
+        A copy of the options after resolution.
         """
     @property
     def path(self) -> str:
