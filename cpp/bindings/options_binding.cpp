@@ -94,25 +94,25 @@ struct Field {
   std::function<void(Options&, py::handle)> set;
 };
 
-#define IFA_INT(f)                                                                                            \
-  {                                                                                                           \
-#f, [](const Options& o) { return py::object(py::int_(o.f)); }, [](Options & o,                           \
-                                                                       py::handle v) { o.f = to_int(#f, v); } \
-  }
-#define IFA_BOOL(f)                                                                                             \
-  {                                                                                                             \
-#f, [](const Options& o) { return py::object(py::bool_(o.f)); }, [](Options & o,                            \
-                                                                        py::handle v) { o.f = to_bool(#f, v); } \
-  }
-#define IFA_STR(f)                                                                                                     \
-  {                                                                                                                    \
-#f, [](const Options& o) { return py::object(py::str(o.f)); },                                                     \
-                                                                [](Options & o, py::handle v) { o.f = to_str(#f, v); } \
-  }
+// The field `member` of Options read and written as a Python int, bool or str.
+Field int_field(const char* name, int Options::*member) {
+  return {name, [member](const Options& o) { return py::object(py::int_(o.*member)); },
+          [name, member](Options& o, py::handle v) { o.*member = to_int(name, v); }};
+}
+
+Field bool_field(const char* name, bool Options::*member) {
+  return {name, [member](const Options& o) { return py::object(py::bool_(o.*member)); },
+          [name, member](Options& o, py::handle v) { o.*member = to_bool(name, v); }};
+}
+
+Field str_field(const char* name, std::string Options::*member) {
+  return {name, [member](const Options& o) { return py::object(py::str(o.*member)); },
+          [name, member](Options& o, py::handle v) { o.*member = to_str(name, v); }};
+}
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> all = {
-      IFA_STR(device),
+      str_field("device", &Options::device),
       {"precision", [](const Options& o) { return py::object(py::str(ifa_rt::to_string(o.precision))); },
        [](Options& o, py::handle v) {
          o.precision = ifa_rt::Options::from_map({{"precision", to_str("precision", v)}}).precision;
@@ -121,27 +121,23 @@ const std::vector<Field>& fields() {
        [](Options& o, py::handle v) { o.max_batch = to_int64("Options", "max_batch", v); }},
       {"shapes", [](const Options& o) { return py::object(shape_list(o.shapes)); },
        [](Options& o, py::handle v) { o.shapes = to_shapes(v); }},
-      IFA_INT(threads),
-      IFA_BOOL(strict),
-      IFA_BOOL(plan_logits),
-      IFA_BOOL(channels_last),
-      IFA_BOOL(tf32),
-      IFA_STR(runtime),
-      IFA_BOOL(optimize),
-      IFA_INT(warmup),
-      IFA_INT(shape_cache),
-      IFA_INT(learn_shapes),
-      IFA_INT(trim_heap_mb),
-      IFA_INT(mmap_threshold_kb),
-      IFA_BOOL(batch_invariant),
-      IFA_STR(fuser),
+      int_field("threads", &Options::threads),
+      bool_field("strict", &Options::strict),
+      bool_field("plan_logits", &Options::plan_logits),
+      bool_field("channels_last", &Options::channels_last),
+      bool_field("tf32", &Options::tf32),
+      str_field("runtime", &Options::runtime),
+      bool_field("optimize", &Options::optimize),
+      int_field("warmup", &Options::warmup),
+      int_field("shape_cache", &Options::shape_cache),
+      int_field("learn_shapes", &Options::learn_shapes),
+      int_field("trim_heap_mb", &Options::trim_heap_mb),
+      int_field("mmap_threshold_kb", &Options::mmap_threshold_kb),
+      bool_field("batch_invariant", &Options::batch_invariant),
+      str_field("fuser", &Options::fuser),
   };
   return all;
 }
-
-#undef IFA_INT
-#undef IFA_BOOL
-#undef IFA_STR
 
 const Field& field(const std::string& name) {
   for (const Field& f : fields())
