@@ -163,20 +163,20 @@ def test_a_resnet_stem_quantizes_and_compiles(data, tmp_path, real_image):
 
 def test_forced_package_records_the_failed_gate(tmp_path, camvid_root, capsys):
     """`ifa-rt quantize --force` with a gate no model can pass (agreement above 100 %) still
-    writes the package and the recipe, both recording the failed gate as measured, and
-    precision="auto" does not take that recipe."""
+    writes the package and the calibration, both recording the failed gate as measured, and
+    precision="auto" does not take that calibration."""
     from ifa_rt.cli import main as cli_main
     from ifa_rt.runtime import prepare
 
     lone = tmp_path / "lone.ifa.pt"
     shutil.copy(resolve("camvid"), lone)
-    out, recipe = tmp_path / "forced.pt2", tmp_path / "lone.int8.pt"  # the recipe beside lone
+    out, calibration = tmp_path / "forced.pt2", tmp_path / "lone.int8.pt"  # beside lone
     argv = ["quantize", "--model", str(lone), "--shapes", f"{SHAPE[0]}x{SHAPE[1]}"]
     argv += [
         "-o",
         str(out),
         "--save-calibration",
-        str(recipe),
+        str(calibration),
         "--keep-fp32",
         STEM[0],
         "--threads",
@@ -192,7 +192,7 @@ def test_forced_package_records_the_failed_gate(tmp_path, camvid_root, capsys):
     assert 0.9 < gate["label_agreement"] < 1.0 and gate["images"] == 4  # measured, not made up
     seg = ifa_rt.Segmenter(out, threads=1)
     assert seg.metadata["quantization"]["gate"] == gate and seg.plan["precision"] == "int8"
-    assert load_calibration(recipe, lone)["quantization"]["gate"] == gate
+    assert load_calibration(calibration, lone)["quantization"]["gate"] == gate
     choice = prepare.choose(lone, {"device": "cpu", "precision": "auto", "shapes": [SHAPE]})
     assert choice.precision == "fp32"
     assert choice.skipped["int8"] == "the int8 calibration failed its accuracy gate"
@@ -212,7 +212,7 @@ def test_cpu_without_vnni_is_refused(monkeypatch, data, tmp_path):
         )
 
 
-def test_int8_needs_a_recipe_and_shapes(tmp_path):
+def test_int8_needs_a_calibration_and_shapes(tmp_path):
     lone = tmp_path / "lone.ifa.pt"
     shutil.copy(resolve("camvid"), lone)
     with pytest.raises(
@@ -227,7 +227,7 @@ def test_int8_needs_a_recipe_and_shapes(tmp_path):
         ValueError, match="'runtime': expected 'auto' or 'aoti' for precision 'int8'"
     ):
         ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], runtime="jit")
-    # A recipe calibrated for another artifact is refused, not silently applied.
+    # A calibration made for another artifact is refused, not silently applied.
     (tmp_path / "lone.int8.pt").write_bytes(calibration_for(resolve("camvid")).read_bytes())
     assert load_calibration(tmp_path / "lone.int8.pt", lone)["keep_fp32"]  # same bytes: accepted
     tiny = fixture_dir() / "tiny.ifa.pt"
@@ -237,12 +237,12 @@ def test_int8_needs_a_recipe_and_shapes(tmp_path):
         load_calibration(tmp_path / "lone.int8.pt", tiny)
 
 
-def test_bundled_recipe_compiles_the_gated_int8_model(tmp_path, monkeypatch, data, real_image):
-    """`Segmenter("camvid", precision="int8")`: the shipped recipe, compiled here, serves the
-    int8 model whose gate (measured on CamVid val when the recipe was made) is in its metadata."""
+def test_bundled_calibration_compiles_the_gated_int8_model(tmp_path, monkeypatch, data, real_image):
+    """`Segmenter("camvid", precision="int8")`: the shipped calibration, compiled here, serves
+    the int8 model whose gate (measured when the calibration was made) is in its metadata."""
     monkeypatch.setenv("IFA_RT_CACHE", str(tmp_path / "cache"))
-    recipe = load_calibration(calibration_for(resolve("camvid")), resolve("camvid"))
-    gate = recipe["quantization"]["gate"]
+    record = load_calibration(calibration_for(resolve("camvid")), resolve("camvid"))
+    gate = record["quantization"]["gate"]
     assert gate["passed"] and gate["images"] >= 50 and gate["label_agreement"] >= 0.99
     assert gate["miou_drop"] <= 0.01 and set(gate["per_class_iou"]) == {"fp32", "int8"}
     seg = ifa_rt.Segmenter("camvid", precision="int8", shapes=[SHAPE], threads=2)

@@ -73,7 +73,7 @@ class CoarseSegmenter(ImageSegmenter):
     (`cpp/src/upsample_labels.cpp`), visiting all classes only near class boundaries; inside
     the graph, the upsample + max over every pixel and class took 22 % of an int8 call
     (docs/bench/profile-camvid-int8-360x480.json). Same parameters and names as
-    `ImageSegmenter`, so quantizer module names and recipes apply unchanged."""
+    `ImageSegmenter`, so quantizer module names and int8 calibrations apply unchanged."""
 
     def forward(self, images: Tensor) -> Tensor:
         """Coarse float32 logits [B,C,h,w] for uint8 [B,H,W,3] RGB images."""
