@@ -202,16 +202,14 @@ def run_compile(command: list[str], env: dict[str, str] | None = None, show: boo
         raise RuntimeError(lines[-1] if lines else f"exit status {code}")
 
 
-def compiled_for(model: str | os.PathLike, where: str, kwargs: dict[str, Any]) -> str:
-    """The file the engine loads: the artifact, or its package compiled for this machine.
+def compiled_for(path: Path, where: str, kwargs: dict[str, Any]) -> str:
+    """The file the engine loads for the resolved artifact `path`: the artifact, or its package
+    compiled for this machine.
 
     A TorchScript artifact with runtime="aoti" (or precision="int8", from the int8
     calibration beside it) is compiled on first use into the cache (`compile_command`,
     progress shown); a `.pt2` is used as is.
     """
-    from ..bundled import resolve
-
-    path = resolve(model, where)
     int8 = kwargs.get("precision") == "int8"
     if path.suffix == ".pt2" or (not int8 and kwargs.get("runtime") != "aoti"):
         return str(path)

@@ -103,7 +103,7 @@ class Tiered:
         if precision == "int8" or runtime != "auto":
             # Asked for by name: built now (an int8 or aoti compile shows its progress).
             chosen = dict(settings, precision=choice.precision)
-            self._engine = built(compiled_for(model, where, chosen), choice.precision)
+            self._engine = built(compiled_for(path, where, chosen), choice.precision)
             return lambda: None
         if choice.runtime != "aoti":
             self._engine = built(path, choice.precision)
